@@ -1,0 +1,83 @@
+# dagform — build, test and demo targets. Everything the tests need is installed here,
+# into git-ignored folders, so a fresh machine needs nothing but Rust and Python 3.
+
+SHELL          := /bin/bash
+PYTHON         ?= python3
+VENV           := .venv
+MOTO_VERSION   := 5.2.5
+MOTO_SERVER    := $(VENV)/bin/moto_server
+EMULATOR_DIR   := .emulator
+EMULATOR_PORT  ?= 4566
+EMULATOR_URL   := http://127.0.0.1:$(EMULATOR_PORT)
+CARGO          ?= cargo
+DEMO_CONFIG    := examples/multi-customer/dagform.toml
+DEMO_STATE     := state/demo-task-manager.json
+DAGFORM        := target/debug/dagform
+
+export DAGFORM_MOTO_SERVER := $(abspath $(MOTO_SERVER))
+
+.PHONY: all build test unit e2e lint fmt demo demo-destroy emulator emulator-stop bench clean emulator-deps
+
+all: build
+
+build:
+	$(CARGO) build --workspace
+
+## The AWS emulator (moto in server mode), pinned, in a private virtual environment.
+emulator-deps: $(MOTO_SERVER)
+
+$(MOTO_SERVER):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	@test -x $(MOTO_SERVER)
+
+## Every test: unit tests of the engine and end-to-end tests against private emulators.
+test: emulator-deps
+	$(CARGO) test --workspace --no-fail-fast
+
+unit:
+	$(CARGO) test --workspace --exclude dagform-e2e
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## A long-lived emulator for the demo, on $(EMULATOR_PORT).
+emulator: emulator-deps
+	@mkdir -p $(EMULATOR_DIR)
+	@if curl -sf $(EMULATOR_URL)/moto-api/ >/dev/null 2>&1; then \
+	  echo "emulator already running at $(EMULATOR_URL)"; \
+	else \
+	  MOTO_IAM_LOAD_MANAGED_POLICIES=true MOTO_ACM_VALIDATION_WAIT=2 \
+	    nohup $(MOTO_SERVER) -H 127.0.0.1 -p $(EMULATOR_PORT) > $(EMULATOR_DIR)/moto.log 2>&1 & \
+	  echo $$! > $(EMULATOR_DIR)/moto.pid; \
+	  for i in $$(seq 1 100); do curl -sf $(EMULATOR_URL)/moto-api/ >/dev/null 2>&1 && break; sleep 0.2; done; \
+	  curl -sf $(EMULATOR_URL)/moto-api/ >/dev/null || { echo "emulator failed to start, see $(EMULATOR_DIR)/moto.log"; exit 1; }; \
+	  echo "emulator running at $(EMULATOR_URL) (pid $$(cat $(EMULATOR_DIR)/moto.pid))"; \
+	fi
+
+emulator-stop:
+	@if [ -f $(EMULATOR_DIR)/moto.pid ]; then kill $$(cat $(EMULATOR_DIR)/moto.pid) 2>/dev/null || true; rm -f $(EMULATOR_DIR)/moto.pid; echo "emulator stopped"; else echo "no emulator started by make"; fi
+
+## The main job: provision the multi-customer example against the local emulator.
+demo: emulator build
+	@AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+	  $(DAGFORM) emulator-setup -f $(DEMO_CONFIG)
+	AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+	  $(DAGFORM) provision -f $(DEMO_CONFIG) --state $(DEMO_STATE) --yes
+	@AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+	  $(DAGFORM) output -f $(DEMO_CONFIG) --state $(DEMO_STATE)
+
+demo-destroy: emulator build
+	AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+	  $(DAGFORM) destroy -f $(DEMO_CONFIG) --state $(DEMO_STATE) --yes
+
+bench: emulator-deps
+	$(CARGO) bench -p dagform-e2e
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) $(EMULATOR_DIR)

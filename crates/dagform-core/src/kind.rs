@@ -1,0 +1,209 @@
+//! The interface every resource type implements, and the registry of them.
+
+use crate::address::Address;
+use crate::error::ResourceError;
+use async_trait::async_trait;
+use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Resolved properties: every reference replaced by the referenced output.
+pub type Properties = Map<String, Json>;
+/// Outputs of an applied resource (`id`, `arn`, `dns_name`…).
+pub type Outputs = Map<String, Json>;
+
+/// The result of a create or an update: the physical id and the outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub id: String,
+    pub outputs: Outputs,
+}
+
+impl Applied {
+    pub fn new(id: impl Into<String>) -> Self {
+        let id = id.into();
+        let mut outputs = Outputs::new();
+        outputs.insert("id".into(), Json::String(id.clone()));
+        Self { id, outputs }
+    }
+
+    pub fn output(mut self, name: &str, value: impl Into<Json>) -> Self {
+        self.outputs.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// What `read` saw of a live object: its properties in the same shape as the desired ones,
+/// and its outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub properties: Properties,
+    pub outputs: Outputs,
+}
+
+/// An existing object as recorded in the state.
+#[derive(Debug, Clone, Copy)]
+pub struct Current<'a> {
+    pub id: &'a str,
+    pub properties: &'a Properties,
+    pub outputs: &'a Outputs,
+}
+
+/// How long and how often a kind polls while it waits for AWS.
+#[derive(Debug, Clone, Copy)]
+pub struct PollSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// What an operation knows of where it runs.
+#[derive(Debug, Clone)]
+pub struct OpContext {
+    pub stack: String,
+    pub address: Address,
+    pub poll: PollSettings,
+}
+
+impl OpContext {
+    /// Tags every object dagform creates carries, so it can be found again.
+    pub fn tags(&self) -> Vec<(String, String)> {
+        vec![
+            ("dagform:stack".to_string(), self.stack.clone()),
+            ("dagform:address".to_string(), self.address.to_string()),
+        ]
+    }
+
+    /// Polls `check` every `poll.interval` until it yields a value, fails, or `poll.timeout`
+    /// passes. Transient errors from `check` are polled through.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut check: F) -> Result<T, ResourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, ResourceError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.poll.timeout;
+        loop {
+            match check().await {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => {}
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(address = %self.address, "still waiting for {what}: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ResourceError::Timeout(format!(
+                    "{what} after {}",
+                    humanize(self.poll.timeout)
+                )));
+            }
+            tokio::time::sleep(self.poll.interval).await;
+        }
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// One resource type: how to create, read, update and delete it, and which property changes
+/// force a replacement.
+#[async_trait]
+pub trait ResourceKind: Send + Sync {
+    /// The kind's name as used in the graph, e.g. `aws_vpc`.
+    fn name(&self) -> &'static str;
+
+    /// Whether changing `property` needs a new object rather than an in-place update.
+    fn forces_replacement(&self, property: &str) -> bool;
+
+    /// Whether a replacement creates the new object before deleting the old one.
+    fn create_before_destroy(&self) -> bool {
+        false
+    }
+
+    /// A data source only looks up an object it does not own: `create` reads it, `delete`
+    /// forgets it and AWS is never changed.
+    fn is_data_source(&self) -> bool {
+        false
+    }
+
+    /// Properties whose values are secret: shown as a hash in plans and kept out of the state.
+    fn sensitive_properties(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError>;
+
+    /// Reads the live object; `None` when it no longer exists.
+    async fn read(
+        &self,
+        ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError>;
+
+    /// Changes the object in place; `changed` names the top-level properties that differ.
+    async fn update(
+        &self,
+        ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        changed: &[String],
+    ) -> Result<Applied, ResourceError>;
+
+    /// Deletes the object; an object already gone is success.
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError>;
+
+    /// Finds an object created for `ctx.address` whose id never reached the state (the run was
+    /// killed mid-create), so it can be adopted instead of leaked or duplicated.
+    async fn find(
+        &self,
+        _ctx: &OpContext,
+        _props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        Ok(None)
+    }
+}
+
+/// The resource kinds a run knows, by name.
+#[derive(Clone, Default)]
+pub struct Kinds {
+    by_name: HashMap<&'static str, Arc<dyn ResourceKind>>,
+}
+
+impl Kinds {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, kind: Arc<dyn ResourceKind>) {
+        self.by_name.insert(kind.name(), kind);
+    }
+
+    pub fn with(mut self, kind: Arc<dyn ResourceKind>) -> Self {
+        self.register(kind);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn ResourceKind>> {
+        self.by_name.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.by_name.keys().copied()
+    }
+}

@@ -1,0 +1,681 @@
+//! The reconciler: executes a plan by walking the DAG concurrently, recording every result in
+//! the state before moving on.
+//!
+//! A plan becomes a graph of steps (create, update, delete…). A step starts as soon as every
+//! step it waits for has succeeded, with at most `parallelism` in flight; a failure skips only
+//! the steps that wait on it. Deletes are ordered by the dependencies recorded in the state, so
+//! a node removed from the configuration still goes after its dependents.
+
+use crate::address::Address;
+use crate::error::{Error, ResourceError};
+use crate::graph::ResourceGraph;
+use crate::kind::{Applied, Current, Kinds, OpContext, PollSettings, Properties, ResourceKind};
+use crate::plan::{Action, Plan, resolve_properties};
+use crate::state::{DeposedObject, ResourceState, ResourceStatus, StateStore, redact};
+use backon::{ExponentialBuilder, Retryable};
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// One call the reconciler makes for one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    Read,
+    Create,
+    Update,
+    Delete,
+    /// Delete the object a create-before-destroy replacement left behind.
+    DeleteDeposed,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Read => "read",
+            Step::Create => "create",
+            Step::Update => "update",
+            Step::Delete => "delete",
+            Step::DeleteDeposed => "delete old",
+        })
+    }
+}
+
+/// Progress, for the command line to render.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub address: Address,
+    pub step: Step,
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone)]
+pub enum Phase {
+    Started,
+    Retrying { error: String, delay: Duration },
+    Succeeded { elapsed: Duration },
+    Failed { error: String },
+    Skipped { because: Address },
+}
+
+/// Retries of transient errors: exponential backoff with jitter, bounded in total time.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(20),
+            max_elapsed: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub stack: String,
+    pub parallelism: usize,
+    pub retry: RetryPolicy,
+    pub poll: PollSettings,
+    /// Once cancelled, nothing new starts; steps in flight finish and are recorded.
+    pub cancel: CancellationToken,
+    pub events: Option<UnboundedSender<Event>>,
+}
+
+impl ApplyOptions {
+    pub fn new(stack: impl Into<String>) -> Self {
+        Self {
+            stack: stack.into(),
+            parallelism: 10,
+            retry: RetryPolicy::default(),
+            poll: PollSettings::default(),
+            cancel: CancellationToken::new(),
+            events: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub address: Address,
+    pub step: Step,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    pub succeeded: Vec<(Address, Step)>,
+    pub failed: Vec<Failure>,
+    pub skipped: Vec<(Address, Step)>,
+    /// Steps never started because the run was cancelled.
+    pub not_started: usize,
+    pub cancelled: bool,
+}
+
+impl ApplyReport {
+    pub fn is_success(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty() && !self.cancelled
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Op {
+    address: Address,
+    step: Step,
+}
+
+/// Builds the graph of steps: an edge a → b means b waits for a.
+fn step_graph(
+    plan: &Plan,
+    graph: &ResourceGraph,
+    store: &StateStore,
+) -> Result<DiGraph<Op, ()>, Error> {
+    let state = store.state();
+    let mut g = DiGraph::<Op, ()>::new();
+    let mut index: HashMap<(Address, Step), NodeIndex> = HashMap::new();
+    let mut add = |g: &mut DiGraph<Op, ()>, address: &Address, step: Step| {
+        let i = g.add_node(Op {
+            address: address.clone(),
+            step,
+        });
+        index.insert((address.clone(), step), i);
+        i
+    };
+    let mut apply_of: HashMap<Address, NodeIndex> = HashMap::new();
+    let mut delete_of: HashMap<Address, (NodeIndex, bool)> = HashMap::new();
+    let mut deposed_of: HashMap<Address, NodeIndex> = HashMap::new();
+    for r in &plan.resources {
+        let a = &r.address;
+        match r.action {
+            Action::NoOp => {}
+            Action::Read => {
+                apply_of.insert(a.clone(), add(&mut g, a, Step::Read));
+            }
+            Action::Create => {
+                apply_of.insert(a.clone(), add(&mut g, a, Step::Create));
+            }
+            Action::Update => {
+                apply_of.insert(a.clone(), add(&mut g, a, Step::Update));
+            }
+            Action::Delete => {
+                delete_of.insert(a.clone(), (add(&mut g, a, Step::Delete), true));
+            }
+            Action::Replace if r.create_before_destroy => {
+                let c = add(&mut g, a, Step::Create);
+                let d = add(&mut g, a, Step::DeleteDeposed);
+                g.add_edge(c, d, ());
+                apply_of.insert(a.clone(), c);
+                deposed_of.insert(a.clone(), d);
+            }
+            Action::Replace => {
+                let d = add(&mut g, a, Step::Delete);
+                let c = add(&mut g, a, Step::Create);
+                g.add_edge(d, c, ());
+                apply_of.insert(a.clone(), c);
+                delete_of.insert(a.clone(), (d, false));
+            }
+        }
+        if r.deposed > 0 && !deposed_of.contains_key(a) && r.action != Action::Delete {
+            deposed_of.insert(a.clone(), add(&mut g, a, Step::DeleteDeposed));
+        }
+    }
+    // Creates and updates follow the desired graph.
+    for (a, &i) in &apply_of {
+        for dep in graph.dependencies(a) {
+            if let Some(&j) = apply_of.get(dep) {
+                g.add_edge(j, i, ());
+            }
+        }
+    }
+    // Deletes follow the recorded dependencies, in reverse: dependents go first.
+    for (dependent, record) in &state.resources {
+        for dep in &record.dependencies {
+            if let Some(&(d, pure_delete)) = delete_of.get(dep) {
+                if let Some(&(e, _)) = delete_of.get(dependent) {
+                    g.add_edge(e, d, ());
+                } else if let Some(&u) = apply_of.get(dependent).filter(|_| pure_delete) {
+                    // A node that stops using `dep` is updated before `dep` goes.
+                    g.add_edge(u, d, ());
+                }
+            }
+            if let Some(&d) = deposed_of.get(dep) {
+                if let Some(&(e, _)) = delete_of.get(dependent) {
+                    g.add_edge(e, d, ());
+                }
+            }
+        }
+    }
+    // An old object goes only once everything that used it points at its replacement.
+    for (a, &d) in &deposed_of {
+        for dependent in graph.dependents(a) {
+            if let Some(&u) = apply_of.get(dependent) {
+                g.add_edge(u, d, ());
+            }
+        }
+    }
+    if let Err(cycle) = petgraph::algo::toposort(&g, None) {
+        let op = &g[cycle.node_id()];
+        return Err(Error::Plan {
+            address: op.address.clone(),
+            message: format!("the steps of this plan wait on each other ({} is in a cycle)", op.step),
+        });
+    }
+    Ok(g)
+}
+
+type StepResult = (NodeIndex, Result<Option<Applied>, ResourceError>, Duration);
+
+/// Executes `plan`, recording each result in `store` as it lands.
+pub async fn apply(
+    plan: &Plan,
+    graph: &ResourceGraph,
+    kinds: &Kinds,
+    store: &mut StateStore,
+    options: &ApplyOptions,
+) -> Result<ApplyReport, Error> {
+    let steps = step_graph(plan, graph, store)?;
+    let changes: HashMap<&Address, Vec<String>> = plan
+        .resources
+        .iter()
+        .map(|r| {
+            (
+                &r.address,
+                r.changes.iter().map(|c| c.property.clone()).collect(),
+            )
+        })
+        .collect();
+    let mut waiting: HashMap<NodeIndex, usize> = steps
+        .node_indices()
+        .map(|n| (n, steps.neighbors_directed(n, Direction::Incoming).count()))
+        .collect();
+    let mut ready: VecDeque<NodeIndex> = {
+        let mut v: Vec<NodeIndex> = waiting
+            .iter()
+            .filter(|(_, w)| **w == 0)
+            .map(|(&n, _)| n)
+            .collect();
+        v.sort_by(|a, b| steps[*a].address.cmp(&steps[*b].address));
+        v.into()
+    };
+    let mut report = ApplyReport::default();
+    let mut done: HashSet<NodeIndex> = HashSet::new();
+    // What a failed create must restore: the record it replaced, if any.
+    let mut before_create: HashMap<NodeIndex, Option<ResourceState>> = HashMap::new();
+    let mut running: JoinSet<StepResult> = JoinSet::new();
+    let parallelism = options.parallelism.max(1);
+
+    loop {
+        while running.len() < parallelism && !options.cancel.is_cancelled() {
+            let Some(n) = ready.pop_front() else { break };
+            let op = steps[n].clone();
+            emit(options, &op, Phase::Started);
+            match prepare(&op, graph, kinds, store, &changes, options) {
+                Ok((call, previous)) => {
+                    if op.step == Step::Create {
+                        before_create.insert(n, previous);
+                    }
+                    running.spawn(async move {
+                        let started = Instant::now();
+                        let result = call.await;
+                        (n, result, started.elapsed())
+                    });
+                }
+                Err(e) => {
+                    finish_failed(&steps, n, e.to_string(), &mut done, &mut report, options);
+                }
+            }
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (n, result, elapsed) = joined.expect("a step panicked");
+        let op = steps[n].clone();
+        match result {
+            Ok(applied) => {
+                record_success(&op, applied, graph, kinds, store)?;
+                emit(options, &op, Phase::Succeeded { elapsed });
+                report.succeeded.push((op.address.clone(), op.step));
+                done.insert(n);
+                let mut next: Vec<NodeIndex> = steps
+                    .neighbors_directed(n, Direction::Outgoing)
+                    .collect();
+                next.sort_by(|a, b| steps[*a].address.cmp(&steps[*b].address));
+                next.dedup();
+                for m in next {
+                    let w = waiting.get_mut(&m).expect("known step");
+                    *w -= 1;
+                    if *w == 0 && !done.contains(&m) {
+                        ready.push_back(m);
+                    }
+                }
+            }
+            Err(e) => {
+                if op.step == Step::Create {
+                    // Nothing was created: the state goes back to what exists.
+                    match before_create.remove(&n).flatten() {
+                        Some(previous) => store.put(op.address.clone(), previous)?,
+                        None => store.remove(&op.address)?,
+                    }
+                }
+                finish_failed(&steps, n, e.to_string(), &mut done, &mut report, options);
+            }
+        }
+    }
+    if options.cancel.is_cancelled() {
+        report.cancelled = true;
+        report.not_started = steps.node_count() - done.len();
+    }
+    store.persist()?;
+    Ok(report)
+}
+
+fn emit(options: &ApplyOptions, op: &Op, phase: Phase) {
+    if let Some(tx) = &options.events {
+        let _ = tx.send(Event {
+            address: op.address.clone(),
+            step: op.step,
+            phase,
+        });
+    }
+}
+
+/// Records a failure and skips everything that waits on it, transitively.
+fn finish_failed(
+    steps: &DiGraph<Op, ()>,
+    n: NodeIndex,
+    error: String,
+    done: &mut HashSet<NodeIndex>,
+    report: &mut ApplyReport,
+    options: &ApplyOptions,
+) {
+    let op = &steps[n];
+    tracing::error!(address = %op.address, step = %op.step, "{error}");
+    emit(options, op, Phase::Failed { error: error.clone() });
+    report.failed.push(Failure {
+        address: op.address.clone(),
+        step: op.step,
+        error,
+    });
+    done.insert(n);
+    let mut stack: Vec<NodeIndex> = steps.neighbors_directed(n, Direction::Outgoing).collect();
+    while let Some(m) = stack.pop() {
+        if done.insert(m) {
+            let skipped = &steps[m];
+            emit(
+                options,
+                skipped,
+                Phase::Skipped {
+                    because: op.address.clone(),
+                },
+            );
+            report.skipped.push((skipped.address.clone(), skipped.step));
+            stack.extend(steps.neighbors_directed(m, Direction::Outgoing));
+        }
+    }
+}
+
+type Call = std::pin::Pin<Box<dyn Future<Output = Result<Option<Applied>, ResourceError>> + Send>>;
+
+/// Resolves what a step needs, records the intent of a create, and returns the call.
+fn prepare(
+    op: &Op,
+    graph: &ResourceGraph,
+    kinds: &Kinds,
+    store: &mut StateStore,
+    changes: &HashMap<&Address, Vec<String>>,
+    options: &ApplyOptions,
+) -> Result<(Call, Option<ResourceState>), Error> {
+    let recorded = store.state().get(&op.address).cloned();
+    let kind_name = match (graph.get(&op.address), &recorded) {
+        (Some(n), _) if matches!(op.step, Step::Create | Step::Update | Step::Read) => {
+            n.kind.clone()
+        }
+        (_, Some(r)) => r.kind.clone(),
+        (Some(n), None) => n.kind.clone(),
+        (None, None) => {
+            return Err(Error::Plan {
+                address: op.address.clone(),
+                message: "neither desired nor recorded".into(),
+            });
+        }
+    };
+    let kind: Arc<dyn ResourceKind> =
+        kinds
+            .get(&kind_name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownKind {
+                address: op.address.clone(),
+                kind: kind_name.clone(),
+            })?;
+    let ctx = OpContext {
+        stack: options.stack.clone(),
+        address: op.address.clone(),
+        poll: options.poll,
+    };
+    let desired = || -> Result<Properties, Error> {
+        let node = graph.get(&op.address).expect("desired node");
+        resolve_properties(&node.properties, store.state()).map_err(|r| Error::Plan {
+            address: op.address.clone(),
+            message: format!("`{r}` is not known: its node has not been applied"),
+        })
+    };
+    let retry = options.retry;
+    let events = options.events.clone();
+    let (address, step) = (op.address.clone(), op.step);
+    let notify = move |e: &ResourceError, delay: Duration| {
+        tracing::warn!(%address, %step, "retrying in {delay:?}: {e}");
+        if let Some(tx) = &events {
+            let _ = tx.send(Event {
+                address: address.clone(),
+                step,
+                phase: Phase::Retrying {
+                    error: e.to_string(),
+                    delay,
+                },
+            });
+        }
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(retry.min_delay)
+        .with_max_delay(retry.max_delay)
+        .with_total_delay(Some(retry.max_elapsed))
+        .without_max_times();
+
+    let mut previous = None;
+    let call: Call = match op.step {
+        Step::Read | Step::Create => {
+            let props = desired()?;
+            let adopt = recorded
+                .as_ref()
+                .is_some_and(|r| r.status == ResourceStatus::Creating);
+            let mut deposed = recorded.as_ref().map(|r| r.deposed.clone()).unwrap_or_default();
+            if let Some(r) = recorded.as_ref().filter(|r| r.status == ResourceStatus::Ready) {
+                // Create-before-destroy: the old object stays recorded until it is deleted.
+                deposed.push(DeposedObject {
+                    id: r.id.clone().unwrap_or_default(),
+                    properties: r.properties.clone(),
+                    outputs: r.outputs.clone(),
+                });
+            }
+            previous = recorded.clone();
+            store.put(
+                op.address.clone(),
+                ResourceState {
+                    kind: kind_name,
+                    status: ResourceStatus::Creating,
+                    id: None,
+                    properties: redact(&props, kind.sensitive_properties()),
+                    outputs: Default::default(),
+                    dependencies: graph.dependencies(&op.address).into_iter().cloned().collect(),
+                    deposed,
+                },
+            )?;
+            let props = Arc::new(props);
+            Box::pin(async move {
+                if adopt {
+                    if let Some(found) = kind.find(&ctx, &props).await? {
+                        tracing::info!(address = %ctx.address, id = %found.id, "adopted an object an interrupted run created");
+                        return Ok(Some(found));
+                    }
+                }
+                (|| {
+                    let (kind, ctx, props) = (kind.clone(), ctx.clone(), props.clone());
+                    async move { kind.create(&ctx, &props).await }
+                })
+                .retry(backoff)
+                .sleep(tokio::time::sleep)
+                .when(ResourceError::is_transient)
+                .notify(notify)
+                .await
+                .map(Some)
+            })
+        }
+        Step::Update => {
+            let props = Arc::new(desired()?);
+            let record = recorded.ok_or_else(|| Error::Plan {
+                address: op.address.clone(),
+                message: "update of a resource the state does not hold".into(),
+            })?;
+            let changed = Arc::new(changes.get(&op.address).cloned().unwrap_or_default());
+            let record = Arc::new(record);
+            Box::pin(async move {
+                (|| {
+                    let (kind, ctx, props, record, changed) = (
+                        kind.clone(),
+                        ctx.clone(),
+                        props.clone(),
+                        record.clone(),
+                        changed.clone(),
+                    );
+                    async move {
+                        let current = Current {
+                            id: record.id.as_deref().unwrap_or_default(),
+                            properties: &record.properties,
+                            outputs: &record.outputs,
+                        };
+                        kind.update(&ctx, current, &props, &changed).await
+                    }
+                })
+                .retry(backoff)
+                .sleep(tokio::time::sleep)
+                .when(ResourceError::is_transient)
+                .notify(notify)
+                .await
+                .map(Some)
+            })
+        }
+        Step::Delete | Step::DeleteDeposed => {
+            let targets: Vec<DeposedObject> = match (&recorded, op.step) {
+                (Some(r), Step::DeleteDeposed) => r.deposed.clone(),
+                (Some(r), _) if r.id.is_some() => vec![DeposedObject {
+                    id: r.id.clone().unwrap_or_default(),
+                    properties: r.properties.clone(),
+                    outputs: r.outputs.clone(),
+                }],
+                // A create that never got an id: look for what it may have made.
+                (Some(r), _) => vec![DeposedObject {
+                    id: String::new(),
+                    properties: r.properties.clone(),
+                    outputs: Default::default(),
+                }],
+                (None, _) => vec![],
+            };
+            let targets = Arc::new(targets);
+            Box::pin(async move {
+                for t in targets.iter() {
+                    let mut object = t.clone();
+                    if object.id.is_empty() {
+                        match kind.find(&ctx, &object.properties).await? {
+                            Some(found) => {
+                                object.id = found.id;
+                                object.outputs = found.outputs;
+                            }
+                            None => continue,
+                        }
+                    }
+                    let object = Arc::new(object);
+                    (|| {
+                        let (kind, ctx, object) = (kind.clone(), ctx.clone(), object.clone());
+                        async move {
+                            let current = Current {
+                                id: &object.id,
+                                properties: &object.properties,
+                                outputs: &object.outputs,
+                            };
+                            kind.delete(&ctx, current).await
+                        }
+                    })
+                    .retry(backoff)
+                    .sleep(tokio::time::sleep)
+                    .when(ResourceError::is_transient)
+                    .notify(notify.clone())
+                    .await?;
+                }
+                Ok(None)
+            })
+        }
+    };
+    Ok((call, previous))
+}
+
+fn record_success(
+    op: &Op,
+    applied: Option<Applied>,
+    graph: &ResourceGraph,
+    kinds: &Kinds,
+    store: &mut StateStore,
+) -> Result<(), Error> {
+    let recorded = store.state().get(&op.address).cloned();
+    match op.step {
+        Step::Read | Step::Create | Step::Update => {
+            let node = graph.get(&op.address).expect("desired node");
+            let applied = applied.expect("create and update return the object");
+            let kind = kinds.get(&node.kind).expect("checked when prepared");
+            let props = resolve_properties(&node.properties, store.state())
+                .expect("resolved when prepared");
+            store.put(
+                op.address.clone(),
+                ResourceState {
+                    kind: node.kind.clone(),
+                    status: ResourceStatus::Ready,
+                    id: Some(applied.id),
+                    properties: redact(&props, kind.sensitive_properties()),
+                    outputs: applied.outputs,
+                    dependencies: graph.dependencies(&op.address).into_iter().cloned().collect(),
+                    deposed: recorded.map(|r| r.deposed).unwrap_or_default(),
+                },
+            )
+        }
+        Step::Delete => store.remove(&op.address),
+        Step::DeleteDeposed => match recorded {
+            Some(mut r) => {
+                r.deposed.clear();
+                store.put(op.address.clone(), r)
+            }
+            None => Ok(()),
+        },
+    }
+}
+
+/// Reads every recorded resource (within `scope`) from AWS, concurrently within the bound.
+pub async fn read_live(
+    store_state: &crate::state::State,
+    kinds: &Kinds,
+    options: &ApplyOptions,
+    scope: impl Fn(&Address) -> bool,
+) -> Result<crate::plan::LiveView, Error> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.parallelism.max(1)));
+    let mut set = JoinSet::new();
+    for (address, record) in &store_state.resources {
+        if record.status != ResourceStatus::Ready || !scope(address) {
+            continue;
+        }
+        let Some(kind) = kinds.get(&record.kind).cloned() else {
+            return Err(Error::UnknownKind {
+                address: address.clone(),
+                kind: record.kind.clone(),
+            });
+        };
+        if kind.is_data_source() {
+            continue;
+        }
+        let (address, record, semaphore) = (address.clone(), record.clone(), semaphore.clone());
+        let ctx = OpContext {
+            stack: options.stack.clone(),
+            address: address.clone(),
+            poll: options.poll,
+        };
+        set.spawn(async move {
+            let _permit = semaphore.acquire().await.expect("never closed");
+            let current = Current {
+                id: record.id.as_deref().unwrap_or_default(),
+                properties: &record.properties,
+                outputs: &record.outputs,
+            };
+            let observed = kind.read(&ctx, current).await;
+            (address, observed)
+        });
+    }
+    let mut live = BTreeMap::new();
+    while let Some(joined) = set.join_next().await {
+        let (address, observed) = joined.expect("a read panicked");
+        match observed {
+            Ok(o) => {
+                live.insert(address, o);
+            }
+            Err(source) => return Err(Error::Refresh { address, source }),
+        }
+    }
+    Ok(live)
+}

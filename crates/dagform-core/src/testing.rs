@@ -1,0 +1,333 @@
+//! An in-memory cloud and resource kind, for testing the engine without AWS.
+//!
+//! The cloud behaves like a strict provider: deleting an object another object still refers to
+//! fails with a transient "dependency violation", and creating with a reference to a missing
+//! object fails, so ordering mistakes show up as test failures. It records every call and the
+//! highest number of calls in flight at once.
+
+use crate::address::Address;
+use crate::error::ResourceError;
+use crate::kind::{Applied, Current, Observed, OpContext, Properties, ResourceKind};
+use async_trait::async_trait;
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub kind: String,
+    pub address: Address,
+    pub properties: Properties,
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub address: Address,
+    pub operation: &'static str,
+    pub started: Instant,
+    pub ended: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    objects: BTreeMap<String, StoredObject>,
+    next_id: u64,
+    calls: Vec<Call>,
+    in_flight: usize,
+    max_in_flight: usize,
+    /// Address → remaining transient failures before calls succeed.
+    transient_failures: HashMap<Address, usize>,
+    /// Addresses whose calls always fail.
+    broken: HashMap<Address, String>,
+}
+
+/// A shared in-memory "cloud".
+#[derive(Debug, Default)]
+pub struct MemoryCloud {
+    inner: Mutex<Inner>,
+    latency: Mutex<Duration>,
+}
+
+impl MemoryCloud {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn with_latency(latency: Duration) -> Arc<Self> {
+        let c = Self::default();
+        *c.latency.lock().unwrap() = latency;
+        Arc::new(c)
+    }
+
+    pub fn fail_transiently(&self, address: &str, times: usize) {
+        self.lock().transient_failures.insert(address.into(), times);
+    }
+
+    pub fn break_resource(&self, address: &str, message: &str) {
+        self.lock().broken.insert(address.into(), message.into());
+    }
+
+    pub fn repair(&self, address: &str) {
+        self.lock().broken.remove(&Address::from(address));
+    }
+
+    pub fn objects(&self) -> BTreeMap<String, StoredObject> {
+        self.lock().objects.clone()
+    }
+
+    pub fn object_at(&self, address: &str) -> Option<(String, StoredObject)> {
+        self.lock()
+            .objects
+            .iter()
+            .find(|(_, o)| o.address.as_str() == address)
+            .map(|(id, o)| (id.clone(), o.clone()))
+    }
+
+    /// Changes an object behind dagform's back (drift).
+    pub fn set_property(&self, id: &str, key: &str, value: Json) {
+        if let Some(o) = self.lock().objects.get_mut(id) {
+            o.properties.insert(key.into(), value);
+        }
+    }
+
+    /// Deletes an object behind dagform's back.
+    pub fn remove(&self, id: &str) {
+        self.lock().objects.remove(id);
+    }
+
+    /// Creates an object as if an interrupted run had done so.
+    pub fn insert(&self, kind: &str, address: &str, properties: Properties) -> String {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = format!("{kind}-{}", inner.next_id);
+        inner.objects.insert(
+            id.clone(),
+            StoredObject {
+                kind: kind.into(),
+                address: address.into(),
+                properties,
+            },
+        );
+        id
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.lock().max_in_flight
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("memory cloud lock")
+    }
+
+    async fn call<T>(
+        &self,
+        address: &Address,
+        operation: &'static str,
+        body: impl FnOnce(&mut Inner) -> Result<T, ResourceError>,
+    ) -> Result<T, ResourceError> {
+        let started = Instant::now();
+        {
+            let mut inner = self.lock();
+            inner.in_flight += 1;
+            inner.max_in_flight = inner.max_in_flight.max(inner.in_flight);
+        }
+        let latency = *self.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let mut inner = self.lock();
+        inner.in_flight -= 1;
+        inner.calls.push(Call {
+            address: address.clone(),
+            operation,
+            started,
+            ended: Instant::now(),
+        });
+        if let Some(message) = inner.broken.get(address) {
+            return Err(ResourceError::Failed(message.clone()));
+        }
+        if let Some(n) = inner.transient_failures.get_mut(address) {
+            if *n > 0 {
+                *n -= 1;
+                return Err(ResourceError::Transient("throttled, try again".into()));
+            }
+        }
+        body(&mut inner)
+    }
+}
+
+fn mentions(props: &Properties, id: &str) -> bool {
+    fn walk(v: &Json, id: &str) -> bool {
+        match v {
+            Json::String(s) => s == id,
+            Json::Array(a) => a.iter().any(|x| walk(x, id)),
+            Json::Object(o) => o.values().any(|x| walk(x, id)),
+            _ => false,
+        }
+    }
+    props.values().any(|v| walk(v, id))
+}
+
+/// A resource kind stored in a [`MemoryCloud`]. Property values that look like ids of other
+/// objects (`<kind>-<n>`) are references the cloud enforces.
+pub struct MemoryKind {
+    pub name: &'static str,
+    pub replace_on: Vec<&'static str>,
+    pub create_before_destroy: bool,
+    pub data_source: bool,
+    pub sensitive: &'static [&'static str],
+    pub cloud: Arc<MemoryCloud>,
+}
+
+impl MemoryKind {
+    pub fn new(name: &'static str, cloud: &Arc<MemoryCloud>) -> Self {
+        Self {
+            name,
+            replace_on: Vec::new(),
+            create_before_destroy: false,
+            data_source: false,
+            sensitive: &[],
+            cloud: cloud.clone(),
+        }
+    }
+
+    pub fn replace_on(mut self, props: &[&'static str]) -> Self {
+        self.replace_on = props.to_vec();
+        self
+    }
+
+    pub fn create_before_destroy(mut self) -> Self {
+        self.create_before_destroy = true;
+        self
+    }
+
+    pub fn sensitive(mut self, props: &'static [&'static str]) -> Self {
+        self.sensitive = props;
+        self
+    }
+
+    fn applied(id: &str) -> Applied {
+        Applied::new(id).output("arn", format!("arn:memory:{id}"))
+    }
+}
+
+#[async_trait]
+impl ResourceKind for MemoryKind {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn forces_replacement(&self, property: &str) -> bool {
+        self.replace_on.contains(&property)
+    }
+
+    fn create_before_destroy(&self) -> bool {
+        self.create_before_destroy
+    }
+
+    fn is_data_source(&self) -> bool {
+        self.data_source
+    }
+
+    fn sensitive_properties(&self) -> &'static [&'static str] {
+        self.sensitive
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let kind = self.name;
+        self.cloud
+            .call(&ctx.address, "create", |inner| {
+                for v in props.values() {
+                    if let Some(s) = v.as_str().filter(|s| s.contains('-')) {
+                        let looks_like_id = s.rsplit_once('-').is_some_and(|(_, n)| {
+                            !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
+                        });
+                        if looks_like_id && !inner.objects.contains_key(s) {
+                            return Err(ResourceError::Failed(format!("{s} does not exist")));
+                        }
+                    }
+                }
+                inner.next_id += 1;
+                let id = format!("{kind}-{}", inner.next_id);
+                inner.objects.insert(
+                    id.clone(),
+                    StoredObject {
+                        kind: kind.into(),
+                        address: ctx.address.clone(),
+                        properties: props.clone(),
+                    },
+                );
+                Ok(Self::applied(&id))
+            })
+            .await
+    }
+
+    async fn read(
+        &self,
+        ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        self.cloud
+            .call(&ctx.address, "read", |inner| {
+                Ok(inner.objects.get(current.id).map(|o| Observed {
+                    properties: o.properties.clone(),
+                    outputs: Self::applied(current.id).outputs,
+                }))
+            })
+            .await
+    }
+
+    async fn update(
+        &self,
+        ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        _changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        self.cloud
+            .call(&ctx.address, "update", |inner| {
+                let o = inner
+                    .objects
+                    .get_mut(current.id)
+                    .ok_or_else(|| ResourceError::Failed(format!("{} is gone", current.id)))?;
+                o.properties = desired.clone();
+                Ok(Self::applied(current.id))
+            })
+            .await
+    }
+
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        self.cloud
+            .call(&ctx.address, "delete", |inner| {
+                if let Some((_, user)) = inner
+                    .objects
+                    .iter()
+                    .find(|(id, o)| id.as_str() != current.id && mentions(&o.properties, current.id))
+                {
+                    return Err(ResourceError::Transient(format!(
+                        "DependencyViolation: {} is used by {}",
+                        current.id, user.address
+                    )));
+                }
+                inner.objects.remove(current.id);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        _props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        Ok(self
+            .cloud
+            .object_at(ctx.address.as_str())
+            .map(|(id, _)| Self::applied(&id)))
+    }
+}

@@ -1,0 +1,211 @@
+//! Desired property values, which may refer to outputs of other nodes.
+
+use crate::address::Address;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A use of another node's output, such as `shared.vpc`'s `id`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Reference {
+    pub node: Address,
+    pub output: String,
+}
+
+impl Reference {
+    pub fn new(node: impl Into<Address>, output: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            output: output.into(),
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.node, self.output)
+    }
+}
+
+/// A desired property value: plain data, or a reference resolved when the referenced node
+/// has been applied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Data(Json),
+    Ref(Reference),
+    List(Vec<Value>),
+    Map(BTreeMap<String, Value>),
+}
+
+impl Value {
+    pub fn reference(node: impl Into<Address>, output: impl Into<String>) -> Self {
+        Value::Ref(Reference::new(node, output))
+    }
+
+    /// Every reference inside this value.
+    pub fn references(&self) -> Vec<&Reference> {
+        let mut out = Vec::new();
+        self.collect_references(&mut out);
+        out
+    }
+
+    fn collect_references<'a>(&'a self, out: &mut Vec<&'a Reference>) {
+        match self {
+            Value::Data(_) => {}
+            Value::Ref(r) => out.push(r),
+            Value::List(items) => items.iter().for_each(|v| v.collect_references(out)),
+            Value::Map(map) => map.values().for_each(|v| v.collect_references(out)),
+        }
+    }
+
+    /// Replaces every reference `lookup` can answer; the others stay references.
+    pub fn partially_resolve(&self, lookup: &dyn Fn(&Reference) -> Option<Json>) -> Value {
+        match self {
+            Value::Data(j) => Value::Data(j.clone()),
+            Value::Ref(r) => match lookup(r) {
+                Some(j) => Value::Data(j),
+                None => Value::Ref(r.clone()),
+            },
+            Value::List(items) => {
+                let items: Vec<Value> = items.iter().map(|v| v.partially_resolve(lookup)).collect();
+                if items.iter().all(|v| matches!(v, Value::Data(_))) {
+                    Value::Data(Json::Array(items.into_iter().map(Value::into_data).collect()))
+                } else {
+                    Value::List(items)
+                }
+            }
+            Value::Map(map) => {
+                let map: BTreeMap<String, Value> = map
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.partially_resolve(lookup)))
+                    .collect();
+                if map.values().all(|v| matches!(v, Value::Data(_))) {
+                    Value::Data(Json::Object(
+                        map.into_iter().map(|(k, v)| (k, v.into_data())).collect(),
+                    ))
+                } else {
+                    Value::Map(map)
+                }
+            }
+        }
+    }
+
+    /// The plain data, if no reference is left unresolved.
+    pub fn as_data(&self) -> Option<&Json> {
+        match self {
+            Value::Data(j) => Some(j),
+            _ => None,
+        }
+    }
+
+    fn into_data(self) -> Json {
+        match self {
+            Value::Data(j) => j,
+            _ => unreachable!("checked by the caller"),
+        }
+    }
+
+    /// The references still unresolved, for display ("known after apply").
+    pub fn unresolved(&self) -> BTreeSet<String> {
+        self.references().into_iter().map(|r| r.to_string()).collect()
+    }
+}
+
+impl From<Json> for Value {
+    fn from(j: Json) -> Self {
+        Value::Data(j)
+    }
+}
+
+impl From<Reference> for Value {
+    fn from(r: Reference) -> Self {
+        Value::Ref(r)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Data(Json::String(s.to_owned()))
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Data(Json::String(s))
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Data(Json::Bool(b))
+    }
+}
+
+impl From<i64> for Value {
+    fn from(n: i64) -> Self {
+        Value::Data(Json::from(n))
+    }
+}
+
+impl From<u32> for Value {
+    fn from(n: u32) -> Self {
+        Value::Data(Json::from(n))
+    }
+}
+
+impl From<u16> for Value {
+    fn from(n: u16) -> Self {
+        Value::Data(Json::from(n))
+    }
+}
+
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(items: Vec<T>) -> Self {
+        Value::List(items.into_iter().map(Into::into).collect()).partially_resolve(&|_| None)
+    }
+}
+
+impl<T: Into<Value>> From<BTreeMap<String, T>> for Value {
+    fn from(map: BTreeMap<String, T>) -> Self {
+        Value::Map(map.into_iter().map(|(k, v)| (k, v.into())).collect())
+            .partially_resolve(&|_| None)
+    }
+}
+
+/// Builds a map of desired properties: `props! { "cidr_block" => "10.0.0.0/16", "vpc_id" => vpc_ref }`.
+#[macro_export]
+macro_rules! props {
+    ($($key:expr => $value:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut map = ::std::collections::BTreeMap::<String, $crate::value::Value>::new();
+        $( map.insert(($key).to_string(), $crate::value::Value::from($value)); )*
+        map
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resolution_collapses_to_plain_data_once_every_reference_is_known() {
+        let v: Value = Value::Map(BTreeMap::from([
+            ("a".to_string(), Value::from("x")),
+            ("b".to_string(), Value::reference("shared.vpc", "id")),
+        ]));
+        let unknown = v.partially_resolve(&|_| None);
+        assert!(unknown.as_data().is_none());
+        assert_eq!(unknown.unresolved(), BTreeSet::from(["shared.vpc.id".to_string()]));
+        let known = v.partially_resolve(&|r| (r.output == "id").then(|| json!("vpc-1")));
+        assert_eq!(known.as_data(), Some(&json!({"a": "x", "b": "vpc-1"})));
+    }
+
+    #[test]
+    fn props_macro_builds_data_and_references() {
+        let p = props! { "n" => 3i64, "r" => Reference::new("x", "arn") };
+        assert_eq!(p["n"], Value::Data(json!(3)));
+        assert_eq!(p["r"].references().len(), 1);
+    }
+}
