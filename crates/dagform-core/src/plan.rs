@@ -176,7 +176,7 @@ pub fn plan(
                     Some(Action::NoOp | Action::Update) => state
                         .get(&r.node)
                         .filter(|s| s.status == ResourceStatus::Ready)
-                        .and_then(|s| s.outputs.get(&r.output).cloned()),
+                        .and_then(|s| r.lookup(&s.outputs)),
                     _ => None,
                 }
             };
@@ -349,7 +349,7 @@ pub fn resolve_properties(
             state
                 .get(&r.node)
                 .filter(|s| s.status == ResourceStatus::Ready)
-                .and_then(|s| s.outputs.get(&r.output).cloned())
+                .and_then(|s| r.lookup(&s.outputs))
         });
         match resolved.as_data() {
             Some(j) => {

@@ -6,7 +6,8 @@ use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// A use of another node's output, such as `shared.vpc`'s `id`.
+/// A use of another node's output, such as `shared.vpc`'s `id`. The output may be a path into
+/// a structured output: `validation_records.0.name`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Reference {
     pub node: Address,
@@ -19,6 +20,22 @@ impl Reference {
             node: node.into(),
             output: output.into(),
         }
+    }
+}
+
+impl Reference {
+    /// Looks this reference's output path up in a node's outputs.
+    pub fn lookup(&self, outputs: &serde_json::Map<String, Json>) -> Option<Json> {
+        let mut parts = self.output.split('.');
+        let mut value = outputs.get(parts.next()?)?;
+        for part in parts {
+            value = match value {
+                Json::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+                Json::Object(map) => map.get(part)?,
+                _ => return None,
+            };
+        }
+        Some(value.clone())
     }
 }
 
@@ -36,6 +53,8 @@ pub enum Value {
     Ref(Reference),
     List(Vec<Value>),
     Map(BTreeMap<String, Value>),
+    /// Strings joined once every part is known, e.g. a repository URI and an image tag.
+    Concat(Vec<Value>),
 }
 
 impl Value {
@@ -56,6 +75,7 @@ impl Value {
             Value::Ref(r) => out.push(r),
             Value::List(items) => items.iter().for_each(|v| v.collect_references(out)),
             Value::Map(map) => map.values().for_each(|v| v.collect_references(out)),
+            Value::Concat(parts) => parts.iter().for_each(|v| v.collect_references(out)),
         }
     }
 
@@ -88,7 +108,27 @@ impl Value {
                     Value::Map(map)
                 }
             }
+            Value::Concat(parts) => {
+                let parts: Vec<Value> = parts.iter().map(|v| v.partially_resolve(lookup)).collect();
+                if parts.iter().all(|v| matches!(v, Value::Data(_))) {
+                    let joined: String = parts
+                        .into_iter()
+                        .map(|v| match v.into_data() {
+                            Json::String(s) => s,
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    Value::Data(Json::String(joined))
+                } else {
+                    Value::Concat(parts)
+                }
+            }
         }
+    }
+
+    /// Joins string parts, some of which may be references.
+    pub fn concat(parts: Vec<Value>) -> Self {
+        Value::Concat(parts).partially_resolve(&|_| None)
     }
 
     /// The plain data, if no reference is left unresolved.
@@ -200,6 +240,21 @@ mod tests {
         assert_eq!(unknown.unresolved(), BTreeSet::from(["shared.vpc.id".to_string()]));
         let known = v.partially_resolve(&|r| (r.output == "id").then(|| json!("vpc-1")));
         assert_eq!(known.as_data(), Some(&json!({"a": "x", "b": "vpc-1"})));
+    }
+
+    #[test]
+    fn concat_and_output_paths() {
+        let v = Value::concat(vec![
+            Value::reference("shared.ecr", "repository_uri"),
+            Value::from(":web-1"),
+        ]);
+        assert!(v.as_data().is_none());
+        let known = v.partially_resolve(&|_| Some(json!("1234.dkr/app")));
+        assert_eq!(known.as_data(), Some(&json!("1234.dkr/app:web-1")));
+        let outputs = json!({"records": [{"name": "_x.example.com"}]});
+        let r = Reference::new("cert", "records.0.name");
+        assert_eq!(r.lookup(outputs.as_object().unwrap()), Some(json!("_x.example.com")));
+        assert_eq!(Reference::new("cert", "records.1.name").lookup(outputs.as_object().unwrap()), None);
     }
 
     #[test]
