@@ -1,0 +1,51 @@
+//! `dagform destroy`: delete everything the state records, dependents first.
+
+use crate::context::Context;
+use crate::render;
+use crate::{Common, Walk, exit};
+use anyhow::{Result, bail};
+use clap::Args;
+use dagform_core::plan::PlanOptions;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    walk: Walk,
+    /// Do not ask for confirmation (required when not on a terminal).
+    #[arg(short, long)]
+    yes: bool,
+}
+
+pub async fn run(args: DestroyArgs) -> Result<u8> {
+    let ctx = Context::load(&args.common)?;
+    if !args.yes && !super::interactive() {
+        bail!("refusing to destroy stack {} without --yes when not on a terminal", ctx.stack());
+    }
+    let (mut store, blueprint, kinds) = super::prepare(&ctx).await?;
+    let options = PlanOptions {
+        destroy: true,
+        ..Default::default()
+    };
+    let plan = super::make_plan(&blueprint, store.state(), &kinds, &options, None).await?;
+    print!("{}", render::plan_text(&plan, &ctx.stack(), false));
+    if !plan.has_changes() {
+        return Ok(exit::OK);
+    }
+    if !args.yes && !super::confirm(&format!("\nDelete everything in stack {}?", ctx.stack()))? {
+        eprintln!("Cancelled; nothing was deleted.");
+        return Ok(exit::ERROR);
+    }
+    let started = Instant::now();
+    let report = super::apply_with_progress(
+        &plan,
+        &blueprint,
+        &kinds,
+        &mut store,
+        ctx.apply_options(&args.walk)?,
+    )
+    .await?;
+    Ok(super::finish(&report, "Destroy", started.elapsed()))
+}

@@ -1,0 +1,55 @@
+//! `dagform output`: the stack's outputs, read from the state.
+
+use crate::context::Context;
+use crate::{Common, exit};
+use anyhow::{Result, bail};
+use clap::Args;
+use serde_json::{Map, Value as Json};
+
+#[derive(Args)]
+pub struct OutputArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Print only this output, unquoted.
+    name: Option<String>,
+    /// Print as a JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: OutputArgs) -> Result<u8> {
+    let ctx = Context::load(&args.common)?;
+    let state = ctx.read_state()?;
+    let blueprint = ctx.blueprint(&state)?;
+    let mut values = Map::new();
+    for o in &blueprint.outputs {
+        let v = o.value.partially_resolve(&|r| {
+            state.get(&r.node).and_then(|s| r.lookup(&s.outputs))
+        });
+        if let Some(v) = v.as_data() {
+            values.insert(o.name.clone(), v.clone());
+        }
+    }
+    if let Some(name) = &args.name {
+        let Some(v) = values.get(name) else {
+            bail!("no output `{name}` (not defined, or not provisioned yet); known: {}", blueprint.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "));
+        };
+        match v {
+            Json::String(s) if !args.json => println!("{s}"),
+            other => println!("{other}"),
+        }
+        return Ok(exit::OK);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&Json::Object(values))?);
+    } else if values.is_empty() {
+        println!("No outputs yet: run `dagform provision` first.");
+    } else {
+        let width = values.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in &values {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            println!("{k:<width$}  {text}");
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,49 @@
+//! `dagform provision`: create or update everything the configuration describes.
+
+use crate::context::Context;
+use crate::render;
+use crate::{Common, Walk, exit};
+use anyhow::Result;
+use clap::Args;
+use dagform_core::plan::PlanOptions;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    walk: Walk,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    yes: bool,
+    /// Read every resource from AWS first, so changes made outside dagform are put back.
+    #[arg(long)]
+    refresh: bool,
+}
+
+pub async fn run(args: ProvisionArgs) -> Result<u8> {
+    let ctx = Context::load(&args.common)?;
+    let (mut store, blueprint, kinds) = super::prepare(&ctx).await?;
+    let options = ctx.apply_options(&args.walk)?;
+    let plan = super::make_plan(
+        &blueprint,
+        store.state(),
+        &kinds,
+        &PlanOptions::default(),
+        args.refresh.then_some(&options),
+    )
+    .await?;
+    print!("{}", render::plan_text(&plan, &ctx.stack(), false));
+    if !plan.has_changes() {
+        return Ok(exit::OK);
+    }
+    // On a terminal, ask; in CI (no terminal) provisioning proceeds.
+    if !args.yes && super::interactive() && !super::confirm("\nApply these changes?")? {
+        eprintln!("Cancelled; nothing was changed.");
+        return Ok(exit::ERROR);
+    }
+    let started = Instant::now();
+    let report = super::apply_with_progress(&plan, &blueprint, &kinds, &mut store, options).await?;
+    Ok(super::finish(&report, "Provision", started.elapsed()))
+}

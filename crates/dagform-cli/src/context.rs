@@ -1,0 +1,87 @@
+//! What every command loads: the configuration, its blueprint, the state, and the AWS kinds.
+
+use crate::{Common, Walk};
+use anyhow::{Context as _, Result};
+use dagform_aws::AwsClients;
+use dagform_config::{Blueprint, Config};
+use dagform_core::kind::PollSettings;
+use dagform_core::reconcile::ApplyOptions;
+use dagform_core::{Kinds, State, StateStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Context {
+    pub config: Config,
+    pub state_path: PathBuf,
+}
+
+impl Context {
+    /// Reads and validates the configuration: every mistake in it surfaces here, before any
+    /// AWS call.
+    pub fn load(common: &Common) -> Result<Self> {
+        let config = dagform_config::load(&common.file)?;
+        let state_path = common
+            .state
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("state").join(format!("{}.json", config.stack_name())));
+        Ok(Self { config, state_path })
+    }
+
+    pub fn stack(&self) -> String {
+        self.config.stack_name()
+    }
+
+    /// The recorded state without taking the lock (for read-only commands).
+    pub fn read_state(&self) -> Result<State> {
+        Ok(StateStore::load(&self.state_path)?.unwrap_or_else(|| State::new(&self.stack())))
+    }
+
+    /// Opens the state for writing, holding its lock until dropped.
+    pub fn open_state(&self) -> Result<StateStore> {
+        StateStore::open(&self.state_path, &self.stack())
+            .with_context(|| format!("opening state {}", self.state_path.display()))
+    }
+
+    pub fn blueprint(&self, state: &State) -> Result<Blueprint> {
+        Ok(dagform_config::blueprint(&self.config, Some(state))?)
+    }
+
+    /// AWS kinds built on the standard credential chain (and `AWS_ENDPOINT_URL`, which points
+    /// them at a local emulator).
+    pub async fn kinds(&self) -> Kinds {
+        let clients = AwsClients::load(Some(self.config.region())).await;
+        dagform_aws::kinds(Arc::new(clients))
+    }
+
+    pub fn apply_options(&self, walk: &Walk) -> Result<ApplyOptions> {
+        let mut options = ApplyOptions::new(self.stack());
+        options.parallelism = walk.parallelism.into();
+        options.poll = poll_settings(&self.config)?;
+        Ok(options)
+    }
+}
+
+fn duration_from_env(name: &str) -> Result<Option<Duration>> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(
+            humantime::parse_duration(v.trim()).with_context(|| format!("{name}={v} is not a duration such as 5s or 200ms"))?,
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+/// How often kinds poll AWS while waiting (`DAGFORM_POLL_INTERVAL`, default 5 s) and for how
+/// long (the certificate's validation timeout, at least 30 minutes).
+fn poll_settings(config: &Config) -> Result<PollSettings> {
+    let mut poll = PollSettings::default();
+    if let Some(i) = duration_from_env("DAGFORM_POLL_INTERVAL")? {
+        poll.interval = i;
+    }
+    let cert = Duration::from_secs(config.certificate.validation_timeout_minutes * 60);
+    poll.timeout = poll.timeout.max(cert);
+    if let Some(t) = duration_from_env("DAGFORM_WAIT_TIMEOUT")? {
+        poll.timeout = t;
+    }
+    Ok(poll)
+}

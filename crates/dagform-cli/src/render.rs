@@ -1,0 +1,167 @@
+//! Human-readable plans: one line per resource with `+`, `~`, `-/+`, `-` or `<=`, then the
+//! changed properties, leaf by leaf, and a summary line.
+
+use dagform_core::plan::{PlannedValue, PropertyChange};
+use dagform_core::{Action, Plan};
+use owo_colors::{OwoColorize, Stream, Style};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+fn paint(text: &str, style: Style) -> String {
+    text.if_supports_color(Stream::Stdout, |t| t.style(style))
+        .to_string()
+}
+
+fn symbol(action: Action, cbd: bool) -> (&'static str, Style) {
+    match action {
+        Action::Create => ("+", Style::new().green()),
+        Action::Update => ("~", Style::new().yellow()),
+        Action::Replace if cbd => ("+/-", Style::new().magenta()),
+        Action::Replace => ("-/+", Style::new().magenta()),
+        Action::Delete => ("-", Style::new().red()),
+        Action::Read => ("<=", Style::new().cyan()),
+        Action::NoOp => (" ", Style::new()),
+    }
+}
+
+/// Flattens a JSON value into `path → leaf` so nested changes show only what changed.
+fn leaves(prefix: &str, v: &Json, out: &mut BTreeMap<String, Json>) {
+    match v {
+        Json::Object(m) if !m.is_empty() => {
+            for (k, x) in m {
+                leaves(&format!("{prefix}.{k}"), x, out);
+            }
+        }
+        Json::Array(a) if !a.is_empty() && a.iter().any(|x| x.is_object() || x.is_array()) => {
+            for (i, x) in a.iter().enumerate() {
+                leaves(&format!("{prefix}[{i}]"), x, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_owned(), v.clone());
+        }
+    }
+}
+
+fn show(v: &Json) -> String {
+    match v {
+        Json::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn render_change(c: &PropertyChange, action: Action, out: &mut String) {
+    let forces = if c.forces_replacement && action == Action::Replace {
+        paint("  # forces replacement", Style::new().magenta())
+    } else {
+        String::new()
+    };
+    let drift = if c.drift {
+        paint("  # changed outside dagform", Style::new().yellow())
+    } else {
+        String::new()
+    };
+    match (&c.old, &c.new) {
+        (_, PlannedValue::KnownAfterApply(refs)) => {
+            let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+            let was = c.old.as_ref().map(|o| format!("{} → ", show(o))).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "      {}: {was}{}{forces}{drift}",
+                c.property,
+                paint(&format!("(known after apply: {})", refs.join(", ")), Style::new().dimmed())
+            );
+        }
+        (None, PlannedValue::Known(new)) => {
+            let mut l = BTreeMap::new();
+            leaves(&c.property, new, &mut l);
+            for (path, v) in l {
+                let _ = writeln!(out, "      {path}: {}{forces}", show(&v));
+            }
+        }
+        (Some(old), new) => {
+            let mut before = BTreeMap::new();
+            leaves(&c.property, old, &mut before);
+            let mut after = BTreeMap::new();
+            if let PlannedValue::Known(n) = new {
+                leaves(&c.property, n, &mut after);
+            }
+            let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+            for k in keys {
+                let (b, a) = (before.get(k), after.get(k));
+                if b == a {
+                    continue;
+                }
+                let b = b.map_or_else(|| "(none)".to_owned(), show);
+                let a = a.map_or_else(|| "(none)".to_owned(), show);
+                let _ = writeln!(out, "      {k}: {} → {}{forces}{drift}", paint(&b, Style::new().red()), paint(&a, Style::new().green()));
+            }
+        }
+        (None, PlannedValue::Absent) => {}
+    }
+}
+
+/// The plan as text; `verbose_creates` lists every property of new resources.
+pub fn plan_text(plan: &Plan, stack: &str, verbose_creates: bool) -> String {
+    let mut out = String::new();
+    if !plan.has_changes() {
+        let _ = writeln!(out, "No changes: stack {stack} matches the configuration ({} resources).", plan.summary().unchanged);
+        return out;
+    }
+    let _ = writeln!(out, "Stack {stack}:\n");
+    for r in plan.resources.iter().filter(|r| r.has_work()) {
+        let (sym, style) = symbol(r.action, r.create_before_destroy);
+        let mut notes = Vec::new();
+        if r.action == Action::Replace {
+            notes.push(if r.create_before_destroy { "create the new one, then delete the old" } else { "delete, then create" }.to_owned());
+        }
+        if r.deposed > 0 {
+            notes.push(format!("delete {} replaced object(s) left by an earlier run", r.deposed));
+        }
+        if let Some(reason) = &r.reason {
+            notes.push(reason.clone());
+        }
+        let notes = if notes.is_empty() { String::new() } else { format!("  ({})", notes.join("; ")) };
+        let _ = writeln!(
+            out,
+            "  {} {} {}{}",
+            paint(&format!("{sym:>3}"), style),
+            paint(r.address.as_str(), Style::new().bold()),
+            paint(&format!("[{}]", r.kind), Style::new().dimmed()),
+            paint(&notes, Style::new().dimmed())
+        );
+        let show_props = match r.action {
+            Action::Create | Action::Read => verbose_creates,
+            Action::Update | Action::Replace => true,
+            _ => false,
+        };
+        if show_props {
+            for c in &r.changes {
+                render_change(c, r.action, &mut out);
+            }
+        }
+    }
+    let s = plan.summary();
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to create, {} to update, {} to replace, {} to delete, {} to read, {} unchanged.",
+        paint(&s.create.to_string(), Style::new().green()),
+        paint(&s.update.to_string(), Style::new().yellow()),
+        paint(&s.replace.to_string(), Style::new().magenta()),
+        paint(&s.delete.to_string(), Style::new().red()),
+        s.read,
+        s.unchanged
+    );
+    out
+}
+
+/// The plan as JSON, for machines.
+pub fn plan_json(plan: &Plan, stack: &str) -> Json {
+    serde_json::json!({
+        "stack": stack,
+        "has_changes": plan.has_changes(),
+        "summary": plan.summary(),
+        "resources": plan.resources.iter().filter(|r| r.has_work()).collect::<Vec<_>>(),
+    })
+}
