@@ -21,10 +21,9 @@ impl Context {
     /// AWS call.
     pub fn load(common: &Common) -> Result<Self> {
         let config = dagform_config::load(&common.file)?;
-        let state_path = common
-            .state
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("state").join(format!("{}.json", config.stack_name())));
+        let state_path = common.state.clone().unwrap_or_else(|| {
+            PathBuf::from("state").join(format!("{}.json", config.stack_name()))
+        });
         Ok(Self { config, state_path })
     }
 
@@ -64,9 +63,9 @@ impl Context {
 
 fn duration_from_env(name: &str) -> Result<Option<Duration>> {
     match std::env::var(name) {
-        Ok(v) => Ok(Some(
-            humantime::parse_duration(v.trim()).with_context(|| format!("{name}={v} is not a duration such as 5s or 200ms"))?,
-        )),
+        Ok(v) => Ok(Some(humantime::parse_duration(v.trim()).with_context(
+            || format!("{name}={v} is not a duration such as 5s or 200ms"),
+        )?)),
         Err(_) => Ok(None),
     }
 }

@@ -21,7 +21,11 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "dagform", version, about = "Provision whole application platforms on AWS from one dagform.toml")]
+#[command(
+    name = "dagform",
+    version,
+    about = "Provision whole application platforms on AWS from one dagform.toml"
+)]
 struct Cli {
     /// More logs (-v: info, -vv: debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -55,7 +55,10 @@ pub async fn render(mut events: UnboundedReceiver<Event>, total: usize) {
                 }
             }
             Phase::Retrying { error, delay } => {
-                line(format!("{at}  ↻ {key}: {error} (retrying in {:.1}s)", delay.as_secs_f64()));
+                line(format!(
+                    "{at}  ↻ {key}: {error} (retrying in {:.1}s)",
+                    delay.as_secs_f64()
+                ));
             }
         }
         if let Some(b) = &bar {

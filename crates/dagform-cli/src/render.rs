@@ -65,12 +65,19 @@ fn render_change(c: &PropertyChange, action: Action, out: &mut String) {
     match (&c.old, &c.new) {
         (_, PlannedValue::KnownAfterApply(refs)) => {
             let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
-            let was = c.old.as_ref().map(|o| format!("{} → ", show(o))).unwrap_or_default();
+            let was = c
+                .old
+                .as_ref()
+                .map(|o| format!("{} → ", show(o)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "      {}: {was}{}{forces}{drift}",
                 c.property,
-                paint(&format!("(known after apply: {})", refs.join(", ")), Style::new().dimmed())
+                paint(
+                    &format!("(known after apply: {})", refs.join(", ")),
+                    Style::new().dimmed()
+                )
             );
         }
         (None, PlannedValue::Known(new)) => {
@@ -87,7 +94,8 @@ fn render_change(c: &PropertyChange, action: Action, out: &mut String) {
             if let PlannedValue::Known(n) = new {
                 leaves(&c.property, n, &mut after);
             }
-            let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+            let keys: std::collections::BTreeSet<&String> =
+                before.keys().chain(after.keys()).collect();
             for k in keys {
                 let (b, a) = (before.get(k), after.get(k));
                 if b == a {
@@ -95,7 +103,12 @@ fn render_change(c: &PropertyChange, action: Action, out: &mut String) {
                 }
                 let b = b.map_or_else(|| "(none)".to_owned(), show);
                 let a = a.map_or_else(|| "(none)".to_owned(), show);
-                let _ = writeln!(out, "      {k}: {} → {}{forces}{drift}", paint(&b, Style::new().red()), paint(&a, Style::new().green()));
+                let _ = writeln!(
+                    out,
+                    "      {k}: {} → {}{forces}{drift}",
+                    paint(&b, Style::new().red()),
+                    paint(&a, Style::new().green())
+                );
             }
         }
         (None, PlannedValue::Absent) => {}
@@ -106,7 +119,11 @@ fn render_change(c: &PropertyChange, action: Action, out: &mut String) {
 pub fn plan_text(plan: &Plan, stack: &str, verbose_creates: bool) -> String {
     let mut out = String::new();
     if !plan.has_changes() {
-        let _ = writeln!(out, "No changes: stack {stack} matches the configuration ({} resources).", plan.summary().unchanged);
+        let _ = writeln!(
+            out,
+            "No changes: stack {stack} matches the configuration ({} resources).",
+            plan.summary().unchanged
+        );
         return out;
     }
     let _ = writeln!(out, "Stack {stack}:\n");
@@ -114,15 +131,29 @@ pub fn plan_text(plan: &Plan, stack: &str, verbose_creates: bool) -> String {
         let (sym, style) = symbol(r.action, r.create_before_destroy);
         let mut notes = Vec::new();
         if r.action == Action::Replace {
-            notes.push(if r.create_before_destroy { "create the new one, then delete the old" } else { "delete, then create" }.to_owned());
+            notes.push(
+                if r.create_before_destroy {
+                    "create the new one, then delete the old"
+                } else {
+                    "delete, then create"
+                }
+                .to_owned(),
+            );
         }
         if r.deposed > 0 {
-            notes.push(format!("delete {} replaced object(s) left by an earlier run", r.deposed));
+            notes.push(format!(
+                "delete {} replaced object(s) left by an earlier run",
+                r.deposed
+            ));
         }
         if let Some(reason) = &r.reason {
             notes.push(reason.clone());
         }
-        let notes = if notes.is_empty() { String::new() } else { format!("  ({})", notes.join("; ")) };
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", notes.join("; "))
+        };
         let _ = writeln!(
             out,
             "  {} {} {}{}",

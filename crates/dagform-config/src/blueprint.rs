@@ -330,7 +330,12 @@ pub fn blueprint(config: &Config, state: Option<&State>) -> Result<Blueprint, Co
     );
     for i in 0..bases.len() {
         let address = format!("shared.certificate_record.{}", i + 1);
-        let record = |field: &str| Value::reference("shared.certificate", format!("validation_records.{i}.{field}"));
+        let record = |field: &str| {
+            Value::reference(
+                "shared.certificate",
+                format!("validation_records.{i}.{field}"),
+            )
+        };
         b.add(NodeSpec::new(
             address.as_str(),
             "aws_route53_record",
@@ -357,7 +362,9 @@ pub fn blueprint(config: &Config, state: Option<&State>) -> Result<Blueprint, Co
         alb.insert("idle_timeout_seconds".into(), Value::from(*t.get_ref()));
     }
     // The load balancer's subnets need the internet gateway's route to be reachable.
-    b.add(NodeSpec::new("shared.alb", "aws_lb", alb).after("shared.route_table_association.public_1"));
+    b.add(
+        NodeSpec::new("shared.alb", "aws_lb", alb).after("shared.route_table_association.public_1"),
+    );
     b.add(NodeSpec::new(
         "shared.target_group.default",
         "aws_lb_target_group",
@@ -385,17 +392,42 @@ pub fn blueprint(config: &Config, state: Option<&State>) -> Result<Blueprint, Co
             ("target_group_arn".to_string(), Value::reference("shared.target_group.default", "arn")),
         ])),
     };
-    b.add(NodeSpec::new("shared.listener.https", "aws_lb_listener", https));
+    b.add(NodeSpec::new(
+        "shared.listener.https",
+        "aws_lb_listener",
+        https,
+    ));
 
-    outputs.push(output("alb_dns_name", "the load balancer's DNS name", Value::reference("shared.alb", "dns_name")));
-    outputs.push(output("ecr_repository_uri", "where to push images", Value::reference("shared.ecr", "repository_uri")));
-    outputs.push(output("cluster_name", "the ECS cluster", Value::reference("shared.cluster", "name")));
-    outputs.push(output("certificate_arn", "the wildcard certificate", Value::reference("shared.certificate", "arn")));
+    outputs.push(output(
+        "alb_dns_name",
+        "the load balancer's DNS name",
+        Value::reference("shared.alb", "dns_name"),
+    ));
+    outputs.push(output(
+        "ecr_repository_uri",
+        "where to push images",
+        Value::reference("shared.ecr", "repository_uri"),
+    ));
+    outputs.push(output(
+        "cluster_name",
+        "the ECS cluster",
+        Value::reference("shared.cluster", "name"),
+    ));
+    outputs.push(output(
+        "certificate_arn",
+        "the wildcard certificate",
+        Value::reference("shared.certificate", "arn"),
+    ));
 
     // Per customer.
     let customers: Vec<&str> = config.customer_names().collect();
     let blocks = allocate_priority_blocks(&customers, &existing_blocks(state, &customers))
-        .map_err(|m| ConfigError::Graph(dagform_core::Error::Plan { address: Address::new("customers"), message: m }))?;
+        .map_err(|m| {
+            ConfigError::Graph(dagform_core::Error::Plan {
+                address: Address::new("customers"),
+                message: m,
+            })
+        })?;
     // Rules with a path are evaluated before the host's catch-all.
     let mut routed: Vec<(&str, &Service)> = config
         .services
@@ -408,7 +440,11 @@ pub fn blueprint(config: &Config, state: Option<&State>) -> Result<Blueprint, Co
     for (cname, cust) in &config.customers {
         let c = cname.get_ref().as_str();
         let cu = cust.get_ref();
-        let domain = cu.domain.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        let domain = cu
+            .domain
+            .get_ref()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         let base = format!("customer.{c}");
         for (sname, svc) in &config.services {
             let s = sname.get_ref().as_str();
@@ -423,11 +459,21 @@ pub fn blueprint(config: &Config, state: Option<&State>) -> Result<Blueprint, Co
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
                 .collect();
-            environment.extend(cu.environment.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))));
+            environment.extend(
+                cu.environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.as_str()))),
+            );
             environment.insert("CUSTOMER_NAME".into(), Value::from(c));
             environment.insert("CUSTOMER_DOMAIN".into(), Value::from(domain.as_str()));
-            environment.insert("INSTANCE_DISPLAY_NAME".into(), Value::from(cu.display_name.get_ref().as_str()));
-            environment.insert("PUBLIC_URL".into(), Value::from(format!("https://{domain}")));
+            environment.insert(
+                "INSTANCE_DISPLAY_NAME".into(),
+                Value::from(cu.display_name.get_ref().as_str()),
+            );
+            environment.insert(
+                "PUBLIC_URL".into(),
+                Value::from(format!("https://{domain}")),
+            );
             let mut container = BTreeMap::from([
                 ("name".to_string(), Value::from(s)),
                 (
@@ -438,12 +484,18 @@ pub fn blueprint(config: &Config, state: Option<&State>) -> Result<Blueprint, Co
                     ]),
                 ),
                 ("essential".to_string(), Value::from(true)),
-                ("environment".to_string(), Value::Map(environment).partially_resolve(&|_| None)),
+                (
+                    "environment".to_string(),
+                    Value::Map(environment).partially_resolve(&|_| None),
+                ),
                 ("secrets".to_string(), Value::from(json!({}))),
                 (
                     "log".to_string(),
                     Value::Map(BTreeMap::from([
-                        ("group".to_string(), Value::reference(format!("{base}.log_group.{s}"), "name")),
+                        (
+                            "group".to_string(),
+                            Value::reference(format!("{base}.log_group.{s}"), "name"),
+                        ),
                         ("region".to_string(), Value::from(region.as_str())),
                         ("stream_prefix".to_string(), Value::from(s)),
                     ])),
@@ -480,7 +532,9 @@ pub fn blueprint(config: &Config, state: Option<&State>) -> Result<Blueprint, Co
                     target_group(
                         &elb_name(&format!("{env}-{c}-{s}-tg")),
                         port,
-                        sv.health_check_path.as_ref().map_or("/", |p| p.get_ref().as_str()),
+                        sv.health_check_path
+                            .as_ref()
+                            .map_or("/", |p| p.get_ref().as_str()),
                     ),
                 ));
                 let offset = routed.iter().position(|(n, _)| *n == s).expect("routed") as u32;
@@ -525,7 +579,10 @@ pub fn blueprint(config: &Config, state: Option<&State>) -> Result<Blueprint, Co
                 },
             );
             if !load_balancers.is_empty() {
-                service.properties.insert("health_check_grace_period_seconds".into(), Value::from(60u32));
+                service.properties.insert(
+                    "health_check_grace_period_seconds".into(),
+                    Value::from(60u32),
+                );
             }
             // Private tasks need their NAT route to pull images.
             for i in 1..=zones.len() {
@@ -550,7 +607,11 @@ pub fn blueprint(config: &Config, state: Option<&State>) -> Result<Blueprint, Co
                 ])),
             },
         ));
-        outputs.push(output(&format!("url.{c}"), &format!("{}'s address", cu.display_name.get_ref()), Value::from(format!("https://{domain}"))));
+        outputs.push(output(
+            &format!("url.{c}"),
+            &format!("{}'s address", cu.display_name.get_ref()),
+            Value::from(format!("https://{domain}")),
+        ));
     }
 
     Ok(Blueprint {

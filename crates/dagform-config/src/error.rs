@@ -15,7 +15,13 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub(crate) fn at(path: &Path, source: &str, offset: usize, field: &str, message: String) -> Self {
+    pub(crate) fn at(
+        path: &Path,
+        source: &str,
+        offset: usize,
+        field: &str,
+        message: String,
+    ) -> Self {
         let (line, column) = line_column(source, offset);
         Self {
             file: path.to_owned(),
@@ -61,7 +67,10 @@ fn field_at(source: &str, offset: usize) -> String {
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, column)
 }
 

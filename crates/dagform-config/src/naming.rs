@@ -33,10 +33,10 @@ pub fn allocate_priority_blocks(
     let mut used: BTreeSet<u32> = BTreeSet::new();
     let mut out = BTreeMap::new();
     for c in customers {
-        if let Some(&block) = existing.get(*c) {
-            if used.insert(block) {
-                out.insert((*c).to_owned(), block);
-            }
+        if let Some(&block) = existing.get(*c)
+            && used.insert(block)
+        {
+            out.insert((*c).to_owned(), block);
         }
     }
     let mut next = 1;
@@ -65,7 +65,10 @@ mod tests {
 
     #[test]
     fn short_names_are_kept_and_long_ones_shortened_deterministically() {
-        assert_eq!(elb_name("dev-customer1-backend-api-tg"), "dev-customer1-backend-api-tg");
+        assert_eq!(
+            elb_name("dev-customer1-backend-api-tg"),
+            "dev-customer1-backend-api-tg"
+        );
         let long = "dev-a-very-long-customer-name-backend-api-tg";
         let short = elb_name(long);
         assert!(short.len() <= 32, "{short}");
@@ -80,10 +83,18 @@ mod tests {
         assert_eq!(first["global"], 1);
         assert_eq!(first["customer1"], 2);
         // customer2 arrives at the front of the file: nobody else moves.
-        let second = allocate_priority_blocks(&["customer2", "global", "customer1"], &first).unwrap();
-        assert_eq!((second["global"], second["customer1"], second["customer2"]), (1, 2, 3));
+        let second =
+            allocate_priority_blocks(&["customer2", "global", "customer1"], &first).unwrap();
+        assert_eq!(
+            (second["global"], second["customer1"], second["customer2"]),
+            (1, 2, 3)
+        );
         // global leaves: customer1 and customer2 keep theirs; a newcomer reuses the gap.
-        let third = allocate_priority_blocks(&["customer2", "customer1", "customer3"], &second).unwrap();
-        assert_eq!((third["customer1"], third["customer2"], third["customer3"]), (2, 3, 1));
+        let third =
+            allocate_priority_blocks(&["customer2", "customer1", "customer3"], &second).unwrap();
+        assert_eq!(
+            (third["customer1"], third["customer2"], third["customer3"]),
+            (2, 3, 1)
+        );
     }
 }

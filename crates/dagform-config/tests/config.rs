@@ -25,7 +25,11 @@ fn errors(source: &str) -> Vec<String> {
 fn addresses(source: &str, state: Option<&State>) -> BTreeSet<String> {
     let config = parse(Path::new("dagform.toml"), source).unwrap();
     let bp = blueprint(&config, state).unwrap();
-    bp.graph.topological().iter().map(|n| n.address.to_string()).collect()
+    bp.graph
+        .topological()
+        .iter()
+        .map(|n| n.address.to_string())
+        .collect()
 }
 
 #[test]
@@ -44,7 +48,11 @@ fn the_example_expands_to_the_whole_platform() {
     assert_eq!(count("aws_subnet"), 4);
     assert_eq!(count("aws_nat_gateway"), 2, "a NAT gateway per AZ");
     assert_eq!(count("aws_eip"), 2);
-    assert_eq!(count("aws_security_group"), 4, "ALB, backend-api, worker, frontend");
+    assert_eq!(
+        count("aws_security_group"),
+        4,
+        "ALB, backend-api, worker, frontend"
+    );
     // ALB: 80, 443 in; out to backend-api and frontend. backend-api and frontend: one in each.
     assert_eq!(count("aws_security_group_rule"), 6);
     assert_eq!(count("aws_cloudwatch_log_group"), 3 + 2 * 3);
@@ -52,48 +60,91 @@ fn the_example_expands_to_the_whole_platform() {
     assert_eq!(count("aws_lb_listener_rule"), 2 * 2);
     assert_eq!(count("aws_ecs_task_definition"), 2 * 3);
     assert_eq!(count("aws_ecs_service"), 2 * 3);
-    assert_eq!(count("aws_route53_record"), 2 + 1, "two aliases, one validation record");
+    assert_eq!(
+        count("aws_route53_record"),
+        2 + 1,
+        "two aliases, one validation record"
+    );
     assert_eq!(count("aws_iam_role"), 2);
 
     let g = &bp.graph;
     let node = |a: &str| g.get(&Address::from(a)).unwrap_or_else(|| panic!("no {a}"));
     // The worker has no ingress rule and no load balancer.
-    assert!(!kinds.iter().any(|(a, _)| a.contains("backend-worker_ingress")));
-    assert!(g.get(&"customer.global.target_group.backend-worker".into()).is_none());
+    assert!(
+        !kinds
+            .iter()
+            .any(|(a, _)| a.contains("backend-worker_ingress"))
+    );
+    assert!(
+        g.get(&"customer.global.target_group.backend-worker".into())
+            .is_none()
+    );
     let worker = node("customer.global.service.backend-worker");
-    assert_eq!(worker.properties["load_balancers"].as_data().unwrap(), &serde_json::json!([]));
+    assert_eq!(
+        worker.properties["load_balancers"].as_data().unwrap(),
+        &serde_json::json!([])
+    );
     // Each routed service waits for its listener rule.
     let api = node("customer.customer1.service.backend-api");
-    assert!(api.depends_on.contains(&"customer.customer1.listener_rule.backend-api".into()));
+    assert!(
+        api.depends_on
+            .contains(&"customer.customer1.listener_rule.backend-api".into())
+    );
     // The HTTPS listener waits for the certificate to be issued.
-    assert!(g.dependencies(&"shared.listener.https".into()).contains(&&Address::from("shared.certificate_validation")));
+    assert!(
+        g.dependencies(&"shared.listener.https".into())
+            .contains(&&Address::from("shared.certificate_validation"))
+    );
     // The seed's priorities: global 10/11, customer1 20/21, path rule before catch-all.
-    let prio = |a: &str| node(a).properties["priority"].as_data().unwrap().as_u64().unwrap();
+    let prio = |a: &str| {
+        node(a).properties["priority"]
+            .as_data()
+            .unwrap()
+            .as_u64()
+            .unwrap()
+    };
     assert_eq!(prio("customer.global.listener_rule.backend-api"), 10);
     assert_eq!(prio("customer.global.listener_rule.frontend"), 11);
     assert_eq!(prio("customer.customer1.listener_rule.backend-api"), 20);
     assert_eq!(prio("customer.customer1.listener_rule.frontend"), 21);
-    assert_eq!(bp.outputs.iter().filter(|o| o.name.starts_with("url.")).count(), 2);
+    assert_eq!(
+        bp.outputs
+            .iter()
+            .filter(|o| o.name.starts_with("url."))
+            .count(),
+        2
+    );
 }
 
 #[test]
 fn a_new_customer_adds_exactly_its_nodes() {
     let base = example();
-    let more = format!("{base}\n[customers.customer2]\ndomain = \"customer2.freeinterestcal.com\"\ndisplay_name = \"Customer 2\"\n");
+    let more = format!(
+        "{base}\n[customers.customer2]\ndomain = \"customer2.freeinterestcal.com\"\ndisplay_name = \"Customer 2\"\n"
+    );
     let before = addresses(&base, None);
     let after = addresses(&more, None);
     let added: Vec<&String> = after.difference(&before).collect();
     assert_eq!(added.len(), 3 + 2 + 2 + 3 + 3 + 1);
-    assert!(added.iter().all(|a| a.starts_with("customer.customer2.")), "{added:?}");
+    assert!(
+        added.iter().all(|a| a.starts_with("customer.customer2.")),
+        "{added:?}"
+    );
     assert!(before.is_subset(&after));
 }
 
 #[test]
 fn long_names_are_shortened_to_aws_limits() {
-    let more = example().replace("[customers.customer1]", "[customers.customer-with-long-name]");
+    let more = example().replace(
+        "[customers.customer1]",
+        "[customers.customer-with-long-name]",
+    );
     let config = parse(Path::new("dagform.toml"), &more).unwrap();
     let bp = blueprint(&config, None).unwrap();
-    let tg = bp.graph.get(&"customer.customer-with-long-name.target_group.backend-api".into()).unwrap();
+    let tg = bp
+        .graph
+        .get(&"customer.customer-with-long-name.target_group.backend-api".into())
+        .unwrap();
     let name = tg.properties["name"].as_data().unwrap().as_str().unwrap();
     assert!(name.len() <= 32, "{name}");
     assert!(name.starts_with("dev-customer-with-long-"), "{name}");
@@ -101,10 +152,17 @@ fn long_names_are_shortened_to_aws_limits() {
 
 #[test]
 fn unknown_fields_name_file_line_and_field() {
-    let bad = example().replace("desired_count = 1\n", "desired_count = 1\ndesired_cuont = 3\n");
+    let bad = example().replace(
+        "desired_count = 1\n",
+        "desired_count = 1\ndesired_cuont = 3\n",
+    );
     let e = errors(&bad);
     assert_eq!(e.len(), 1);
-    let line = bad.lines().position(|l| l.starts_with("desired_cuont")).unwrap() + 1;
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("desired_cuont"))
+        .unwrap()
+        + 1;
     assert!(e[0].starts_with(&format!("dagform.toml:{line}:")), "{e:?}");
     assert!(e[0].contains("desired_cuont"), "{e:?}");
     assert!(e[0].contains("services.backend-worker"), "{e:?}");
@@ -115,8 +173,14 @@ fn invalid_values_are_each_reported_with_their_location() {
     let bad = example()
         .replace("cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/33\"")
         .replace("port = 3001", "port = 70000")
-        .replace("domain = \"customer1.freeinterestcal.com\"", "domain = \"customer1.example.org\"")
-        .replace("memory = 512\ndesired_count = 1", "memory = 300\ndesired_count = 1")
+        .replace(
+            "domain = \"customer1.freeinterestcal.com\"",
+            "domain = \"customer1.example.org\"",
+        )
+        .replace(
+            "memory = 512\ndesired_count = 1",
+            "memory = 300\ndesired_count = 1",
+        )
         .replace("retention_days = 30", "retention_days = 31");
     let e = errors(&bad);
     let text = e.join("\n");
@@ -127,27 +191,54 @@ fn invalid_values_are_each_reported_with_their_location() {
         ("services.backend-worker.memory", "300 MiB"),
         ("logs.retention_days", "accepts only"),
     ] {
-        let hit = e.iter().find(|l| l.contains(&format!("`{field}`"))).unwrap_or_else(|| panic!("no error for {field}:\n{text}"));
+        let hit = e
+            .iter()
+            .find(|l| l.contains(&format!("`{field}`")))
+            .unwrap_or_else(|| panic!("no error for {field}:\n{text}"));
         assert!(hit.contains(needle), "{hit}");
         assert!(hit.starts_with("dagform.toml:"), "{hit}");
     }
     let port_line = bad.lines().position(|l| l == "port = 70000").unwrap() + 1;
-    assert!(text.contains(&format!("dagform.toml:{port_line}:")), "{text}");
+    assert!(
+        text.contains(&format!("dagform.toml:{port_line}:")),
+        "{text}"
+    );
 }
 
 #[test]
 fn duplicates_and_overlaps_are_refused() {
-    let dup_domain = example().replace("domain = \"customer1.freeinterestcal.com\"", "domain = \"freeinterestcal.com\"");
-    assert!(errors(&dup_domain).iter().any(|e| e.contains("already the domain of customer `global`")));
+    let dup_domain = example().replace(
+        "domain = \"customer1.freeinterestcal.com\"",
+        "domain = \"freeinterestcal.com\"",
+    );
+    assert!(
+        errors(&dup_domain)
+            .iter()
+            .any(|e| e.contains("already the domain of customer `global`"))
+    );
     let overlap = example().replace("\"10.0.12.0/24\"", "\"10.0.1.128/25\"");
     assert!(errors(&overlap).iter().any(|e| e.contains("overlaps")));
     let dup_key = example().replace("[customers.customer1]", "[customers.global]");
     let e = errors(&dup_key);
-    assert!(e[0].contains("duplicate") || e[0].contains("redefin"), "{e:?}");
+    assert!(
+        e[0].contains("duplicate") || e[0].contains("redefin"),
+        "{e:?}"
+    );
     let bad_name = example().replace("[customers.customer1]", "[customers.Customer_1]");
-    assert!(errors(&bad_name).iter().any(|e| e.contains("not a valid name")));
-    let path_without_port = example().replace("image_tag = \"backend-worker-latest\"", "image_tag = \"backend-worker-latest\"\npath = \"/jobs/*\"");
-    assert!(errors(&path_without_port).iter().any(|e| e.contains("without a `port`")));
+    assert!(
+        errors(&bad_name)
+            .iter()
+            .any(|e| e.contains("not a valid name"))
+    );
+    let path_without_port = example().replace(
+        "image_tag = \"backend-worker-latest\"",
+        "image_tag = \"backend-worker-latest\"\npath = \"/jobs/*\"",
+    );
+    assert!(
+        errors(&path_without_port)
+            .iter()
+            .any(|e| e.contains("without a `port`"))
+    );
 }
 
 #[test]
@@ -160,16 +251,32 @@ fn priorities_already_in_the_state_never_move() {
         kind: "aws_lb_listener_rule".into(),
         status: dagform_core::state::ResourceStatus::Ready,
         id: Some("arn".into()),
-        properties: serde_json::json!({"priority": p}).as_object().unwrap().clone(),
+        properties: serde_json::json!({"priority": p})
+            .as_object()
+            .unwrap()
+            .clone(),
         outputs: Default::default(),
         dependencies: vec![],
         deposed: vec![],
     };
-    state.resources.insert("customer.customer1.listener_rule.backend-api".into(), rule(10));
-    state.resources.insert("customer.customer1.listener_rule.frontend".into(), rule(11));
-    state.resources.insert("customer.global.listener_rule.backend-api".into(), rule(20));
+    state.resources.insert(
+        "customer.customer1.listener_rule.backend-api".into(),
+        rule(10),
+    );
+    state
+        .resources
+        .insert("customer.customer1.listener_rule.frontend".into(), rule(11));
+    state
+        .resources
+        .insert("customer.global.listener_rule.backend-api".into(), rule(20));
     let bp = blueprint(&config, Some(&state)).unwrap();
-    let prio = |a: &str| bp.graph.get(&a.into()).unwrap().properties["priority"].as_data().unwrap().as_u64().unwrap();
+    let prio = |a: &str| {
+        bp.graph.get(&a.into()).unwrap().properties["priority"]
+            .as_data()
+            .unwrap()
+            .as_u64()
+            .unwrap()
+    };
     assert_eq!(prio("customer.customer1.listener_rule.backend-api"), 10);
     assert_eq!(prio("customer.global.listener_rule.frontend"), 21);
 }

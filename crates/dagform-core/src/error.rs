@@ -62,9 +62,7 @@ pub enum Error {
         found: u32,
         supported: u32,
     },
-    #[error(
-        "state file {path} belongs to stack `{found}`, not `{expected}`; pass another --state"
-    )]
+    #[error("state file {path} belongs to stack `{found}`, not `{expected}`; pass another --state")]
     StateStackMismatch {
         path: PathBuf,
         found: String,

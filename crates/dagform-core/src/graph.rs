@@ -185,7 +185,9 @@ impl ResourceGraph {
             .map(|n| {
                 (
                     n,
-                    self.graph.neighbors_directed(n, Direction::Incoming).count(),
+                    self.graph
+                        .neighbors_directed(n, Direction::Incoming)
+                        .count(),
                 )
             })
             .collect();
@@ -289,8 +291,14 @@ mod tests {
         let g = b.build().unwrap();
         let order: Vec<&str> = g.topological().iter().map(|n| n.address.as_str()).collect();
         assert_eq!(order, ["a", "b", "c", "d"]);
-        assert_eq!(g.dependencies(&"c".into()), [&Address::from("a"), &"b".into()]);
-        assert_eq!(g.dependents(&"a".into()), [&Address::from("b"), &"c".into()]);
+        assert_eq!(
+            g.dependencies(&"c".into()),
+            [&Address::from("a"), &"b".into()]
+        );
+        assert_eq!(
+            g.dependents(&"a".into()),
+            [&Address::from("b"), &"c".into()]
+        );
     }
 
     #[test]

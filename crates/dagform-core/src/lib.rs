@@ -17,8 +17,8 @@ pub mod value;
 
 pub use address::Address;
 pub use error::{Error, ResourceError};
-pub use kind::{Applied, Current, Kinds, Observed, OpContext, Properties, ResourceKind};
-pub use value::{Reference, Value};
 pub use graph::{GraphBuilder, NodeSpec, ResourceGraph};
-pub use state::{ResourceState, State, StateStore};
+pub use kind::{Applied, Current, Kinds, Observed, OpContext, Properties, ResourceKind};
 pub use plan::{Action, Plan, ResourcePlan};
+pub use state::{ResourceState, State, StateStore};
+pub use value::{Reference, Value};

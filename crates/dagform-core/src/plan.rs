@@ -193,7 +193,9 @@ pub fn plan(
             };
             let live_entry = live.and_then(|l| l.get(&node.address));
             let rp = match recorded {
-                Some(r) if r.status == ResourceStatus::Ready && !matches!(live_entry, Some(None)) => {
+                Some(r)
+                    if r.status == ResourceStatus::Ready && !matches!(live_entry, Some(None)) =>
+                {
                     let observed = live_entry.and_then(|o| o.as_ref());
                     let mut changes = Vec::new();
                     let keys: BTreeSet<&str> = desired
@@ -249,9 +251,10 @@ pub fn plan(
                 }
                 _ => {
                     let reason = match (recorded, live_entry) {
-                        (Some(r), _) if r.status == ResourceStatus::Creating => {
-                            Some("an earlier create was interrupted; adopting the object if it exists".to_owned())
-                        }
+                        (Some(r), _) if r.status == ResourceStatus::Creating => Some(
+                            "an earlier create was interrupted; adopting the object if it exists"
+                                .to_owned(),
+                        ),
                         (Some(_), Some(None)) => Some("deleted outside dagform".to_owned()),
                         _ => None,
                     };

@@ -208,10 +208,10 @@ fn step_graph(
                     g.add_edge(u, d, ());
                 }
             }
-            if let Some(&d) = deposed_of.get(dep) {
-                if let Some(&(e, _)) = delete_of.get(dependent) {
-                    g.add_edge(e, d, ());
-                }
+            if let Some(&d) = deposed_of.get(dep)
+                && let Some(&(e, _)) = delete_of.get(dependent)
+            {
+                g.add_edge(e, d, ());
             }
         }
     }
@@ -227,7 +227,10 @@ fn step_graph(
         let op = &g[cycle.node_id()];
         return Err(Error::Plan {
             address: op.address.clone(),
-            message: format!("the steps of this plan wait on each other ({} is in a cycle)", op.step),
+            message: format!(
+                "the steps of this plan wait on each other ({} is in a cycle)",
+                op.step
+            ),
         });
     }
     Ok(g)
@@ -306,9 +309,8 @@ pub async fn apply(
                 emit(options, &op, Phase::Succeeded { elapsed });
                 report.succeeded.push((op.address.clone(), op.step));
                 done.insert(n);
-                let mut next: Vec<NodeIndex> = steps
-                    .neighbors_directed(n, Direction::Outgoing)
-                    .collect();
+                let mut next: Vec<NodeIndex> =
+                    steps.neighbors_directed(n, Direction::Outgoing).collect();
                 next.sort_by(|a, b| steps[*a].address.cmp(&steps[*b].address));
                 next.dedup();
                 for m in next {
@@ -360,7 +362,13 @@ fn finish_failed(
 ) {
     let op = &steps[n];
     tracing::error!(address = %op.address, step = %op.step, "{error}");
-    emit(options, op, Phase::Failed { error: error.clone() });
+    emit(
+        options,
+        op,
+        Phase::Failed {
+            error: error.clone(),
+        },
+    );
     report.failed.push(Failure {
         address: op.address.clone(),
         step: op.step,
@@ -459,8 +467,14 @@ fn prepare(
             let adopt = recorded
                 .as_ref()
                 .is_some_and(|r| r.status == ResourceStatus::Creating);
-            let mut deposed = recorded.as_ref().map(|r| r.deposed.clone()).unwrap_or_default();
-            if let Some(r) = recorded.as_ref().filter(|r| r.status == ResourceStatus::Ready) {
+            let mut deposed = recorded
+                .as_ref()
+                .map(|r| r.deposed.clone())
+                .unwrap_or_default();
+            if let Some(r) = recorded
+                .as_ref()
+                .filter(|r| r.status == ResourceStatus::Ready)
+            {
                 // Create-before-destroy: the old object stays recorded until it is deleted.
                 deposed.push(DeposedObject {
                     id: r.id.clone().unwrap_or_default(),
@@ -477,17 +491,19 @@ fn prepare(
                     id: None,
                     properties: redact(&props, kind.sensitive_properties()),
                     outputs: Default::default(),
-                    dependencies: graph.dependencies(&op.address).into_iter().cloned().collect(),
+                    dependencies: graph
+                        .dependencies(&op.address)
+                        .into_iter()
+                        .cloned()
+                        .collect(),
                     deposed,
                 },
             )?;
             let props = Arc::new(props);
             Box::pin(async move {
-                if adopt {
-                    if let Some(found) = kind.find(&ctx, &props).await? {
-                        tracing::info!(address = %ctx.address, id = %found.id, "adopted an object an interrupted run created");
-                        return Ok(Some(found));
-                    }
+                if adopt && let Some(found) = kind.find(&ctx, &props).await? {
+                    tracing::info!(address = %ctx.address, id = %found.id, "adopted an object an interrupted run created");
+                    return Ok(Some(found));
                 }
                 (|| {
                     let (kind, ctx, props) = (kind.clone(), ctx.clone(), props.clone());
@@ -612,7 +628,11 @@ fn record_success(
                     id: Some(applied.id),
                     properties: redact(&props, kind.sensitive_properties()),
                     outputs: applied.outputs,
-                    dependencies: graph.dependencies(&op.address).into_iter().cloned().collect(),
+                    dependencies: graph
+                        .dependencies(&op.address)
+                        .into_iter()
+                        .cloned()
+                        .collect(),
                     deposed: recorded.map(|r| r.deposed).unwrap_or_default(),
                 },
             )

@@ -95,10 +95,10 @@ pub fn fingerprint(value: &serde_json::Value) -> serde_json::Value {
 pub fn redact(props: &Properties, sensitive: &[&str]) -> Properties {
     let mut out = props.clone();
     for key in sensitive {
-        if let Some(v) = out.get_mut(*key) {
-            if !v.is_null() {
-                *v = fingerprint(v);
-            }
+        if let Some(v) = out.get_mut(*key)
+            && !v.is_null()
+        {
+            *v = fingerprint(v);
         }
     }
     out
@@ -212,8 +212,12 @@ impl StateStore {
             since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         file.set_len(0).map_err(io_err(&lock_path))?;
-        file.write_all(serde_json::to_string(&holder).expect("plain data").as_bytes())
-            .map_err(io_err(&lock_path))?;
+        file.write_all(
+            serde_json::to_string(&holder)
+                .expect("plain data")
+                .as_bytes(),
+        )
+        .map_err(io_err(&lock_path))?;
         Ok(file)
     }
 
@@ -413,7 +417,10 @@ mod tests {
         let state = StateStore::load(&path).unwrap().unwrap();
         assert_eq!(state.serial, 3);
         assert_eq!(state.lineage, lineage);
-        assert_eq!(state.resources.keys().collect::<Vec<_>>(), [&Address::from("b")]);
+        assert_eq!(
+            state.resources.keys().collect::<Vec<_>>(),
+            [&Address::from("b")]
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let journal = std::fs::metadata(sibling(&path, ".journal")).unwrap();
@@ -463,7 +470,10 @@ mod tests {
         };
         assert_eq!(*pid, std::process::id());
         assert!(!host.is_empty());
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())));
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id()))
+        );
     }
 
     #[test]
@@ -504,7 +514,9 @@ mod tests {
         let mut full_writes = 0usize;
         let mut last_len = 0u64;
         for i in 0..2000 {
-            store.put(format!("n{i}").into(), resource(&format!("n{i}"))).unwrap();
+            store
+                .put(format!("n{i}").into(), resource(&format!("n{i}")))
+                .unwrap();
             let len = std::fs::metadata(&path).unwrap().len();
             if len != last_len {
                 full_writes += 1;
@@ -512,13 +524,22 @@ mod tests {
             }
         }
         store.persist().unwrap();
-        assert!(full_writes < 20, "{full_writes} full rewrites for 2,000 records");
-        assert_eq!(StateStore::load(&path).unwrap().unwrap().resources.len(), 2000);
+        assert!(
+            full_writes < 20,
+            "{full_writes} full rewrites for 2,000 records"
+        );
+        assert_eq!(
+            StateStore::load(&path).unwrap().unwrap().resources.len(),
+            2000
+        );
     }
 
     #[test]
     fn redaction_hides_secret_values() {
-        let props = json!({"name": "db", "value": "hunter2"}).as_object().unwrap().clone();
+        let props = json!({"name": "db", "value": "hunter2"})
+            .as_object()
+            .unwrap()
+            .clone();
         let r = redact(&props, &["value"]);
         assert_eq!(r["name"], "db");
         assert!(!r["value"].to_string().contains("hunter2"));

@@ -151,11 +151,11 @@ impl MemoryCloud {
         if let Some(message) = inner.broken.get(address) {
             return Err(ResourceError::Failed(message.clone()));
         }
-        if let Some(n) = inner.transient_failures.get_mut(address) {
-            if *n > 0 {
-                *n -= 1;
-                return Err(ResourceError::Transient("throttled, try again".into()));
-            }
+        if let Some(n) = inner.transient_failures.get_mut(address)
+            && *n > 0
+        {
+            *n -= 1;
+            return Err(ResourceError::Transient("throttled, try again".into()));
         }
         body(&mut inner)
     }
@@ -304,11 +304,9 @@ impl ResourceKind for MemoryKind {
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         self.cloud
             .call(&ctx.address, "delete", |inner| {
-                if let Some((_, user)) = inner
-                    .objects
-                    .iter()
-                    .find(|(id, o)| id.as_str() != current.id && mentions(&o.properties, current.id))
-                {
+                if let Some((_, user)) = inner.objects.iter().find(|(id, o)| {
+                    id.as_str() != current.id && mentions(&o.properties, current.id)
+                }) {
                     return Err(ResourceError::Transient(format!(
                         "DependencyViolation: {} is used by {}",
                         current.id, user.address

@@ -90,7 +90,9 @@ impl Value {
             Value::List(items) => {
                 let items: Vec<Value> = items.iter().map(|v| v.partially_resolve(lookup)).collect();
                 if items.iter().all(|v| matches!(v, Value::Data(_))) {
-                    Value::Data(Json::Array(items.into_iter().map(Value::into_data).collect()))
+                    Value::Data(Json::Array(
+                        items.into_iter().map(Value::into_data).collect(),
+                    ))
                 } else {
                     Value::List(items)
                 }
@@ -148,7 +150,10 @@ impl Value {
 
     /// The references still unresolved, for display ("known after apply").
     pub fn unresolved(&self) -> BTreeSet<String> {
-        self.references().into_iter().map(|r| r.to_string()).collect()
+        self.references()
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect()
     }
 }
 
@@ -237,7 +242,10 @@ mod tests {
         ]));
         let unknown = v.partially_resolve(&|_| None);
         assert!(unknown.as_data().is_none());
-        assert_eq!(unknown.unresolved(), BTreeSet::from(["shared.vpc.id".to_string()]));
+        assert_eq!(
+            unknown.unresolved(),
+            BTreeSet::from(["shared.vpc.id".to_string()])
+        );
         let known = v.partially_resolve(&|r| (r.output == "id").then(|| json!("vpc-1")));
         assert_eq!(known.as_data(), Some(&json!({"a": "x", "b": "vpc-1"})));
     }
@@ -253,8 +261,14 @@ mod tests {
         assert_eq!(known.as_data(), Some(&json!("1234.dkr/app:web-1")));
         let outputs = json!({"records": [{"name": "_x.example.com"}]});
         let r = Reference::new("cert", "records.0.name");
-        assert_eq!(r.lookup(outputs.as_object().unwrap()), Some(json!("_x.example.com")));
-        assert_eq!(Reference::new("cert", "records.1.name").lookup(outputs.as_object().unwrap()), None);
+        assert_eq!(
+            r.lookup(outputs.as_object().unwrap()),
+            Some(json!("_x.example.com"))
+        );
+        assert_eq!(
+            Reference::new("cert", "records.1.name").lookup(outputs.as_object().unwrap()),
+            None
+        );
     }
 
     #[test]

@@ -22,14 +22,20 @@ struct Fixture {
 fn fixture(latency_ms: u64) -> Fixture {
     let cloud = MemoryCloud::with_latency(Duration::from_millis(latency_ms));
     let kinds = Kinds::new()
-        .with(Arc::new(MemoryKind::new("net", &cloud).replace_on(&["cidr"])))
-        .with(Arc::new(MemoryKind::new("thing", &cloud).replace_on(&["zone"])))
+        .with(Arc::new(
+            MemoryKind::new("net", &cloud).replace_on(&["cidr"]),
+        ))
+        .with(Arc::new(
+            MemoryKind::new("thing", &cloud).replace_on(&["zone"]),
+        ))
         .with(Arc::new(
             MemoryKind::new("revision", &cloud)
                 .replace_on(&["image"])
                 .create_before_destroy(),
         ))
-        .with(Arc::new(MemoryKind::new("secret", &cloud).sensitive(&["value"])));
+        .with(Arc::new(
+            MemoryKind::new("secret", &cloud).sensitive(&["value"]),
+        ));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state/test.json");
     Fixture {
@@ -64,9 +70,9 @@ fn r(node: &str) -> Value {
 
 impl Fixture {
     fn plan(&self, g: &ResourceGraph) -> Plan {
-        let state = StateStore::load(&self.path).unwrap().unwrap_or_else(|| {
-            dagform_core::State::new("test")
-        });
+        let state = StateStore::load(&self.path)
+            .unwrap()
+            .unwrap_or_else(|| dagform_core::State::new("test"));
         plan(g, &state, &self.kinds, None, &PlanOptions::default()).unwrap()
     }
 
@@ -89,7 +95,9 @@ impl Fixture {
             ..Default::default()
         };
         let p = plan(g, store.state(), &self.kinds, None, &opts).unwrap();
-        apply(&p, g, &self.kinds, &mut store, &options()).await.unwrap()
+        apply(&p, g, &self.kinds, &mut store, &options())
+            .await
+            .unwrap()
     }
 
     fn state(&self) -> dagform_core::State {
@@ -109,8 +117,16 @@ impl Fixture {
 fn platform(cidr: &str) -> ResourceGraph {
     graph(vec![
         NodeSpec::new("shared.vpc", "net", props! { "cidr" => cidr }),
-        NodeSpec::new("shared.subnet.a", "thing", props! { "vpc" => r("shared.vpc"), "zone" => "a" }),
-        NodeSpec::new("shared.subnet.b", "thing", props! { "vpc" => r("shared.vpc"), "zone" => "b" }),
+        NodeSpec::new(
+            "shared.subnet.a",
+            "thing",
+            props! { "vpc" => r("shared.vpc"), "zone" => "a" },
+        ),
+        NodeSpec::new(
+            "shared.subnet.b",
+            "thing",
+            props! { "vpc" => r("shared.vpc"), "zone" => "b" },
+        ),
         NodeSpec::new(
             "shared.lb",
             "thing",
@@ -137,15 +153,24 @@ async fn creates_in_dependency_order_with_independent_nodes_in_parallel() {
         ("shared.subnet.a", "shared.lb"),
         ("shared.subnet.b", "shared.lb"),
     ] {
-        assert!(call(dep).ended <= call(dependent).started, "{dep} before {dependent}");
+        assert!(
+            call(dep).ended <= call(dependent).started,
+            "{dep} before {dependent}"
+        );
     }
     // The two subnets, and the log group with the VPC, ran at the same time.
     let (a, b) = (call("shared.subnet.a"), call("shared.subnet.b"));
-    assert!(a.started < b.ended && b.started < a.ended, "subnets overlapped");
+    assert!(
+        a.started < b.ended && b.started < a.ended,
+        "subnets overlapped"
+    );
     assert!(f.cloud.max_in_flight() >= 2);
     // The load balancer got the subnets' real ids.
     let (_, lb) = f.cloud.object_at("shared.lb").unwrap();
-    let subnet_a = f.state().resources[&Address::from("shared.subnet.a")].id.clone().unwrap();
+    let subnet_a = f.state().resources[&Address::from("shared.subnet.a")]
+        .id
+        .clone()
+        .unwrap();
     assert_eq!(lb.properties["subnets"][0], json!(subnet_a));
 }
 
@@ -179,15 +204,23 @@ async fn parallelism_bound_is_never_exceeded() {
 #[tokio::test]
 async fn a_failure_skips_only_its_dependents() {
     let f = fixture(5);
-    f.cloud.break_resource("shared.subnet.a", "InvalidSubnet: no capacity");
+    f.cloud
+        .break_resource("shared.subnet.a", "InvalidSubnet: no capacity");
     let report = f.converge(&platform("10.0.0.0/16")).await;
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].address.as_str(), "shared.subnet.a");
     assert!(report.failed[0].error.contains("no capacity"));
-    assert_eq!(report.skipped, vec![(Address::from("shared.lb"), Step::Create)]);
+    assert_eq!(
+        report.skipped,
+        vec![(Address::from("shared.lb"), Step::Create)]
+    );
     let state = f.state();
     let have: Vec<&str> = state.resources.keys().map(|a| a.as_str()).collect();
-    assert_eq!(have, ["shared.log", "shared.subnet.b", "shared.vpc"], "state holds what exists");
+    assert_eq!(
+        have,
+        ["shared.log", "shared.subnet.b", "shared.vpc"],
+        "state holds what exists"
+    );
     assert_eq!(f.cloud.objects().len(), 3);
     // Once the cause is fixed, a re-run converges.
     f.cloud.repair("shared.subnet.a");
@@ -271,14 +304,19 @@ async fn replacement_deletes_then_recreates_and_dependents_follow() {
     // `vpc` does not force their replacement, so they are updated with the new id.
     let subnet = p.get(&"shared.subnet.a".into()).unwrap();
     assert_eq!(subnet.action, Action::Update);
-    assert!(matches!(subnet.changes[0].new, PlannedValue::KnownAfterApply(_)));
+    assert!(matches!(
+        subnet.changes[0].new,
+        PlannedValue::KnownAfterApply(_)
+    ));
     // The old VPC is still used by the subnets, so deleting it first must wait, and the cloud
     // refuses: a plain replacement of a used node fails cleanly and keeps the state true.
     let report = f.converge(&g).await;
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert!(f.cloud.objects().contains_key(&old_vpc));
     assert_eq!(
-        f.state().resources[&Address::from("shared.vpc")].id.as_deref(),
+        f.state().resources[&Address::from("shared.vpc")]
+            .id
+            .as_deref(),
         Some(old_vpc.as_str())
     );
 }
@@ -289,25 +327,44 @@ async fn create_before_destroy_repoints_dependents_before_deleting_the_old_objec
     let g = |image: &str| {
         graph(vec![
             NodeSpec::new("svc.rev", "revision", props! { "image" => image }),
-            NodeSpec::new("svc.service", "thing", props! { "task" => r("svc.rev"), "zone" => "z" }),
+            NodeSpec::new(
+                "svc.service",
+                "thing",
+                props! { "task" => r("svc.rev"), "zone" => "z" },
+            ),
         ])
     };
     f.converge(&g("app:1")).await;
     let old = f.cloud.object_at("svc.rev").unwrap().0;
     let p = f.plan(&g("app:2"));
     let rev = p.get(&"svc.rev".into()).unwrap();
-    assert_eq!((rev.action, rev.create_before_destroy), (Action::Replace, true));
+    assert_eq!(
+        (rev.action, rev.create_before_destroy),
+        (Action::Replace, true)
+    );
     assert_eq!(p.get(&"svc.service".into()).unwrap().action, Action::Update);
     let report = f.converge(&g("app:2")).await;
     assert!(report.is_success(), "{report:?}");
-    let steps: Vec<(&str, Step)> = report.succeeded.iter().map(|(a, s)| (a.as_str(), *s)).collect();
+    let steps: Vec<(&str, Step)> = report
+        .succeeded
+        .iter()
+        .map(|(a, s)| (a.as_str(), *s))
+        .collect();
     assert_eq!(
         steps,
-        [("svc.rev", Step::Create), ("svc.service", Step::Update), ("svc.rev", Step::DeleteDeposed)]
+        [
+            ("svc.rev", Step::Create),
+            ("svc.service", Step::Update),
+            ("svc.rev", Step::DeleteDeposed)
+        ]
     );
     assert!(!f.cloud.objects().contains_key(&old));
     let state = f.state();
-    assert!(state.resources[&Address::from("svc.rev")].deposed.is_empty());
+    assert!(
+        state.resources[&Address::from("svc.rev")]
+            .deposed
+            .is_empty()
+    );
     assert_eq!(f.cloud.objects().len(), 2);
 }
 
@@ -344,7 +401,11 @@ async fn cancellation_lets_running_calls_finish_records_them_and_starts_nothing_
 #[tokio::test]
 async fn an_interrupted_create_is_adopted_not_duplicated() {
     let f = fixture(0);
-    let g = graph(vec![NodeSpec::new("shared.log", "thing", props! { "zone" => "z" })]);
+    let g = graph(vec![NodeSpec::new(
+        "shared.log",
+        "thing",
+        props! { "zone" => "z" },
+    )]);
     // A run recorded its intent, created the object, and died before recording the id.
     {
         let mut store = StateStore::open(&f.path, "test").unwrap();
@@ -366,11 +427,22 @@ async fn an_interrupted_create_is_adopted_not_duplicated() {
     let id = f.cloud.insert("thing", "shared.log", Default::default());
     let p = f.plan(&g);
     assert_eq!(p.resources[0].action, Action::Create);
-    assert!(p.resources[0].reason.as_deref().unwrap().contains("interrupted"));
+    assert!(
+        p.resources[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("interrupted")
+    );
     let report = f.converge(&g).await;
     assert!(report.is_success());
     assert_eq!(f.cloud.objects().len(), 1, "adopted, not duplicated");
-    assert_eq!(f.state().resources[&Address::from("shared.log")].id.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        f.state().resources[&Address::from("shared.log")]
+            .id
+            .as_deref(),
+        Some(id.as_str())
+    );
 }
 
 #[tokio::test]
@@ -383,15 +455,23 @@ async fn drift_is_reported_and_repaired() {
     f.cloud.set_property(&lb_id, "size", json!(9));
     f.cloud.remove(&log_id);
     let state = f.state();
-    let live: LiveView = read_live(&state, &f.kinds, &options(), |_| true).await.unwrap();
+    let live: LiveView = read_live(&state, &f.kinds, &options(), |_| true)
+        .await
+        .unwrap();
     let p = plan(&g, &state, &f.kinds, Some(&live), &PlanOptions::default()).unwrap();
     let lb = p.get(&"shared.lb".into()).unwrap();
-    assert!(lb.changes.iter().any(|c| c.drift && c.old == Some(json!(9))));
+    assert!(
+        lb.changes
+            .iter()
+            .any(|c| c.drift && c.old == Some(json!(9)))
+    );
     let log = p.get(&"shared.log".into()).unwrap();
     assert_eq!(log.action, Action::Create);
     assert_eq!(log.reason.as_deref(), Some("deleted outside dagform"));
     let mut store = StateStore::open(&f.path, "test").unwrap();
-    let report = apply(&p, &g, &f.kinds, &mut store, &options()).await.unwrap();
+    let report = apply(&p, &g, &f.kinds, &mut store, &options())
+        .await
+        .unwrap();
     assert!(report.is_success(), "{report:?}");
     assert_eq!(lb.action, Action::Update);
     assert_eq!(f.cloud.objects()[&lb_id].properties["size"], json!(2));
@@ -409,7 +489,12 @@ async fn targets_limit_the_plan_to_their_nodes() {
         destroy: true,
     };
     let p = plan(&g, &state, &f.kinds, None, &opts).unwrap();
-    let changed: Vec<&str> = p.resources.iter().filter(|r| r.has_work()).map(|r| r.address.as_str()).collect();
+    let changed: Vec<&str> = p
+        .resources
+        .iter()
+        .filter(|r| r.has_work())
+        .map(|r| r.address.as_str())
+        .collect();
     assert_eq!(changed, ["shared.log"]);
 }
 
@@ -423,7 +508,10 @@ async fn secret_values_never_reach_the_state_file() {
     )]);
     let p = f.plan(&g);
     let json = serde_json::to_string(&p).unwrap();
-    assert!(!json.contains("sk_live_very_secret"), "plan leaks the value: {json}");
+    assert!(
+        !json.contains("sk_live_very_secret"),
+        "plan leaks the value: {json}"
+    );
     f.converge(&g).await;
     let text = std::fs::read_to_string(&f.path).unwrap();
     assert!(!text.contains("sk_live_very_secret"));

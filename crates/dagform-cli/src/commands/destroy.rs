@@ -22,7 +22,10 @@ pub struct DestroyArgs {
 pub async fn run(args: DestroyArgs) -> Result<u8> {
     let ctx = Context::load(&args.common)?;
     if !args.yes && !super::interactive() {
-        bail!("refusing to destroy stack {} without --yes when not on a terminal", ctx.stack());
+        bail!(
+            "refusing to destroy stack {} without --yes when not on a terminal",
+            ctx.stack()
+        );
     }
     let (mut store, blueprint, kinds) = super::prepare(&ctx).await?;
     let options = PlanOptions {

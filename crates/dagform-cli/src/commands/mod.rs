@@ -65,7 +65,9 @@ pub async fn apply_with_progress(
     let cancel = options.cancel.clone();
     let interrupt = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: finishing the AWS calls in flight, starting nothing new, saving state…");
+            eprintln!(
+                "\ninterrupted: finishing the AWS calls in flight, starting nothing new, saving state…"
+            );
             cancel.cancel();
         }
     });
@@ -88,7 +90,10 @@ pub fn finish(report: &ApplyReport, verb: &str, elapsed: std::time::Duration) ->
         return exit::INTERRUPTED;
     }
     if report.failed.is_empty() {
-        eprintln!("\n{verb} complete in {secs:.1}s: {} step(s).", report.succeeded.len());
+        eprintln!(
+            "\n{verb} complete in {secs:.1}s: {} step(s).",
+            report.succeeded.len()
+        );
         return exit::OK;
     }
     eprintln!(

@@ -23,16 +23,24 @@ pub async fn run(args: OutputArgs) -> Result<u8> {
     let blueprint = ctx.blueprint(&state)?;
     let mut values = Map::new();
     for o in &blueprint.outputs {
-        let v = o.value.partially_resolve(&|r| {
-            state.get(&r.node).and_then(|s| r.lookup(&s.outputs))
-        });
+        let v = o
+            .value
+            .partially_resolve(&|r| state.get(&r.node).and_then(|s| r.lookup(&s.outputs)));
         if let Some(v) = v.as_data() {
             values.insert(o.name.clone(), v.clone());
         }
     }
     if let Some(name) = &args.name {
         let Some(v) = values.get(name) else {
-            bail!("no output `{name}` (not defined, or not provisioned yet); known: {}", blueprint.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "));
+            bail!(
+                "no output `{name}` (not defined, or not provisioned yet); known: {}",
+                blueprint
+                    .outputs
+                    .iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         };
         match v {
             Json::String(s) if !args.json => println!("{s}"),

@@ -46,7 +46,10 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
     )
     .await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&render::plan_json(&plan, &ctx.stack()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&render::plan_json(&plan, &ctx.stack()))?
+        );
     } else {
         print!("{}", render::plan_text(&plan, &ctx.stack(), true));
     }
