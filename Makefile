@@ -16,7 +16,7 @@ DAGFORM        := target/debug/dagform
 
 export DAGFORM_MOTO_SERVER := $(abspath $(MOTO_SERVER))
 
-.PHONY: all build test unit e2e lint fmt demo demo-destroy emulator emulator-stop bench clean emulator-deps
+.PHONY: all build test unit lint fmt demo demo-destroy emulator emulator-stop bench clean emulator-deps
 
 all: build
 
@@ -62,21 +62,33 @@ emulator: emulator-deps
 emulator-stop:
 	@if [ -f $(EMULATOR_DIR)/moto.pid ]; then kill $$(cat $(EMULATOR_DIR)/moto.pid) 2>/dev/null || true; rm -f $(EMULATOR_DIR)/moto.pid; echo "emulator stopped"; else echo "no emulator started by make"; fi
 
-## The main job: provision the multi-customer example against the local emulator.
+# Credentials and endpoint for the local emulator only; real AWS uses the standard chain.
+EMULATOR_ENV   := AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+                  AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true DAGFORM_POLL_INTERVAL=250ms
+DEMO_ZONE      := freeinterestcal.com
+
+## The main job: provision the multi-customer example against the local emulator. The
+## example expects an existing hosted zone, as a real account would have; the demo creates
+## it in the emulator first.
 demo: emulator build
-	@AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
-	  $(DAGFORM) emulator-setup -f $(DEMO_CONFIG)
-	AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
-	  $(DAGFORM) provision -f $(DEMO_CONFIG) --state $(DEMO_STATE) --yes
-	@AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
-	  $(DAGFORM) output -f $(DEMO_CONFIG) --state $(DEMO_STATE)
+	@$(EMULATOR_ENV) $(VENV)/bin/python -c 'import boto3; \
+	r53 = boto3.client("route53"); \
+	zones = r53.list_hosted_zones_by_name(DNSName="$(DEMO_ZONE)")["HostedZones"]; \
+	exists = any(z["Name"] == "$(DEMO_ZONE)." for z in zones); \
+	exists or r53.create_hosted_zone(Name="$(DEMO_ZONE)", CallerReference="dagform-demo"); \
+	print("hosted zone $(DEMO_ZONE): " + ("exists" if exists else "created in the emulator"))'
+	$(EMULATOR_ENV) $(DAGFORM) provision -f $(DEMO_CONFIG) --state $(DEMO_STATE) --yes
+	@echo
+	@$(EMULATOR_ENV) $(DAGFORM) output -f $(DEMO_CONFIG) --state $(DEMO_STATE)
 
+## Tear the demo down again (the emulator keeps running: `make emulator-stop`).
 demo-destroy: emulator build
-	AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
-	  $(DAGFORM) destroy -f $(DEMO_CONFIG) --state $(DEMO_STATE) --yes
+	$(EMULATOR_ENV) $(DAGFORM) destroy -f $(DEMO_CONFIG) --state $(DEMO_STATE) --yes
 
+## Speed: dagform's concurrent walk against one-step-at-a-time and the seed's stack-by-stack
+## route, measured in one run and reported as ratios.
 bench: emulator-deps
-	$(CARGO) bench -p dagform-e2e
+	$(CARGO) bench -p dagform-cli --bench provision
 
 clean:
 	$(CARGO) clean

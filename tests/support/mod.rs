@@ -137,8 +137,9 @@ impl Emulator {
 
     /// A command running the real `dagform` binary against this emulator.
     pub fn dagform(&self) -> Command {
-        let bin = option_env!("CARGO_BIN_EXE_dagform")
-            .expect("this test target is not built with the dagform binary");
+        let Some(bin) = option_env!("CARGO_BIN_EXE_dagform") else {
+            panic!("this test target is not built with the dagform binary")
+        };
         let mut cmd = Command::new(bin);
         cmd.envs(self.env())
             .env_remove("RUST_LOG")

@@ -1,0 +1,572 @@
+//! `aws_internet_gateway`, `aws_eip` and `aws_nat_gateway`.
+
+use super::{check_name, is_owned, owned_by, set_name, tag_spec, tag_value, until_visible};
+use crate::AwsClients;
+use crate::error::{classify, code, is_not_found, parse};
+use aws_sdk_ec2::types::{DomainType, Filter, NatGatewayState, ResourceType};
+use dagform_core::{
+    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InternetGatewayProps {
+    name: String,
+    vpc_id: String,
+}
+
+/// `aws_internet_gateway`: an internet gateway attached to one VPC.
+pub struct InternetGateway {
+    clients: Arc<AwsClients>,
+}
+
+impl InternetGateway {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
+    async fn attach(&self, ctx: &OpContext, id: &str, vpc_id: &str) -> Result<(), ResourceError> {
+        let req = self
+            .clients
+            .ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(id)
+            .vpc_id(vpc_id);
+        until_visible(ctx, "AttachInternetGateway", move || req.clone().send()).await?;
+        Ok(())
+    }
+
+    async fn describe(
+        &self,
+        id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::InternetGateway>, ResourceError> {
+        match self
+            .clients
+            .ec2
+            .describe_internet_gateways()
+            .internet_gateway_ids(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.internet_gateways().first().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(classify("DescribeInternetGateways", e)),
+        }
+    }
+}
+
+/// The VPC an internet gateway is attached to (attachment state `available` in AWS; detaching
+/// ones are ignored).
+fn attached_vpc(igw: &aws_sdk_ec2::types::InternetGateway) -> Option<&str> {
+    use aws_sdk_ec2::types::AttachmentStatus;
+    igw.attachments()
+        .iter()
+        .find(|a| {
+            !matches!(
+                a.state(),
+                Some(AttachmentStatus::Detaching | AttachmentStatus::Detached)
+            )
+        })
+        .and_then(|a| a.vpc_id())
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for InternetGateway {
+    fn name(&self) -> &'static str {
+        "aws_internet_gateway"
+    }
+
+    fn forces_replacement(&self, property: &str) -> bool {
+        property == "vpc_id"
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p: InternetGatewayProps = parse(props)?;
+        check_name(&p.name)?;
+        let out = self
+            .clients
+            .ec2
+            .create_internet_gateway()
+            .tag_specifications(tag_spec(ResourceType::InternetGateway, ctx, Some(&p.name)))
+            .send()
+            .await
+            .map_err(|e| classify("CreateInternetGateway", e))?;
+        let id = out
+            .internet_gateway()
+            .and_then(|g| g.internet_gateway_id())
+            .ok_or_else(|| ResourceError::failed("CreateInternetGateway returned no id"))?
+            .to_string();
+        if let Err(e) = self.attach(ctx, &id, &p.vpc_id).await {
+            // Not leaving a detached gateway behind; the next attempt creates a fresh one.
+            let _ = self
+                .clients
+                .ec2
+                .delete_internet_gateway()
+                .internet_gateway_id(&id)
+                .send()
+                .await;
+            return Err(e);
+        }
+        Ok(Applied::new(id))
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let Some(igw) = self.describe(current.id).await? else {
+            return Ok(None);
+        };
+        let mut properties = Properties::new();
+        if let Some(name) = tag_value(igw.tags(), "Name") {
+            properties.insert("name".into(), json!(name));
+        }
+        // Detached shows as null, so the planner sees the drift and re-creates the gateway.
+        properties.insert(
+            "vpc_id".into(),
+            attached_vpc(&igw).map_or(Json::Null, |v| json!(v)),
+        );
+        Ok(Some(Observed {
+            properties,
+            outputs: Applied::new(current.id).outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        let p: InternetGatewayProps = parse(desired)?;
+        check_name(&p.name)?;
+        if changed.iter().any(|c| c == "name") {
+            set_name(&self.clients, current.id, &p.name).await?;
+        }
+        Ok(Applied::new(current.id))
+    }
+
+    /// Detaches from every VPC (a gateway already detached is fine), then deletes.
+    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let Some(igw) = self.describe(current.id).await? else {
+            return Ok(());
+        };
+        for vpc in igw.attachments().iter().filter_map(|a| a.vpc_id()) {
+            match self
+                .clients
+                .ec2
+                .detach_internet_gateway()
+                .internet_gateway_id(current.id)
+                .vpc_id(vpc)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if code(&e) == Some("Gateway.NotAttached") || is_not_found(&e) => {}
+                Err(e) => return Err(classify("DetachInternetGateway", e)),
+            }
+        }
+        match self
+            .clients
+            .ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(classify("DeleteInternetGateway", e)),
+        }
+    }
+
+    /// Adopts a gateway tagged for this address, attaching it if the crash came before that.
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let p: InternetGatewayProps = parse(props)?;
+        let out = self
+            .clients
+            .ec2
+            .describe_internet_gateways()
+            .set_filters(Some(owned_by(ctx)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeInternetGateways", e))?;
+        let Some(igw) = out.internet_gateways().first() else {
+            return Ok(None);
+        };
+        let Some(id) = igw.internet_gateway_id() else {
+            return Ok(None);
+        };
+        if attached_vpc(igw).is_none() {
+            self.attach(ctx, id, &p.vpc_id).await?;
+        }
+        Ok(Some(Applied::new(id)))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EipProps {
+    name: String,
+}
+
+/// `aws_eip`: an Elastic IP address in the VPC domain; its id is the allocation id.
+pub struct Eip {
+    clients: Arc<AwsClients>,
+}
+
+impl Eip {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
+    async fn describe(
+        &self,
+        allocation_id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::Address>, ResourceError> {
+        match self
+            .clients
+            .ec2
+            .describe_addresses()
+            .allocation_ids(allocation_id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.addresses().first().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(classify("DescribeAddresses", e)),
+        }
+    }
+}
+
+/// Release errors that mean the address is still in use by something going away (a NAT
+/// gateway being deleted): AWS answers `AuthFailure` or `InvalidIPAddress.InUse` until the
+/// association is gone.
+const EIP_STILL_ASSOCIATED: &[&str] = &[
+    "AuthFailure",
+    "InvalidIPAddress.InUse",
+    "InvalidAddress.Locked",
+];
+
+fn eip_applied(address: &aws_sdk_ec2::types::Address) -> Option<Applied> {
+    Some(
+        Applied::new(address.allocation_id()?)
+            .output("public_ip", address.public_ip().unwrap_or_default()),
+    )
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for Eip {
+    fn name(&self) -> &'static str {
+        "aws_eip"
+    }
+
+    fn forces_replacement(&self, _property: &str) -> bool {
+        false
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p: EipProps = parse(props)?;
+        check_name(&p.name)?;
+        let out = self
+            .clients
+            .ec2
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(tag_spec(ResourceType::ElasticIp, ctx, Some(&p.name)))
+            .send()
+            .await
+            .map_err(|e| classify("AllocateAddress", e))?;
+        let id = out
+            .allocation_id()
+            .ok_or_else(|| ResourceError::failed("AllocateAddress returned no allocation id"))?;
+        Ok(Applied::new(id).output("public_ip", out.public_ip().unwrap_or_default()))
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let Some(address) = self.describe(current.id).await? else {
+            return Ok(None);
+        };
+        let mut properties = Properties::new();
+        if let Some(name) = tag_value(address.tags(), "Name") {
+            properties.insert("name".into(), json!(name));
+        }
+        Ok(eip_applied(&address).map(|a| Observed {
+            properties,
+            outputs: a.outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        _changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        let p: EipProps = parse(desired)?;
+        check_name(&p.name)?;
+        set_name(&self.clients, current.id, &p.name).await?;
+        self.describe(current.id)
+            .await?
+            .as_ref()
+            .and_then(eip_applied)
+            .ok_or_else(|| ResourceError::failed(format!("Elastic IP {} is gone", current.id)))
+    }
+
+    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        match self
+            .clients
+            .ec2
+            .release_address()
+            .allocation_id(current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) if code(&e).is_some_and(|c| EIP_STILL_ASSOCIATED.contains(&c)) => {
+                match classify("ReleaseAddress", e) {
+                    ResourceError::Failed(m) => Err(ResourceError::Transient(m)),
+                    other => Err(other),
+                }
+            }
+            Err(e) => Err(classify("ReleaseAddress", e)),
+        }
+    }
+
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        _props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let out = self
+            .clients
+            .ec2
+            .describe_addresses()
+            .set_filters(Some(owned_by(ctx)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeAddresses", e))?;
+        Ok(out.addresses().first().and_then(eip_applied))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NatGatewayProps {
+    name: String,
+    subnet_id: String,
+    allocation_id: String,
+}
+
+/// `aws_nat_gateway`: a public NAT gateway in a subnet, using an Elastic IP. Create and
+/// delete wait for the gateway to settle (about two minutes in AWS), so that routes can use
+/// it and its Elastic IP can be released after it.
+pub struct NatGateway {
+    clients: Arc<AwsClients>,
+}
+
+impl NatGateway {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
+    async fn describe(
+        &self,
+        id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::NatGateway>, ResourceError> {
+        match self
+            .clients
+            .ec2
+            .describe_nat_gateways()
+            .nat_gateway_ids(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.nat_gateways().first().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(classify("DescribeNatGateways", e)),
+        }
+    }
+
+    async fn wait_available(&self, ctx: &OpContext, id: &str) -> Result<(), ResourceError> {
+        ctx.wait_for("NAT gateway to become available", || async move {
+            let Some(nat) = self.describe(id).await? else {
+                // Not visible yet right after the create.
+                return Ok(None);
+            };
+            match nat.state() {
+                Some(NatGatewayState::Available) => Ok(Some(())),
+                Some(NatGatewayState::Pending) | None => Ok(None),
+                Some(state) => Err(ResourceError::failed(format!(
+                    "NAT gateway {id} is {state}: {} {}",
+                    nat.failure_code().unwrap_or_default(),
+                    nat.failure_message().unwrap_or_default()
+                ))),
+            }
+        })
+        .await
+    }
+}
+
+/// Whether a NAT gateway is gone or going: AWS lists deleted ones for about an hour.
+fn nat_gone(nat: &aws_sdk_ec2::types::NatGateway) -> bool {
+    matches!(
+        nat.state(),
+        Some(NatGatewayState::Deleting | NatGatewayState::Deleted | NatGatewayState::Failed)
+    )
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for NatGateway {
+    fn name(&self) -> &'static str {
+        "aws_nat_gateway"
+    }
+
+    /// The subnet and the address are fixed; only the `Name` tag changes in place.
+    fn forces_replacement(&self, property: &str) -> bool {
+        property != "name"
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p: NatGatewayProps = parse(props)?;
+        check_name(&p.name)?;
+        let req = self
+            .clients
+            .ec2
+            .create_nat_gateway()
+            .subnet_id(&p.subnet_id)
+            .allocation_id(&p.allocation_id)
+            .tag_specifications(tag_spec(ResourceType::Natgateway, ctx, Some(&p.name)));
+        let out = until_visible(ctx, "CreateNatGateway", move || req.clone().send()).await?;
+        let id = out
+            .nat_gateway()
+            .and_then(|n| n.nat_gateway_id())
+            .ok_or_else(|| ResourceError::failed("CreateNatGateway returned no id"))?
+            .to_string();
+        self.wait_available(ctx, &id).await?;
+        Ok(Applied::new(id))
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let Some(nat) = self.describe(current.id).await? else {
+            return Ok(None);
+        };
+        if nat_gone(&nat) {
+            return Ok(None);
+        }
+        let mut properties = Properties::new();
+        if let Some(name) = tag_value(nat.tags(), "Name") {
+            properties.insert("name".into(), json!(name));
+        }
+        if let Some(subnet) = nat.subnet_id() {
+            properties.insert("subnet_id".into(), json!(subnet));
+        }
+        if let Some(allocation) = nat
+            .nat_gateway_addresses()
+            .iter()
+            .find_map(|a| a.allocation_id())
+        {
+            properties.insert("allocation_id".into(), json!(allocation));
+        }
+        Ok(Some(Observed {
+            properties,
+            outputs: Applied::new(current.id).outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        _changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        let p: NatGatewayProps = parse(desired)?;
+        check_name(&p.name)?;
+        set_name(&self.clients, current.id, &p.name).await?;
+        Ok(Applied::new(current.id))
+    }
+
+    /// Deletes and waits until `deleted`: only then is the Elastic IP free to be released.
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let id = current.id;
+        match self.describe(id).await? {
+            None => return Ok(()),
+            Some(nat) if nat.state() == Some(&NatGatewayState::Deleted) => return Ok(()),
+            Some(_) => {}
+        }
+        match self
+            .clients
+            .ec2
+            .delete_nat_gateway()
+            .nat_gateway_id(id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(classify("DeleteNatGateway", e)),
+        }
+        ctx.wait_for("NAT gateway to be deleted", || async move {
+            Ok(match self.describe(id).await? {
+                None => Some(()),
+                Some(nat) if nat.state() == Some(&NatGatewayState::Deleted) => Some(()),
+                Some(_) => None,
+            })
+        })
+        .await
+    }
+
+    /// Adopts a live gateway tagged for this address, waiting for it if it is still pending.
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        _props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let out = self
+            .clients
+            .ec2
+            .describe_nat_gateways()
+            .set_filter(Some(owned_by(ctx)))
+            .filter(
+                Filter::builder()
+                    .name("state")
+                    .values("pending")
+                    .values("available")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("DescribeNatGateways", e))?;
+        let Some(id) = out
+            .nat_gateways()
+            .iter()
+            // Checked here too: moto ignores tag filters on this call.
+            .filter(|n| !nat_gone(n) && is_owned(n.tags(), ctx))
+            .find_map(|n| n.nat_gateway_id())
+        else {
+            return Ok(None);
+        };
+        self.wait_available(ctx, id).await?;
+        Ok(Some(Applied::new(id)))
+    }
+}

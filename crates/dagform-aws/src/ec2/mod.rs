@@ -1,0 +1,188 @@
+//! EC2 networking kinds: VPC, subnets, gateways, routing and security groups, plus the
+//! default-VPC data source.
+
+mod gateway;
+mod route;
+mod security_group;
+mod subnet;
+mod vpc;
+
+use crate::AwsClients;
+use crate::error::{classify, is_not_found};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use dagform_core::{Kinds, OpContext, ResourceError};
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use gateway::{Eip, InternetGateway, NatGateway};
+pub use route::{RouteTable, RouteTableAssociation};
+pub use security_group::{SecurityGroup, SecurityGroupRule};
+pub use subnet::Subnet;
+pub use vpc::{DefaultVpc, Vpc};
+
+pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
+    let c = || clients.clone();
+    kinds.register(Arc::new(Vpc::new(c())));
+    kinds.register(Arc::new(DefaultVpc::new(c())));
+    kinds.register(Arc::new(Subnet::new(c())));
+    kinds.register(Arc::new(InternetGateway::new(c())));
+    kinds.register(Arc::new(Eip::new(c())));
+    kinds.register(Arc::new(NatGateway::new(c())));
+    kinds.register(Arc::new(RouteTable::new(c())));
+    kinds.register(Arc::new(RouteTableAssociation::new(c())));
+    kinds.register(Arc::new(SecurityGroup::new(c())));
+    kinds.register(Arc::new(SecurityGroupRule::new(c())));
+}
+
+/// The tags of an object created for `ctx`: the dagform tags, plus `Name` when given.
+fn tag_spec(resource: ResourceType, ctx: &OpContext, name: Option<&str>) -> TagSpecification {
+    let tags = ctx
+        .tags()
+        .into_iter()
+        .chain(name.map(|n| ("Name".to_string(), n.to_string())))
+        .map(|(k, v)| Tag::builder().key(k).value(v).build());
+    TagSpecification::builder()
+        .resource_type(resource)
+        .set_tags(Some(tags.collect()))
+        .build()
+}
+
+fn filter(name: &str, value: impl Into<String>) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+/// Filters matching the objects tagged for `ctx`'s stack and address (used by `find`).
+fn owned_by(ctx: &OpContext) -> Vec<Filter> {
+    ctx.tags()
+        .into_iter()
+        .map(|(k, v)| filter(&format!("tag:{k}"), v))
+        .collect()
+}
+
+/// Whether `tags` mark an object created for `ctx`'s stack and address.
+fn is_owned(tags: &[Tag], ctx: &OpContext) -> bool {
+    ctx.tags()
+        .iter()
+        .all(|(k, v)| tag_value(tags, k) == Some(v.as_str()))
+}
+
+fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// Sets the `Name` tag of an existing object (a rename is an in-place update).
+async fn set_name(clients: &AwsClients, id: &str, name: &str) -> Result<(), ResourceError> {
+    clients
+        .ec2
+        .create_tags()
+        .resources(id)
+        .tags(Tag::builder().key("Name").value(name).build())
+        .send()
+        .await
+        .map_err(|e| classify("CreateTags", e))?;
+    Ok(())
+}
+
+/// A `Name` tag value AWS accepts: 1 to 256 characters.
+fn check_name(name: &str) -> Result<(), ResourceError> {
+    let len = name.chars().count();
+    if len == 0 || len > 256 {
+        return Err(ResourceError::invalid(format!(
+            "name `{name}` must be 1 to 256 characters long"
+        )));
+    }
+    Ok(())
+}
+
+/// A canonical IPv4 CIDR block (no host bits set, so the value reads back unchanged) with a
+/// prefix length in `prefixes`.
+fn check_cidr(what: &str, cidr: &str, prefixes: RangeInclusive<u8>) -> Result<(), ResourceError> {
+    let bad = |why: &str| ResourceError::invalid(format!("{what} `{cidr}`: {why}"));
+    let (addr, len) = cidr
+        .split_once('/')
+        .ok_or_else(|| bad("not an IPv4 CIDR block (a.b.c.d/n)"))?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
+    let len: u8 = len.parse().map_err(|_| bad("bad prefix length"))?;
+    if !prefixes.contains(&len) {
+        return Err(bad(&format!(
+            "prefix length must be /{} to /{}",
+            prefixes.start(),
+            prefixes.end()
+        )));
+    }
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    if u32::from(addr) & !mask != 0 {
+        let canonical = Ipv4Addr::from(u32::from(addr) & mask);
+        return Err(bad(&format!(
+            "host bits set; did you mean {canonical}/{len}?"
+        )));
+    }
+    Ok(())
+}
+
+/// Turns `*.NotFound` into Transient: right after an object is created, EC2 may not know it
+/// yet in calls that reference it (eventual consistency).
+fn not_yet_visible<E, R>(operation: &str, err: SdkError<E, R>) -> ResourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let missing = is_not_found(&err);
+    match classify(operation, err) {
+        ResourceError::Failed(m) if missing => ResourceError::Transient(m),
+        other => other,
+    }
+}
+
+/// Runs `call` until the objects it names are visible (it stops answering `*.NotFound`),
+/// polling for at most two minutes: long enough for EC2's eventual consistency, short enough
+/// that a wrong id fails soon.
+async fn until_visible<T, E, R, F, Fut>(
+    ctx: &OpContext,
+    operation: &str,
+    mut call: F,
+) -> Result<T, ResourceError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+{
+    let mut bounded = ctx.clone();
+    bounded.poll.timeout = bounded.poll.timeout.min(Duration::from_secs(120));
+    bounded
+        .wait_for(operation, || {
+            let attempt = call();
+            async move {
+                attempt
+                    .await
+                    .map(Some)
+                    .map_err(|e| not_yet_visible(operation, e))
+            }
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_cidr;
+
+    #[test]
+    fn cidr_validation() {
+        assert!(check_cidr("cidr", "10.0.0.0/16", 16..=28).is_ok());
+        assert!(check_cidr("cidr", "0.0.0.0/0", 0..=32).is_ok());
+        assert!(check_cidr("cidr", "10.0.1.0/24", 16..=28).is_ok());
+        assert!(check_cidr("cidr", "10.0.0.1/16", 16..=28).is_err());
+        assert!(check_cidr("cidr", "10.0.0.0/8", 16..=28).is_err());
+        assert!(check_cidr("cidr", "10.0.0/16", 16..=28).is_err());
+        assert!(check_cidr("cidr", "10.0.0.0", 16..=28).is_err());
+        assert!(check_cidr("cidr", "10.0.0.0/33", 0..=32).is_err());
+    }
+}

@@ -1,0 +1,448 @@
+//! `aws_route_table` (with its routes managed in place) and `aws_route_table_association`.
+
+use super::{
+    check_cidr, check_name, filter, not_yet_visible, owned_by, set_name, tag_spec, tag_value,
+    until_visible,
+};
+use crate::AwsClients;
+use crate::error::{classify, is_not_found, parse};
+use aws_sdk_ec2::types::{ResourceType, RouteOrigin, RouteTableAssociationStateCode};
+use dagform_core::{
+    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteTableProps {
+    name: String,
+    vpc_id: String,
+    routes: Vec<Route>,
+}
+
+/// One route; its target is exactly one of an internet gateway and a NAT gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Route {
+    destination_cidr_block: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gateway_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nat_gateway_id: Option<String>,
+}
+
+impl RouteTableProps {
+    fn parse(props: &Properties) -> Result<Self, ResourceError> {
+        let p: Self = parse(props)?;
+        check_name(&p.name)?;
+        let mut seen = HashSet::new();
+        for r in &p.routes {
+            check_cidr("destination_cidr_block", &r.destination_cidr_block, 0..=32)?;
+            if !seen.insert(&r.destination_cidr_block) {
+                return Err(ResourceError::invalid(format!(
+                    "two routes to {}",
+                    r.destination_cidr_block
+                )));
+            }
+            if r.gateway_id.is_some() == r.nat_gateway_id.is_some() {
+                return Err(ResourceError::invalid(format!(
+                    "route to {} needs exactly one of gateway_id and nat_gateway_id",
+                    r.destination_cidr_block
+                )));
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// The routes of a table that dagform manages: those added with CreateRoute. The implicit
+/// `local` route and propagated routes are AWS's.
+fn managed_routes(table: &aws_sdk_ec2::types::RouteTable) -> Vec<Route> {
+    table
+        .routes()
+        .iter()
+        .filter(|r| r.origin() == Some(&RouteOrigin::CreateRoute) || r.origin().is_none())
+        .filter(|r| r.gateway_id() != Some("local"))
+        .filter_map(|r| {
+            let nat = r.nat_gateway_id().map(str::to_string);
+            Some(Route {
+                destination_cidr_block: r.destination_cidr_block()?.to_string(),
+                // A NAT route names only the NAT gateway.
+                gateway_id: if nat.is_some() {
+                    None
+                } else {
+                    r.gateway_id().map(str::to_string)
+                },
+                nat_gateway_id: nat,
+            })
+        })
+        .collect()
+}
+
+/// `aws_route_table`: a route table and its routes; routes change in place.
+pub struct RouteTable {
+    clients: Arc<AwsClients>,
+}
+
+impl RouteTable {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
+    async fn describe(
+        &self,
+        id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::RouteTable>, ResourceError> {
+        match self
+            .clients
+            .ec2
+            .describe_route_tables()
+            .route_table_ids(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.route_tables().first().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(classify("DescribeRouteTables", e)),
+        }
+    }
+
+    /// Brings the table's managed routes from `live` to `desired`.
+    async fn sync_routes(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        live: &[Route],
+        desired: &[Route],
+    ) -> Result<(), ResourceError> {
+        let ec2 = &self.clients.ec2;
+        let live: BTreeMap<&str, &Route> = live
+            .iter()
+            .map(|r| (r.destination_cidr_block.as_str(), r))
+            .collect();
+        let wanted: HashSet<&str> = desired
+            .iter()
+            .map(|r| r.destination_cidr_block.as_str())
+            .collect();
+        for (dest, _) in live.iter().filter(|(d, _)| !wanted.contains(*d)) {
+            match ec2
+                .delete_route()
+                .route_table_id(id)
+                .destination_cidr_block(*dest)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(classify("DeleteRoute", e)),
+            }
+        }
+        for r in desired {
+            let dest = r.destination_cidr_block.as_str();
+            match live.get(dest) {
+                Some(current) if *current == r => {}
+                Some(_) => {
+                    let req = ec2
+                        .replace_route()
+                        .route_table_id(id)
+                        .destination_cidr_block(dest)
+                        .set_gateway_id(r.gateway_id.clone())
+                        .set_nat_gateway_id(r.nat_gateway_id.clone());
+                    until_visible(ctx, "ReplaceRoute", move || req.clone().send()).await?;
+                }
+                None => {
+                    let req = ec2
+                        .create_route()
+                        .route_table_id(id)
+                        .destination_cidr_block(dest)
+                        .set_gateway_id(r.gateway_id.clone())
+                        .set_nat_gateway_id(r.nat_gateway_id.clone());
+                    until_visible(ctx, "CreateRoute", move || req.clone().send()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for RouteTable {
+    fn name(&self) -> &'static str {
+        "aws_route_table"
+    }
+
+    fn forces_replacement(&self, property: &str) -> bool {
+        property == "vpc_id"
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p = RouteTableProps::parse(props)?;
+        let out = self
+            .clients
+            .ec2
+            .create_route_table()
+            .vpc_id(&p.vpc_id)
+            .tag_specifications(tag_spec(ResourceType::RouteTable, ctx, Some(&p.name)))
+            .send()
+            .await
+            .map_err(|e| not_yet_visible("CreateRouteTable", e))?;
+        let id = out
+            .route_table()
+            .and_then(|t| t.route_table_id())
+            .ok_or_else(|| ResourceError::failed("CreateRouteTable returned no id"))?
+            .to_string();
+        self.sync_routes(ctx, &id, &[], &p.routes).await?;
+        Ok(Applied::new(id))
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let Some(table) = self.describe(current.id).await? else {
+            return Ok(None);
+        };
+        let mut routes = managed_routes(&table);
+        // In the recorded order, so that only a real difference shows as drift.
+        let recorded: Vec<String> = current
+            .properties
+            .get("routes")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                r.get("destination_cidr_block")?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        routes.sort_by_key(|r| {
+            let pos = recorded
+                .iter()
+                .position(|d| *d == r.destination_cidr_block)
+                .unwrap_or(usize::MAX);
+            (pos, r.destination_cidr_block.clone())
+        });
+        let mut properties = Properties::new();
+        if let Some(name) = tag_value(table.tags(), "Name") {
+            properties.insert("name".into(), json!(name));
+        }
+        if let Some(vpc) = table.vpc_id() {
+            properties.insert("vpc_id".into(), json!(vpc));
+        }
+        properties.insert("routes".into(), serde_json::to_value(routes)?);
+        Ok(Some(Observed {
+            properties,
+            outputs: Applied::new(current.id).outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        let p = RouteTableProps::parse(desired)?;
+        if changed.iter().any(|c| c == "name") {
+            set_name(&self.clients, current.id, &p.name).await?;
+        }
+        if changed.iter().any(|c| c == "routes") {
+            let table = self.describe(current.id).await?.ok_or_else(|| {
+                ResourceError::failed(format!("route table {} is gone", current.id))
+            })?;
+            self.sync_routes(ctx, current.id, &managed_routes(&table), &p.routes)
+                .await?;
+        }
+        Ok(Applied::new(current.id))
+    }
+
+    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        match self
+            .clients
+            .ec2
+            .delete_route_table()
+            .route_table_id(current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(classify("DeleteRouteTable", e)),
+        }
+    }
+
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        _props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let out = self
+            .clients
+            .ec2
+            .describe_route_tables()
+            .set_filters(Some(owned_by(ctx)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeRouteTables", e))?;
+        Ok(out
+            .route_tables()
+            .iter()
+            .find_map(|t| t.route_table_id())
+            .map(Applied::new))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssociationProps {
+    route_table_id: String,
+    subnet_id: String,
+}
+
+/// `aws_route_table_association`: a subnet's association with a route table; its id is the
+/// association id.
+pub struct RouteTableAssociation {
+    clients: Arc<AwsClients>,
+}
+
+impl RouteTableAssociation {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+}
+
+/// Whether an association is in force (not being removed).
+fn is_live(a: &aws_sdk_ec2::types::RouteTableAssociation) -> bool {
+    !matches!(
+        a.association_state().and_then(|s| s.state()),
+        Some(
+            RouteTableAssociationStateCode::Disassociating
+                | RouteTableAssociationStateCode::Disassociated
+                | RouteTableAssociationStateCode::Failed
+        )
+    )
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for RouteTableAssociation {
+    fn name(&self) -> &'static str {
+        "aws_route_table_association"
+    }
+
+    fn forces_replacement(&self, _property: &str) -> bool {
+        true
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p: AssociationProps = parse(props)?;
+        let req = self
+            .clients
+            .ec2
+            .associate_route_table()
+            .route_table_id(&p.route_table_id)
+            .subnet_id(&p.subnet_id);
+        let out = until_visible(ctx, "AssociateRouteTable", move || req.clone().send()).await?;
+        let id = out
+            .association_id()
+            .ok_or_else(|| ResourceError::failed("AssociateRouteTable returned no id"))?;
+        Ok(Applied::new(id))
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let out = match self
+            .clients
+            .ec2
+            .describe_route_tables()
+            .filters(filter("association.route-table-association-id", current.id))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(classify("DescribeRouteTables", e)),
+        };
+        let found = out
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.associations())
+            .find(|a| a.route_table_association_id() == Some(current.id) && is_live(a));
+        Ok(found.map(|a| {
+            let mut properties = Properties::new();
+            if let Some(rt) = a.route_table_id() {
+                properties.insert("route_table_id".into(), json!(rt));
+            }
+            if let Some(subnet) = a.subnet_id() {
+                properties.insert("subnet_id".into(), json!(subnet));
+            }
+            Observed {
+                properties,
+                outputs: Applied::new(current.id).outputs,
+            }
+        }))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &OpContext,
+        _current: Current<'_>,
+        _desired: &Properties,
+        _changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        Err(ResourceError::failed(
+            "a route table association has no in-place update; every change replaces it",
+        ))
+    }
+
+    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        match self
+            .clients
+            .ec2
+            .disassociate_route_table()
+            .association_id(current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(classify("DisassociateRouteTable", e)),
+        }
+    }
+
+    /// The association of this subnet with this route table, if it exists already.
+    async fn find(
+        &self,
+        _ctx: &OpContext,
+        props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let p: AssociationProps = parse(props)?;
+        let out = match self
+            .clients
+            .ec2
+            .describe_route_tables()
+            .route_table_ids(&p.route_table_id)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(classify("DescribeRouteTables", e)),
+        };
+        Ok(out
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.associations())
+            .filter(|a| a.subnet_id() == Some(p.subnet_id.as_str()) && is_live(a))
+            .find_map(|a| a.route_table_association_id())
+            .map(Applied::new))
+    }
+}

@@ -1,0 +1,363 @@
+//! `aws_vpc` and the `data_default_vpc` data source.
+
+use super::{
+    check_cidr, check_name, filter, owned_by, set_name, tag_spec, tag_value, until_visible,
+};
+use crate::AwsClients;
+use crate::error::{classify, is_not_found, parse};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
+use dagform_core::{
+    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VpcProps {
+    name: String,
+    cidr_block: String,
+    enable_dns_hostnames: bool,
+    enable_dns_support: bool,
+}
+
+impl VpcProps {
+    fn parse(props: &Properties) -> Result<Self, ResourceError> {
+        let p: Self = parse(props)?;
+        check_name(&p.name)?;
+        check_cidr("cidr_block", &p.cidr_block, 16..=28)?;
+        if p.enable_dns_hostnames && !p.enable_dns_support {
+            return Err(ResourceError::invalid(
+                "enable_dns_hostnames needs enable_dns_support",
+            ));
+        }
+        Ok(p)
+    }
+}
+
+/// `aws_vpc`: a VPC; its CIDR block is fixed, its DNS attributes change in place.
+pub struct Vpc {
+    clients: Arc<AwsClients>,
+}
+
+impl Vpc {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
+    /// Sets the DNS attributes given (`None` leaves one alone), one per call as AWS requires,
+    /// in an order valid at every step: hostnames need DNS support.
+    async fn set_dns(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        support: Option<bool>,
+        hostnames: Option<bool>,
+    ) -> Result<(), ResourceError> {
+        let ec2 = &self.clients.ec2;
+        let on = |v: bool| AttributeBooleanValue::builder().value(v).build();
+        let set_support = |v: bool| {
+            let req = ec2
+                .modify_vpc_attribute()
+                .vpc_id(id)
+                .enable_dns_support(on(v));
+            until_visible(ctx, "ModifyVpcAttribute", move || req.clone().send())
+        };
+        let set_hostnames = |v: bool| {
+            let req = ec2
+                .modify_vpc_attribute()
+                .vpc_id(id)
+                .enable_dns_hostnames(on(v));
+            until_visible(ctx, "ModifyVpcAttribute", move || req.clone().send())
+        };
+        if support == Some(true) {
+            set_support(true).await?;
+        }
+        if let Some(v) = hostnames {
+            set_hostnames(v).await?;
+        }
+        if support == Some(false) {
+            set_support(false).await?;
+        }
+        Ok(())
+    }
+
+    async fn dns_attribute(&self, id: &str, attr: VpcAttributeName) -> Result<bool, ResourceError> {
+        let out = self
+            .clients
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(id)
+            .attribute(attr.clone())
+            .send()
+            .await
+            .map_err(|e| classify("DescribeVpcAttribute", e))?;
+        let value = match attr {
+            VpcAttributeName::EnableDnsSupport => out.enable_dns_support(),
+            _ => out.enable_dns_hostnames(),
+        };
+        Ok(value.and_then(|v| v.value()).unwrap_or(false))
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for Vpc {
+    fn name(&self) -> &'static str {
+        "aws_vpc"
+    }
+
+    fn forces_replacement(&self, property: &str) -> bool {
+        property == "cidr_block"
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p = VpcProps::parse(props)?;
+        let out = self
+            .clients
+            .ec2
+            .create_vpc()
+            .cidr_block(&p.cidr_block)
+            .tag_specifications(tag_spec(ResourceType::Vpc, ctx, Some(&p.name)))
+            .send()
+            .await
+            .map_err(|e| classify("CreateVpc", e))?;
+        let id = out
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .ok_or_else(|| ResourceError::failed("CreateVpc returned no VPC id"))?
+            .to_string();
+        // A new VPC has DNS support on and DNS hostnames off.
+        self.set_dns(
+            ctx,
+            &id,
+            (!p.enable_dns_support).then_some(false),
+            p.enable_dns_hostnames.then_some(true),
+        )
+        .await?;
+        Ok(Applied::new(id))
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let out = match self
+            .clients
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(current.id)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(classify("DescribeVpcs", e)),
+        };
+        let Some(vpc) = out.vpcs().first() else {
+            return Ok(None);
+        };
+        let mut properties = Properties::new();
+        if let Some(name) = tag_value(vpc.tags(), "Name") {
+            properties.insert("name".into(), json!(name));
+        }
+        if let Some(cidr) = vpc.cidr_block() {
+            properties.insert("cidr_block".into(), json!(cidr));
+        }
+        let hostnames = self
+            .dns_attribute(current.id, VpcAttributeName::EnableDnsHostnames)
+            .await?;
+        let support = self
+            .dns_attribute(current.id, VpcAttributeName::EnableDnsSupport)
+            .await?;
+        properties.insert("enable_dns_hostnames".into(), json!(hostnames));
+        properties.insert("enable_dns_support".into(), json!(support));
+        Ok(Some(Observed {
+            properties,
+            outputs: Applied::new(current.id).outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        let p = VpcProps::parse(desired)?;
+        let changed = |k: &str| changed.iter().any(|c| c == k);
+        if changed("name") {
+            set_name(&self.clients, current.id, &p.name).await?;
+        }
+        self.set_dns(
+            ctx,
+            current.id,
+            changed("enable_dns_support").then_some(p.enable_dns_support),
+            changed("enable_dns_hostnames").then_some(p.enable_dns_hostnames),
+        )
+        .await?;
+        Ok(Applied::new(current.id))
+    }
+
+    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        match self
+            .clients
+            .ec2
+            .delete_vpc()
+            .vpc_id(current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(classify("DeleteVpc", e)),
+        }
+    }
+
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        _props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let out = self
+            .clients
+            .ec2
+            .describe_vpcs()
+            .set_filters(Some(owned_by(ctx)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeVpcs", e))?;
+        Ok(out.vpcs().iter().find_map(|v| v.vpc_id()).map(Applied::new))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultVpcProps {
+    vpc_id: Option<String>,
+}
+
+/// `data_default_vpc`: the region's default VPC (or the VPC given by `vpc_id`) and its
+/// subnets, for stacks that deploy into an existing network instead of building one.
+pub struct DefaultVpc {
+    clients: Arc<AwsClients>,
+}
+
+impl DefaultVpc {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
+    /// Looks the VPC up; `None` when the given VPC does not exist. Subnets are the default
+    /// subnets (one per AZ) of a default VPC, or all subnets of another VPC, sorted by AZ.
+    async fn lookup(&self, vpc_id: Option<&str>) -> Result<Option<Applied>, ResourceError> {
+        let ec2 = &self.clients.ec2;
+        let req = match vpc_id {
+            Some(id) => ec2.describe_vpcs().vpc_ids(id),
+            None => ec2.describe_vpcs().filters(filter("is-default", "true")),
+        };
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(classify("DescribeVpcs", e)),
+        };
+        let Some(vpc) = out.vpcs().first() else {
+            return match vpc_id {
+                Some(_) => Ok(None),
+                None => Err(ResourceError::failed(
+                    "this region has no default VPC; pass vpc_id or create a VPC",
+                )),
+            };
+        };
+        let id = vpc
+            .vpc_id()
+            .ok_or_else(|| ResourceError::failed("DescribeVpcs returned a VPC without id"))?;
+        let is_default = vpc.is_default().unwrap_or(false);
+        let mut subnets = Vec::new();
+        let mut pages = ec2
+            .describe_subnets()
+            .filters(filter("vpc-id", id))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(subnet) = pages.next().await {
+            let subnet = subnet.map_err(|e| classify("DescribeSubnets", e))?;
+            if is_default && !subnet.default_for_az().unwrap_or(false) {
+                continue;
+            }
+            if let Some(sid) = subnet.subnet_id() {
+                subnets.push((
+                    subnet.availability_zone().unwrap_or_default().to_string(),
+                    sid.to_string(),
+                ));
+            }
+        }
+        subnets.sort();
+        let subnet_ids: Vec<Json> = subnets.into_iter().map(|(_, s)| json!(s)).collect();
+        Ok(Some(
+            Applied::new(id)
+                .output("cidr_block", vpc.cidr_block().unwrap_or_default())
+                .output("subnet_ids", subnet_ids),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for DefaultVpc {
+    fn name(&self) -> &'static str {
+        "data_default_vpc"
+    }
+
+    fn forces_replacement(&self, _property: &str) -> bool {
+        false
+    }
+
+    fn is_data_source(&self) -> bool {
+        true
+    }
+
+    async fn create(&self, _ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p: DefaultVpcProps = parse(props)?;
+        self.lookup(p.vpc_id.as_deref()).await?.ok_or_else(|| {
+            ResourceError::failed(format!(
+                "VPC `{}` does not exist",
+                p.vpc_id.unwrap_or_default()
+            ))
+        })
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let Some(found) = self.lookup(Some(current.id)).await? else {
+            return Ok(None);
+        };
+        let mut properties = Properties::new();
+        if current.properties.contains_key("vpc_id") {
+            properties.insert("vpc_id".into(), json!(current.id));
+        }
+        Ok(Some(Observed {
+            properties,
+            outputs: found.outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &OpContext,
+        _current: Current<'_>,
+        desired: &Properties,
+        _changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        self.create(ctx, desired).await
+    }
+
+    /// Forgets the lookup; the VPC is not ours.
+    async fn delete(&self, _ctx: &OpContext, _current: Current<'_>) -> Result<(), ResourceError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,378 @@
+//! ECR: the image repositories services pull from.
+
+use crate::AwsClients;
+use crate::error::{classify, code, is_not_found, parse};
+use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Repository, Tag};
+use dagform_core::{
+    Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
+};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use std::sync::Arc;
+
+pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
+    kinds.register(Arc::new(EcrRepository {
+        clients: clients.clone(),
+    }));
+}
+
+/// `aws_ecr_repository`: a private repository, optionally expiring all but its newest images.
+pub struct EcrRepository {
+    clients: Arc<AwsClients>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepositoryProps {
+    name: String,
+    image_tag_mutability: String,
+    scan_on_push: bool,
+    force_delete: bool,
+    #[serde(default)]
+    keep_last_images: Option<i32>,
+}
+
+/// The description of the one lifecycle rule dagform writes; `read` recognises its own rule by
+/// this shape.
+const LIFECYCLE_RULE: &str = "expire all but the last N images";
+
+impl RepositoryProps {
+    fn from(props: &Properties) -> Result<Self, ResourceError> {
+        let p: Self = parse(props)?;
+        if !valid_repository_name(&p.name) {
+            return Err(ResourceError::invalid(format!(
+                "repository name `{}` must be 2-256 characters: lowercase letters and digits, \
+                 separated by single `.`, `_`, `-` or `/`",
+                p.name
+            )));
+        }
+        if !matches!(p.image_tag_mutability.as_str(), "MUTABLE" | "IMMUTABLE") {
+            return Err(ResourceError::invalid(format!(
+                "image_tag_mutability must be MUTABLE or IMMUTABLE, not `{}`",
+                p.image_tag_mutability
+            )));
+        }
+        if let Some(n) = p.keep_last_images
+            && n < 1
+        {
+            return Err(ResourceError::invalid(format!(
+                "keep_last_images must be at least 1, not {n}"
+            )));
+        }
+        Ok(p)
+    }
+
+    fn mutability(&self) -> ImageTagMutability {
+        ImageTagMutability::from(self.image_tag_mutability.as_str())
+    }
+}
+
+/// ECR's repository name rule: `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`.
+fn valid_repository_name(name: &str) -> bool {
+    (2..=256).contains(&name.len())
+        && name.split('/').all(|component| {
+            !component.is_empty()
+                && component.split(['.', '_', '-']).all(|run| {
+                    !run.is_empty()
+                        && run
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                })
+        })
+}
+
+/// The lifecycle policy that keeps the `n` newest images, tagged or not.
+fn lifecycle_policy(n: i32) -> String {
+    json!({
+        "rules": [{
+            "rulePriority": 1,
+            "description": LIFECYCLE_RULE,
+            "selection": {
+                "tagStatus": "any",
+                "countType": "imageCountMoreThan",
+                "countNumber": n,
+            },
+            "action": { "type": "expire" },
+        }]
+    })
+    .to_string()
+}
+
+/// The image count of a policy dagform wrote, or the whole policy when it is anything else (so
+/// a hand-made policy shows up as drift instead of being mistaken for "no policy").
+fn observed_keep_last(policy_text: &str) -> Json {
+    let Ok(policy) = serde_json::from_str::<Json>(policy_text) else {
+        return Json::String(policy_text.to_owned());
+    };
+    let ours = policy["rules"]
+        .as_array()
+        .filter(|r| r.len() == 1)
+        .and_then(|rules| {
+            let rule = &rules[0];
+            let selection = &rule["selection"];
+            (selection["tagStatus"] == "any"
+                && selection["countType"] == "imageCountMoreThan"
+                && rule["action"]["type"] == "expire")
+                .then(|| selection["countNumber"].clone())
+                .filter(Json::is_i64)
+        });
+    ours.unwrap_or(policy)
+}
+
+fn applied(repo: &Repository) -> Applied {
+    let name = repo.repository_name().unwrap_or_default();
+    Applied::new(name)
+        .output("arn", repo.repository_arn().unwrap_or_default())
+        .output("name", name)
+        .output("repository_uri", repo.repository_uri().unwrap_or_default())
+}
+
+impl EcrRepository {
+    async fn describe(&self, name: &str) -> Result<Option<Repository>, ResourceError> {
+        match self
+            .clients
+            .ecr
+            .describe_repositories()
+            .repository_names(name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.repositories().first().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(classify("DescribeRepositories", e)),
+        }
+    }
+
+    async fn set_lifecycle(&self, name: &str, keep_last: Option<i32>) -> Result<(), ResourceError> {
+        let ecr = &self.clients.ecr;
+        match keep_last {
+            Some(n) => {
+                ecr.put_lifecycle_policy()
+                    .repository_name(name)
+                    .lifecycle_policy_text(lifecycle_policy(n))
+                    .send()
+                    .await
+                    .map_err(|e| classify("PutLifecyclePolicy", e))?;
+            }
+            None => match ecr
+                .delete_lifecycle_policy()
+                .repository_name(name)
+                .send()
+                .await
+            {
+                // LifecyclePolicyNotFoundException: nothing to remove.
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(classify("DeleteLifecyclePolicy", e)),
+            },
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for EcrRepository {
+    fn name(&self) -> &'static str {
+        "aws_ecr_repository"
+    }
+
+    fn forces_replacement(&self, property: &str) -> bool {
+        property == "name"
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p = RepositoryProps::from(props)?;
+        let mut req = self
+            .clients
+            .ecr
+            .create_repository()
+            .repository_name(&p.name)
+            .image_tag_mutability(p.mutability())
+            .image_scanning_configuration(
+                ImageScanningConfiguration::builder()
+                    .scan_on_push(p.scan_on_push)
+                    .build(),
+            );
+        for (k, v) in ctx
+            .tags()
+            .into_iter()
+            .chain([("Name".into(), p.name.clone())])
+        {
+            req = req.tags(
+                Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| ResourceError::failed(e.to_string()))?,
+            );
+        }
+        let created =
+            match req.send().await {
+                Ok(out) => applied(out.repository().ok_or_else(|| {
+                    ResourceError::failed("CreateRepository returned no repository")
+                })?),
+                // A retried create whose first attempt made the repository: carry on with it.
+                Err(e) if code(&e) == Some("RepositoryAlreadyExistsException") => {
+                    match self.find(ctx, props).await? {
+                        Some(found) => found,
+                        None => return Err(classify("CreateRepository", e)),
+                    }
+                }
+                Err(e) => return Err(classify("CreateRepository", e)),
+            };
+        if p.keep_last_images.is_some() {
+            self.set_lifecycle(&p.name, p.keep_last_images).await?;
+        }
+        Ok(created)
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let Some(repo) = self.describe(current.id).await? else {
+            return Ok(None);
+        };
+        let mut properties = Properties::new();
+        properties.insert("name".into(), current.id.into());
+        if let Some(m) = repo.image_tag_mutability() {
+            properties.insert("image_tag_mutability".into(), m.as_str().into());
+        }
+        if let Some(scan) = repo.image_scanning_configuration() {
+            properties.insert("scan_on_push".into(), scan.scan_on_push().into());
+        }
+        let policy = match self
+            .clients
+            .ecr
+            .get_lifecycle_policy()
+            .repository_name(current.id)
+            .send()
+            .await
+        {
+            Ok(out) => out.lifecycle_policy_text().map(observed_keep_last),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(classify("GetLifecyclePolicy", e)),
+        };
+        match policy {
+            Some(v) => {
+                properties.insert("keep_last_images".into(), v);
+            }
+            None if current.properties.contains_key("keep_last_images") => {
+                properties.insert("keep_last_images".into(), Json::Null);
+            }
+            None => {}
+        }
+        Ok(Some(Observed {
+            properties,
+            outputs: applied(&repo).outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        let p = RepositoryProps::from(desired)?;
+        let ecr = &self.clients.ecr;
+        let is_changed = |key: &str| changed.iter().any(|c| c == key);
+        if is_changed("image_tag_mutability") {
+            ecr.put_image_tag_mutability()
+                .repository_name(current.id)
+                .image_tag_mutability(p.mutability())
+                .send()
+                .await
+                .map_err(|e| classify("PutImageTagMutability", e))?;
+        }
+        if is_changed("scan_on_push") {
+            ecr.put_image_scanning_configuration()
+                .repository_name(current.id)
+                .image_scanning_configuration(
+                    ImageScanningConfiguration::builder()
+                        .scan_on_push(p.scan_on_push)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| classify("PutImageScanningConfiguration", e))?;
+        }
+        if is_changed("keep_last_images") {
+            self.set_lifecycle(current.id, p.keep_last_images).await?;
+        }
+        // force_delete only matters to `delete`, which reads it from the recorded properties.
+        let repo = self
+            .describe(current.id)
+            .await?
+            .ok_or_else(|| ResourceError::failed(format!("repository {} is gone", current.id)))?;
+        Ok(applied(&repo))
+    }
+
+    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        // Properties recorded by an older dagform may not parse: then delete without force.
+        let force = parse::<RepositoryProps>(current.properties).is_ok_and(|p| p.force_delete);
+        match self
+            .clients
+            .ecr
+            .delete_repository()
+            .repository_name(current.id)
+            .force(force)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(classify("DeleteRepository", e)),
+        }
+    }
+
+    /// Adopts a repository of this name only if it carries this node's address tag.
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let p = RepositoryProps::from(props)?;
+        let Some(repo) = self.describe(&p.name).await? else {
+            return Ok(None);
+        };
+        let tags = self
+            .clients
+            .ecr
+            .list_tags_for_resource()
+            .resource_arn(repo.repository_arn().unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| classify("ListTagsForResource", e))?;
+        let ours = tags
+            .tags()
+            .iter()
+            .any(|t| t.key() == "dagform:address" && t.value() == ctx.address.as_str());
+        Ok(ours.then(|| applied(&repo)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_follow_ecr_rules() {
+        assert!(valid_repository_name("acme/backend-api"));
+        assert!(valid_repository_name("a1.b_c-d/e"));
+        assert!(!valid_repository_name("a"));
+        assert!(!valid_repository_name("Acme"));
+        assert!(!valid_repository_name("acme//api"));
+        assert!(!valid_repository_name("acme--api"));
+        assert!(!valid_repository_name("-acme"));
+    }
+
+    #[test]
+    fn own_lifecycle_policy_reads_back_as_a_count() {
+        assert_eq!(observed_keep_last(&lifecycle_policy(10)), json!(10));
+        let other = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":14},"action":{"type":"expire"}}]}"#;
+        assert!(observed_keep_last(other).is_object());
+    }
+}

@@ -1,0 +1,635 @@
+//! `aws_ecs_service`, and the opt-in wait for a service to become stable.
+
+use super::{has_address_tag, observe_optional, tags, valid_name};
+use crate::AwsClients;
+use crate::error::{classify, code, is_not_found, parse};
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, DeploymentConfiguration, DeploymentRolloutState,
+    LaunchType, LoadBalancer, NetworkConfiguration, Service, ServiceField,
+};
+use dagform_core::kind::PollSettings;
+use dagform_core::{
+    Address, Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use std::sync::Arc;
+
+/// `aws_ecs_service`: a replica service in awsvpc mode, optionally behind target groups.
+pub struct EcsService {
+    clients: Arc<AwsClients>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceProps {
+    name: String,
+    /// Cluster ARN or name.
+    cluster: String,
+    task_definition_arn: String,
+    desired_count: i32,
+    launch_type: String,
+    subnet_ids: Vec<String>,
+    security_group_ids: Vec<String>,
+    assign_public_ip: bool,
+    load_balancers: Vec<LoadBalancerProps>,
+    #[serde(default)]
+    health_check_grace_period_seconds: Option<i32>,
+    #[serde(default)]
+    deployment_minimum_healthy_percent: Option<i32>,
+    #[serde(default)]
+    deployment_maximum_percent: Option<i32>,
+    #[serde(default)]
+    enable_execute_command: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadBalancerProps {
+    target_group_arn: String,
+    container_name: String,
+    container_port: i32,
+}
+
+/// Properties that only a new service can change.
+const REPLACED_BY: &[&str] = &["name", "cluster", "launch_type", "load_balancers"];
+
+/// ECS's defaults for a rolling deployment.
+const DEFAULT_MIN_HEALTHY: i32 = 100;
+const DEFAULT_MAX_PERCENT: i32 = 200;
+
+impl ServiceProps {
+    fn from(props: &Properties) -> Result<Self, ResourceError> {
+        let p: Self = parse(props)?;
+        if !valid_name(&p.name) {
+            return Err(ResourceError::invalid(format!(
+                "service name `{}` must be 1-255 letters, digits, hyphens or underscores",
+                p.name
+            )));
+        }
+        if p.cluster.is_empty() {
+            return Err(ResourceError::invalid("cluster is required"));
+        }
+        if p.desired_count < 0 {
+            return Err(ResourceError::invalid("desired_count must not be negative"));
+        }
+        if !matches!(p.launch_type.as_str(), "FARGATE" | "EC2") {
+            return Err(ResourceError::invalid(format!(
+                "launch_type must be FARGATE or EC2, not `{}`",
+                p.launch_type
+            )));
+        }
+        if !(1..=16).contains(&p.subnet_ids.len()) {
+            return Err(ResourceError::invalid("subnet_ids needs 1 to 16 subnets"));
+        }
+        if !(1..=5).contains(&p.security_group_ids.len()) {
+            return Err(ResourceError::invalid(
+                "security_group_ids needs 1 to 5 security groups",
+            ));
+        }
+        if p.load_balancers.len() > 5 {
+            return Err(ResourceError::invalid(
+                "a service takes at most 5 load balancers",
+            ));
+        }
+        if let Some(lb) = p
+            .load_balancers
+            .iter()
+            .find(|lb| !(1..=65535).contains(&lb.container_port) || lb.container_name.is_empty())
+        {
+            return Err(ResourceError::invalid(format!(
+                "load balancer {}: needs a container name and a port 1-65535",
+                lb.target_group_arn
+            )));
+        }
+        if p.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
+            return Err(ResourceError::invalid(
+                "health_check_grace_period_seconds must not be negative",
+            ));
+        }
+        if p.deployment_minimum_healthy_percent
+            .is_some_and(|m| !(0..=100).contains(&m))
+        {
+            return Err(ResourceError::invalid(
+                "deployment_minimum_healthy_percent must be between 0 and 100",
+            ));
+        }
+        if p.deployment_maximum_percent.is_some_and(|m| m < 100) {
+            return Err(ResourceError::invalid(
+                "deployment_maximum_percent must be at least 100",
+            ));
+        }
+        Ok(p)
+    }
+
+    fn network_configuration(&self) -> Result<NetworkConfiguration, ResourceError> {
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(self.subnet_ids.clone()))
+            .set_security_groups(Some(self.security_group_ids.clone()))
+            .assign_public_ip(if self.assign_public_ip {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .map_err(|e| ResourceError::failed(e.to_string()))?;
+        Ok(NetworkConfiguration::builder()
+            .awsvpc_configuration(vpc)
+            .build())
+    }
+
+    fn deployment_configuration(&self) -> Option<DeploymentConfiguration> {
+        (self.deployment_minimum_healthy_percent.is_some()
+            || self.deployment_maximum_percent.is_some())
+        .then(|| self.full_deployment_configuration())
+    }
+
+    /// With unset values back at ECS's defaults, so removing one from the config resets it.
+    fn full_deployment_configuration(&self) -> DeploymentConfiguration {
+        DeploymentConfiguration::builder()
+            .minimum_healthy_percent(
+                self.deployment_minimum_healthy_percent
+                    .unwrap_or(DEFAULT_MIN_HEALTHY),
+            )
+            .maximum_percent(
+                self.deployment_maximum_percent
+                    .unwrap_or(DEFAULT_MAX_PERCENT),
+            )
+            .build()
+    }
+
+    fn load_balancers(&self) -> Vec<LoadBalancer> {
+        self.load_balancers
+            .iter()
+            .map(|lb| {
+                LoadBalancer::builder()
+                    .target_group_arn(&lb.target_group_arn)
+                    .container_name(&lb.container_name)
+                    .container_port(lb.container_port)
+                    .build()
+            })
+            .collect()
+    }
+}
+
+fn applied(service: &Service) -> Applied {
+    let arn = service.service_arn().unwrap_or_default();
+    Applied::new(arn)
+        .output("arn", arn)
+        .output("name", service.service_name().unwrap_or_default())
+        .output("cluster", service.cluster_arn().unwrap_or_default())
+}
+
+/// Whether a cluster given by name or ARN is the cluster with ARN `arn`.
+fn same_cluster(given: &str, arn: &str) -> bool {
+    given == arn || arn.rsplit('/').next() == Some(given)
+}
+
+/// Deleted services stay visible as INACTIVE for a while: they count as gone.
+fn is_live(service: &Service) -> bool {
+    service.status() != Some("INACTIVE")
+}
+
+/// Where the service lives: the cluster ARN recorded at create, else the configured cluster.
+fn cluster_of<'a>(current: &Current<'a>) -> &'a str {
+    current
+        .outputs
+        .get("cluster")
+        .or_else(|| current.properties.get("cluster"))
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+}
+
+async fn describe(
+    clients: &AwsClients,
+    cluster: &str,
+    service: &str,
+    tags: bool,
+) -> Result<Option<Service>, ResourceError> {
+    let mut req = clients
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service);
+    if tags {
+        req = req.include(ServiceField::Tags);
+    }
+    match req.send().await {
+        Ok(out) => Ok(out.services().first().cloned()),
+        // ClusterNotFoundException: the service went with its cluster.
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(classify("DescribeServices", e)),
+    }
+}
+
+impl EcsService {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for EcsService {
+    fn name(&self) -> &'static str {
+        "aws_ecs_service"
+    }
+
+    fn forces_replacement(&self, property: &str) -> bool {
+        REPLACED_BY.contains(&property)
+    }
+
+    /// "Unable to assume role" and "does not have an associated load balancer" (IAM or the
+    /// listener not yet visible to ECS) come back Transient from `classify` and are retried.
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p = ServiceProps::from(props)?;
+        let out = self
+            .clients
+            .ecs
+            .create_service()
+            .cluster(&p.cluster)
+            .service_name(&p.name)
+            .task_definition(&p.task_definition_arn)
+            .desired_count(p.desired_count)
+            .launch_type(LaunchType::from(p.launch_type.as_str()))
+            .network_configuration(p.network_configuration()?)
+            .set_load_balancers(Some(p.load_balancers()))
+            .set_health_check_grace_period_seconds(p.health_check_grace_period_seconds)
+            .set_deployment_configuration(p.deployment_configuration())
+            .set_enable_execute_command(p.enable_execute_command)
+            .set_tags(Some(tags(ctx, Some(&p.name))))
+            .send()
+            .await
+            .map_err(|e| classify("CreateService", e))?;
+        let service = out
+            .service()
+            .ok_or_else(|| ResourceError::failed("CreateService returned no service"))?;
+        Ok(applied(service))
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let Some(s) = describe(&self.clients, cluster_of(&current), current.id, false)
+            .await?
+            .filter(is_live)
+        else {
+            return Ok(None);
+        };
+        let recorded = current.properties;
+        let mut properties = Properties::new();
+        properties.insert("name".into(), s.service_name().unwrap_or_default().into());
+        let cluster_arn = s.cluster_arn().unwrap_or_default();
+        // Echo the cluster as configured (name or ARN) when it is the same cluster.
+        let cluster = recorded
+            .get("cluster")
+            .and_then(Json::as_str)
+            .filter(|given| same_cluster(given, cluster_arn))
+            .unwrap_or(cluster_arn);
+        properties.insert("cluster".into(), cluster.into());
+        if let Some(td) = s.task_definition() {
+            properties.insert("task_definition_arn".into(), td.into());
+        }
+        properties.insert("desired_count".into(), s.desired_count().into());
+        if let Some(lt) = s.launch_type() {
+            properties.insert("launch_type".into(), lt.as_str().into());
+        }
+        if let Some(vpc) = s
+            .network_configuration()
+            .and_then(|n| n.awsvpc_configuration())
+        {
+            properties.insert("subnet_ids".into(), vpc.subnets().into());
+            properties.insert("security_group_ids".into(), vpc.security_groups().into());
+            properties.insert(
+                "assign_public_ip".into(),
+                (vpc.assign_public_ip() == Some(&AssignPublicIp::Enabled)).into(),
+            );
+        }
+        let lbs: Vec<Json> = s
+            .load_balancers()
+            .iter()
+            .map(|lb| {
+                json!({
+                    "target_group_arn": lb.target_group_arn(),
+                    "container_name": lb.container_name(),
+                    "container_port": lb.container_port(),
+                })
+            })
+            .collect();
+        properties.insert("load_balancers".into(), lbs.into());
+        observe_optional(
+            &mut properties,
+            recorded,
+            "health_check_grace_period_seconds",
+            s.health_check_grace_period_seconds().map(Json::from),
+            Some(json!(0)),
+        );
+        let deployment = s.deployment_configuration();
+        observe_optional(
+            &mut properties,
+            recorded,
+            "deployment_minimum_healthy_percent",
+            deployment
+                .and_then(|d| d.minimum_healthy_percent())
+                .map(Json::from),
+            Some(json!(DEFAULT_MIN_HEALTHY)),
+        );
+        observe_optional(
+            &mut properties,
+            recorded,
+            "deployment_maximum_percent",
+            deployment.and_then(|d| d.maximum_percent()).map(Json::from),
+            Some(json!(DEFAULT_MAX_PERCENT)),
+        );
+        observe_optional(
+            &mut properties,
+            recorded,
+            "enable_execute_command",
+            Some(s.enable_execute_command().into()),
+            Some(json!(false)),
+        );
+        Ok(Some(Observed {
+            properties,
+            outputs: applied(&s).outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        let p = ServiceProps::from(desired)?;
+        let is_changed = |keys: &[&str]| changed.iter().any(|c| keys.contains(&c.as_str()));
+        let cluster = cluster_of(&current);
+        let mut req = self
+            .clients
+            .ecs
+            .update_service()
+            .cluster(cluster)
+            .service(current.id);
+        // Only what changed: resending an unchanged network configuration would start a
+        // needless deployment.
+        let mut any = false;
+        if is_changed(&["task_definition_arn"]) {
+            req = req.task_definition(&p.task_definition_arn);
+            any = true;
+        }
+        if is_changed(&["desired_count"]) {
+            req = req.desired_count(p.desired_count);
+            any = true;
+        }
+        if is_changed(&["subnet_ids", "security_group_ids", "assign_public_ip"]) {
+            req = req.network_configuration(p.network_configuration()?);
+            any = true;
+        }
+        if is_changed(&["health_check_grace_period_seconds"]) {
+            req = req.health_check_grace_period_seconds(
+                p.health_check_grace_period_seconds.unwrap_or(0),
+            );
+            any = true;
+        }
+        if is_changed(&[
+            "deployment_minimum_healthy_percent",
+            "deployment_maximum_percent",
+        ]) {
+            req = req.deployment_configuration(p.full_deployment_configuration());
+            any = true;
+        }
+        if is_changed(&["enable_execute_command"]) {
+            req = req.enable_execute_command(p.enable_execute_command.unwrap_or(false));
+            any = true;
+        }
+        let service = if any {
+            req.send()
+                .await
+                .map_err(|e| classify("UpdateService", e))?
+                .service()
+                .cloned()
+        } else {
+            describe(&self.clients, cluster, current.id, false).await?
+        };
+        let service = service
+            .filter(is_live)
+            .ok_or_else(|| ResourceError::failed(format!("service {} is gone", current.id)))?;
+        Ok(applied(&service))
+    }
+
+    /// Scales to zero, deletes, then waits until ECS reports the service INACTIVE so that its
+    /// target groups can be deleted after it.
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let ecs = &self.clients.ecs;
+        let cluster = cluster_of(&current);
+        // ServiceNotActiveException: already being deleted; only the wait is left.
+        let gone_or_going = |c: Option<&str>| c == Some("ServiceNotActiveException");
+        match ecs
+            .update_service()
+            .cluster(cluster)
+            .service(current.id)
+            .desired_count(0)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) if gone_or_going(code(&e)) => {}
+            Err(e) => return Err(classify("UpdateService", e)),
+        }
+        match ecs
+            .delete_service()
+            .cluster(cluster)
+            .service(current.id)
+            .force(true)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) if gone_or_going(code(&e)) => {}
+            Err(e) => return Err(classify("DeleteService", e)),
+        }
+        ctx.wait_for(
+            &format!("service {} to become INACTIVE", current.id),
+            || async {
+                let live = describe(&self.clients, cluster, current.id, false).await?;
+                Ok(live.filter(is_live).is_none().then_some(()))
+            },
+        )
+        .await
+    }
+
+    /// Adopts a live service of this name only if it carries this node's address tag.
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let p = ServiceProps::from(props)?;
+        Ok(describe(&self.clients, &p.cluster, &p.name, true)
+            .await?
+            .filter(|s| is_live(s) && has_address_tag(s.tags(), ctx))
+            .map(|s| applied(&s)))
+    }
+}
+
+/// Where a service's rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stability {
+    /// One deployment, all desired tasks running, none pending.
+    Stable,
+    /// Still rolling out; the text says how far.
+    Rolling(String),
+    /// The rollout failed or the service is going away; waiting longer will not help.
+    Failed(String),
+}
+
+/// Judges a service as ECS describes it (the same rule as the SDK's `services_stable`
+/// waiter, plus failed rollouts), so it can be tested without running tasks.
+pub fn stability(service: &Service) -> Stability {
+    let status = service.status().unwrap_or("UNKNOWN");
+    if status != "ACTIVE" {
+        return Stability::Failed(format!("service is {status}"));
+    }
+    let deployments = service.deployments();
+    if let Some(failed) = deployments
+        .iter()
+        .find(|d| d.rollout_state() == Some(&DeploymentRolloutState::Failed))
+    {
+        return Stability::Failed(format!(
+            "deployment {} failed: {}",
+            failed.id().unwrap_or("?"),
+            failed.rollout_state_reason().unwrap_or("no reason given")
+        ));
+    }
+    let (desired, running, pending) = (
+        service.desired_count(),
+        service.running_count(),
+        service.pending_count(),
+    );
+    match deployments {
+        [only]
+            if only.status() == Some("PRIMARY")
+                && running == desired
+                && pending == 0
+                && only.running_count() == only.desired_count() =>
+        {
+            Stability::Stable
+        }
+        _ => Stability::Rolling(format!(
+            "{} deployment(s), {running} of {desired} tasks running, {pending} pending",
+            deployments.len()
+        )),
+    }
+}
+
+/// Waits until the service is stable (for `provision --wait`); fails at once on a failed
+/// rollout and after `poll.timeout` otherwise.
+pub async fn wait_until_stable(
+    clients: &AwsClients,
+    cluster: &str,
+    service: &str,
+    poll: PollSettings,
+) -> Result<(), ResourceError> {
+    let ctx = OpContext {
+        stack: String::new(),
+        address: Address::new(service),
+        poll,
+    };
+    ctx.wait_for(&format!("service {service} to become stable"), || async {
+        let Some(s) = describe(clients, cluster, service, false).await? else {
+            return Err(ResourceError::failed(format!(
+                "service {service} not found"
+            )));
+        };
+        match stability(&s) {
+            Stability::Stable => Ok(Some(())),
+            Stability::Rolling(progress) => {
+                tracing::debug!(service, "{progress}");
+                Ok(None)
+            }
+            Stability::Failed(why) => {
+                Err(ResourceError::failed(format!("service {service}: {why}")))
+            }
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::Deployment;
+
+    fn deployment(status: &str, desired: i32, running: i32) -> Deployment {
+        Deployment::builder()
+            .id(format!("ecs-svc/{status}"))
+            .status(status)
+            .desired_count(desired)
+            .running_count(running)
+            .pending_count(desired - running)
+            .rollout_state(if desired == running {
+                DeploymentRolloutState::Completed
+            } else {
+                DeploymentRolloutState::InProgress
+            })
+            .build()
+    }
+
+    fn service(running: i32, deployments: Vec<Deployment>) -> Service {
+        Service::builder()
+            .status("ACTIVE")
+            .desired_count(2)
+            .running_count(running)
+            .pending_count(2 - running)
+            .set_deployments(Some(deployments))
+            .build()
+    }
+
+    #[test]
+    fn one_primary_deployment_fully_running_is_stable() {
+        let s = service(2, vec![deployment("PRIMARY", 2, 2)]);
+        assert_eq!(stability(&s), Stability::Stable);
+    }
+
+    #[test]
+    fn old_and_new_deployments_are_still_rolling() {
+        let s = service(
+            2,
+            vec![deployment("PRIMARY", 2, 1), deployment("ACTIVE", 1, 1)],
+        );
+        assert!(matches!(stability(&s), Stability::Rolling(_)));
+        let starting = service(1, vec![deployment("PRIMARY", 2, 1)]);
+        assert!(matches!(stability(&starting), Stability::Rolling(_)));
+    }
+
+    #[test]
+    fn failed_rollout_fails() {
+        let failed = Deployment::builder()
+            .id("ecs-svc/1")
+            .status("PRIMARY")
+            .desired_count(2)
+            .running_count(0)
+            .failed_tasks(4)
+            .rollout_state(DeploymentRolloutState::Failed)
+            .rollout_state_reason("ECS deployment circuit breaker: tasks failed to start.")
+            .build();
+        let s = service(0, vec![failed, deployment("ACTIVE", 2, 2)]);
+        match stability(&s) {
+            Stability::Failed(why) => assert!(why.contains("circuit breaker"), "{why}"),
+            other => panic!("expected failure, got {other:?}"),
+        }
+        let draining = Service::builder().status("DRAINING").build();
+        assert!(matches!(stability(&draining), Stability::Failed(_)));
+    }
+
+    #[test]
+    fn cluster_names_match_their_arns() {
+        let arn = "arn:aws:ecs:us-east-1:123456789012:cluster/main";
+        assert!(same_cluster("main", arn));
+        assert!(same_cluster(arn, arn));
+        assert!(!same_cluster("other", arn));
+    }
+}

@@ -1,0 +1,354 @@
+//! `aws_lb_listener_rule`: forwards requests matching host names (and paths) to a target group.
+
+use super::listener::forwarded_target_group;
+use super::{check_range, in_recorded_order, owned, tags};
+use crate::AwsClients;
+use crate::error::{classify, is_not_found, parse};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, HostHeaderConditionConfig, PathPatternConditionConfig, RuleCondition,
+    RulePriorityPair,
+};
+use dagform_core::{
+    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// AWS allows three values per condition and five per rule.
+const MAX_VALUES_PER_CONDITION: usize = 3;
+const MAX_VALUES_PER_RULE: usize = 5;
+
+pub(super) struct ListenerRule {
+    pub(super) clients: Arc<AwsClients>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Props {
+    listener_arn: String,
+    priority: i32,
+    host_headers: Vec<String>,
+    #[serde(default)]
+    path_patterns: Vec<String>,
+    target_group_arn: String,
+}
+
+impl Props {
+    fn parse(props: &Properties) -> Result<Self, ResourceError> {
+        let p: Self = parse(props)?;
+        check_range("priority", p.priority, 1..=50000)?;
+        if p.host_headers.is_empty() && p.path_patterns.is_empty() {
+            return Err(ResourceError::invalid(
+                "a listener rule needs at least one host header or path pattern",
+            ));
+        }
+        for (what, values) in [
+            ("host_headers", &p.host_headers),
+            ("path_patterns", &p.path_patterns),
+        ] {
+            if values.len() > MAX_VALUES_PER_CONDITION {
+                return Err(ResourceError::invalid(format!(
+                    "{what} may hold at most {MAX_VALUES_PER_CONDITION} values, got {}",
+                    values.len()
+                )));
+            }
+            if let Some(v) = values.iter().find(|v| v.is_empty() || v.len() > 128) {
+                return Err(ResourceError::invalid(format!(
+                    "{what} values must be 1 to 128 characters long, got `{v}`"
+                )));
+            }
+        }
+        let total = p.host_headers.len() + p.path_patterns.len();
+        if total > MAX_VALUES_PER_RULE {
+            return Err(ResourceError::invalid(format!(
+                "a listener rule may match at most {MAX_VALUES_PER_RULE} values in all, got {total}"
+            )));
+        }
+        Ok(p)
+    }
+
+    fn conditions(&self) -> Vec<RuleCondition> {
+        let mut conditions = vec![];
+        if !self.host_headers.is_empty() {
+            conditions.push(
+                RuleCondition::builder()
+                    .field("host-header")
+                    .host_header_config(
+                        HostHeaderConditionConfig::builder()
+                            .set_values(Some(self.host_headers.clone()))
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        if !self.path_patterns.is_empty() {
+            conditions.push(
+                RuleCondition::builder()
+                    .field("path-pattern")
+                    .path_pattern_config(
+                        PathPatternConditionConfig::builder()
+                            .set_values(Some(self.path_patterns.clone()))
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        conditions
+    }
+
+    fn actions(&self) -> Vec<Action> {
+        vec![
+            Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(&self.target_group_arn)
+                .build(),
+        ]
+    }
+}
+
+type Rule = aws_sdk_elasticloadbalancingv2::types::Rule;
+
+fn applied(rule: &Rule) -> Result<Applied, ResourceError> {
+    let arn = rule
+        .rule_arn()
+        .ok_or_else(|| ResourceError::failed("DescribeRules: rule without ARN"))?;
+    Ok(Applied::new(arn).output("arn", arn))
+}
+
+/// The values of the rule's `field` condition, from its typed config or the legacy `Values`.
+fn condition_values(rule: &Rule, field: &str) -> Vec<String> {
+    let Some(c) = rule.conditions().iter().find(|c| c.field() == Some(field)) else {
+        return vec![];
+    };
+    let typed = match field {
+        "host-header" => c.host_header_config().map(|h| h.values()),
+        _ => c.path_pattern_config().map(|p| p.values()),
+    };
+    typed
+        .filter(|v| !v.is_empty())
+        .unwrap_or(c.values())
+        .to_vec()
+}
+
+/// The listener of a rule, from the rule's ARN (`…:listener-rule/app/lb/id/listener-id/rule-id`).
+fn listener_of(rule_arn: &str) -> Option<String> {
+    let (prefix, _rule_id) = rule_arn.rsplit_once('/')?;
+    prefix
+        .contains(":listener-rule/")
+        .then(|| prefix.replacen(":listener-rule/", ":listener/", 1))
+}
+
+impl ListenerRule {
+    async fn describe(&self, arn: &str) -> Result<Option<Rule>, ResourceError> {
+        match self
+            .clients
+            .elbv2
+            .describe_rules()
+            .rule_arns(arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.rules().first().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(classify("DescribeRules", e)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for ListenerRule {
+    fn name(&self) -> &'static str {
+        "aws_lb_listener_rule"
+    }
+
+    fn forces_replacement(&self, property: &str) -> bool {
+        property == "listener_arn"
+    }
+
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p = Props::parse(props)?;
+        let out = self
+            .clients
+            .elbv2
+            .create_rule()
+            .listener_arn(&p.listener_arn)
+            .priority(p.priority)
+            .set_conditions(Some(p.conditions()))
+            .set_actions(Some(p.actions()))
+            .set_tags(Some(tags(ctx, None)))
+            .send()
+            .await
+            .map_err(|e| classify("CreateRule", e))?;
+        let rule = out
+            .rules()
+            .first()
+            .ok_or_else(|| ResourceError::failed("CreateRule returned no rule"))?;
+        applied(rule)
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let Some(rule) = self.describe(current.id).await? else {
+            return Ok(None);
+        };
+        let recorded = current.properties;
+        let mut properties = Properties::new();
+        let listener = listener_of(current.id)
+            .map(serde_json::Value::from)
+            .or_else(|| recorded.get("listener_arn").cloned());
+        if let Some(listener) = listener {
+            properties.insert("listener_arn".into(), listener);
+        }
+        if let Some(priority) = rule.priority().and_then(|p| p.parse::<i64>().ok()) {
+            properties.insert("priority".into(), json!(priority));
+        }
+        properties.insert(
+            "host_headers".into(),
+            json!(in_recorded_order(
+                condition_values(&rule, "host-header"),
+                recorded.get("host_headers")
+            )),
+        );
+        properties.insert(
+            "path_patterns".into(),
+            json!(in_recorded_order(
+                condition_values(&rule, "path-pattern"),
+                recorded.get("path_patterns")
+            )),
+        );
+        let target = rule
+            .actions()
+            .iter()
+            .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+            .and_then(forwarded_target_group);
+        if let Some(target) = target {
+            properties.insert("target_group_arn".into(), json!(target));
+        }
+        Ok(Some(Observed {
+            properties,
+            outputs: applied(&rule)?.outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        let p = Props::parse(desired)?;
+        let arn = current.id;
+        let elbv2 = &self.clients.elbv2;
+        if changed.iter().any(|c| c == "priority") {
+            elbv2
+                .set_rule_priorities()
+                .rule_priorities(
+                    RulePriorityPair::builder()
+                        .rule_arn(arn)
+                        .priority(p.priority)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| classify("SetRulePriorities", e))?;
+        }
+        if changed.iter().any(|c| {
+            matches!(
+                c.as_str(),
+                "host_headers" | "path_patterns" | "target_group_arn"
+            )
+        }) {
+            elbv2
+                .modify_rule()
+                .rule_arn(arn)
+                .set_conditions(Some(p.conditions()))
+                .set_actions(Some(p.actions()))
+                .send()
+                .await
+                .map_err(|e| classify("ModifyRule", e))?;
+        }
+        let rule = self.describe(arn).await?.ok_or_else(|| {
+            ResourceError::failed(format!("listener rule {arn} disappeared during update"))
+        })?;
+        applied(&rule)
+    }
+
+    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        match self
+            .clients
+            .elbv2
+            .delete_rule()
+            .rule_arn(current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(classify("DeleteRule", e)),
+        }
+    }
+
+    /// Priorities are unique per listener.
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let p = Props::parse(props)?;
+        let priority = p.priority.to_string();
+        let mut marker = None;
+        loop {
+            let out = match self
+                .clients
+                .elbv2
+                .describe_rules()
+                .listener_arn(&p.listener_arn)
+                .set_marker(marker)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(classify("DescribeRules", e)),
+            };
+            if let Some(rule) = out
+                .rules()
+                .iter()
+                .find(|r| r.priority() == Some(priority.as_str()))
+            {
+                let result = applied(rule)?;
+                return Ok(owned(&self.clients, ctx, &result.id)
+                    .await?
+                    .then_some(result));
+            }
+            match out.next_marker() {
+                Some(m) => marker = Some(m.to_owned()),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_arn_from_rule_arn() {
+        assert_eq!(
+            listener_of(
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee"
+            )
+            .as_deref(),
+            Some(
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2"
+            )
+        );
+        assert_eq!(listener_of("nonsense"), None);
+    }
+}

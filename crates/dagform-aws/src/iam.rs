@@ -1,0 +1,506 @@
+//! IAM: the roles ECS tasks run as (execution role, task role).
+
+use crate::AwsClients;
+use crate::error::{classify, code, is_not_found, parse};
+use aws_sdk_iam::types::{Role, Tag};
+use dagform_core::{
+    Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
+    kinds.register(Arc::new(IamRole {
+        clients: clients.clone(),
+    }));
+}
+
+/// `aws_iam_role`: a role one AWS service may assume, with managed and inline policies.
+pub struct IamRole {
+    clients: Arc<AwsClients>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleProps {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    trusted_service: String,
+    managed_policy_arns: Vec<String>,
+    inline_policies: Map<String, Json>,
+}
+
+/// IAM's character set for role and policy names.
+fn valid_iam_name(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+impl RoleProps {
+    fn from(props: &Properties) -> Result<Self, ResourceError> {
+        let p: Self = parse(props)?;
+        if !valid_iam_name(&p.name, 64) {
+            return Err(ResourceError::invalid(format!(
+                "role name `{}` must be 1-64 characters of letters, digits and + = , . @ _ -",
+                p.name
+            )));
+        }
+        if p.description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1000)
+        {
+            return Err(ResourceError::invalid(
+                "role description must be at most 1000 characters",
+            ));
+        }
+        let service = &p.trusted_service;
+        if service.is_empty()
+            || service.contains(char::is_whitespace)
+            || !(service.ends_with(".amazonaws.com") || service.ends_with(".amazonaws.com.cn"))
+        {
+            return Err(ResourceError::invalid(format!(
+                "trusted_service `{service}` must be a service principal such as ecs-tasks.amazonaws.com"
+            )));
+        }
+        if let Some(arn) = p
+            .managed_policy_arns
+            .iter()
+            .find(|a| !a.starts_with("arn:"))
+        {
+            return Err(ResourceError::invalid(format!(
+                "managed policy `{arn}` must be an ARN"
+            )));
+        }
+        for (name, doc) in &p.inline_policies {
+            if !valid_iam_name(name, 128) {
+                return Err(ResourceError::invalid(format!(
+                    "inline policy name `{name}` must be 1-128 characters of letters, digits and + = , . @ _ -"
+                )));
+            }
+            if !doc.is_object() {
+                return Err(ResourceError::invalid(format!(
+                    "inline policy `{name}` must be a JSON policy document object"
+                )));
+            }
+        }
+        Ok(p)
+    }
+
+    /// The trust policy: `sts:AssumeRole` for the one trusted service principal, nothing else.
+    fn trust_policy(&self) -> String {
+        trust_policy(&self.trusted_service)
+    }
+}
+
+fn trust_policy(service: &str) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": service },
+            "Action": "sts:AssumeRole",
+        }]
+    })
+    .to_string()
+}
+
+/// A policy document as IAM returns it: URL-encoded, or already decoded by some emulators.
+fn policy_document(raw: &str) -> Result<Json, ResourceError> {
+    serde_json::from_str(raw)
+        .or_else(|_| {
+            serde_json::from_str(&percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
+        })
+        .map_err(|e| ResourceError::failed(format!("unreadable policy document: {e}")))
+}
+
+/// One value or a list of one value, as policy grammar allows for actions and principals.
+fn single_str(v: &Json) -> Option<&str> {
+    match v {
+        Json::String(s) => Some(s),
+        Json::Array(a) if a.len() == 1 => a[0].as_str(),
+        _ => None,
+    }
+}
+
+/// The trusted service of a trust policy shaped like the one dagform writes; any other
+/// policy is returned whole so the difference shows up as drift.
+fn trusted_service(doc: Json) -> Json {
+    let statements = match &doc["Statement"] {
+        Json::Array(s) => s.as_slice(),
+        s @ Json::Object(_) => std::slice::from_ref(s),
+        _ => &[],
+    };
+    let service = match statements {
+        [s] if s["Effect"] == "Allow"
+            && single_str(&s["Action"]) == Some("sts:AssumeRole")
+            && s.get("Condition").is_none()
+            && s["Principal"].as_object().is_some_and(|p| p.len() == 1) =>
+        {
+            single_str(&s["Principal"]["Service"]).map(str::to_owned)
+        }
+        _ => None,
+    };
+    service.map(Json::String).unwrap_or(doc)
+}
+
+fn applied(role: &Role) -> Applied {
+    Applied::new(role.role_name())
+        .output("name", role.role_name())
+        .output("arn", role.arn())
+}
+
+fn owned_by(role: &Role, ctx: &OpContext) -> bool {
+    role.tags()
+        .iter()
+        .any(|t| t.key() == "dagform:address" && t.value() == ctx.address.as_str())
+}
+
+impl IamRole {
+    async fn get(&self, name: &str) -> Result<Option<Role>, ResourceError> {
+        match self.clients.iam.get_role().role_name(name).send().await {
+            Ok(out) => Ok(out.role().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(classify("GetRole", e)),
+        }
+    }
+
+    async fn attached_policies(&self, name: &str) -> Result<Vec<String>, ResourceError> {
+        let attached = self
+            .clients
+            .iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("ListAttachedRolePolicies", e))?;
+        Ok(attached
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect())
+    }
+
+    async fn inline_policy_names(&self, name: &str) -> Result<Vec<String>, ResourceError> {
+        self.clients
+            .iam
+            .list_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("ListRolePolicies", e))
+    }
+
+    /// Makes the role's managed and inline policies exactly the desired ones.
+    async fn sync_policies(&self, p: &RoleProps) -> Result<(), ResourceError> {
+        let iam = &self.clients.iam;
+        let live: BTreeSet<String> = self.attached_policies(&p.name).await?.into_iter().collect();
+        let desired: BTreeSet<&String> = p.managed_policy_arns.iter().collect();
+        for arn in live.iter().filter(|a| !desired.contains(a)) {
+            match iam
+                .detach_role_policy()
+                .role_name(&p.name)
+                .policy_arn(arn)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(classify("DetachRolePolicy", e)),
+            }
+        }
+        for arn in desired.into_iter().filter(|a| !live.contains(*a)) {
+            iam.attach_role_policy()
+                .role_name(&p.name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| classify("AttachRolePolicy", e))?;
+        }
+        for name in self.inline_policy_names(&p.name).await? {
+            if !p.inline_policies.contains_key(&name) {
+                delete_inline(iam, &p.name, &name).await?;
+            }
+        }
+        for (name, doc) in &p.inline_policies {
+            iam.put_role_policy()
+                .role_name(&p.name)
+                .policy_name(name)
+                .policy_document(doc.to_string())
+                .send()
+                .await
+                .map_err(|e| classify("PutRolePolicy", e))?;
+        }
+        Ok(())
+    }
+}
+
+async fn delete_inline(
+    iam: &aws_sdk_iam::Client,
+    role: &str,
+    policy: &str,
+) -> Result<(), ResourceError> {
+    match iam
+        .delete_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(classify("DeleteRolePolicy", e)),
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for IamRole {
+    fn name(&self) -> &'static str {
+        "aws_iam_role"
+    }
+
+    fn forces_replacement(&self, property: &str) -> bool {
+        property == "name"
+    }
+
+    /// Safe to retry: a role this node already created (tagged with its address) is taken
+    /// over and brought to the desired policies rather than failing as a duplicate.
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p = RoleProps::from(props)?;
+        let iam = &self.clients.iam;
+        let mut req = iam
+            .create_role()
+            .role_name(&p.name)
+            .assume_role_policy_document(p.trust_policy())
+            .set_description(p.description.clone());
+        for (k, v) in ctx
+            .tags()
+            .into_iter()
+            .chain([("Name".into(), p.name.clone())])
+        {
+            req = req.tags(
+                Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| ResourceError::failed(e.to_string()))?,
+            );
+        }
+        let role = match req.send().await {
+            Ok(out) => out
+                .role()
+                .cloned()
+                .ok_or_else(|| ResourceError::failed("CreateRole returned no role"))?,
+            Err(e) if code(&e) == Some("EntityAlreadyExists") => {
+                let existing = self.get(&p.name).await?.filter(|r| owned_by(r, ctx));
+                let Some(role) = existing else {
+                    return Err(classify("CreateRole", e));
+                };
+                iam.update_assume_role_policy()
+                    .role_name(&p.name)
+                    .policy_document(p.trust_policy())
+                    .send()
+                    .await
+                    .map_err(|e| classify("UpdateAssumeRolePolicy", e))?;
+                iam.update_role()
+                    .role_name(&p.name)
+                    .description(p.description.clone().unwrap_or_default())
+                    .send()
+                    .await
+                    .map_err(|e| classify("UpdateRole", e))?;
+                role
+            }
+            Err(e) => return Err(classify("CreateRole", e)),
+        };
+        self.sync_policies(&p).await?;
+        Ok(applied(&role))
+    }
+
+    async fn read(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let Some(role) = self.get(current.id).await? else {
+            return Ok(None);
+        };
+        let mut properties = Properties::new();
+        properties.insert("name".into(), role.role_name().into());
+        match role.description().filter(|d| !d.is_empty()) {
+            Some(d) => {
+                properties.insert("description".into(), d.into());
+            }
+            None if current.properties.contains_key("description") => {
+                properties.insert("description".into(), Json::Null);
+            }
+            None => {}
+        }
+        if let Some(doc) = role.assume_role_policy_document() {
+            properties.insert(
+                "trusted_service".into(),
+                trusted_service(policy_document(doc)?),
+            );
+        }
+        let mut managed = self.attached_policies(current.id).await?;
+        managed.sort();
+        properties.insert("managed_policy_arns".into(), managed.into());
+        let mut inline = Map::new();
+        for name in self.inline_policy_names(current.id).await? {
+            match self
+                .clients
+                .iam
+                .get_role_policy()
+                .role_name(current.id)
+                .policy_name(&name)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    inline.insert(name, policy_document(out.policy_document())?);
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(classify("GetRolePolicy", e)),
+            }
+        }
+        properties.insert("inline_policies".into(), Json::Object(inline));
+        Ok(Some(Observed {
+            properties,
+            outputs: applied(&role).outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+        desired: &Properties,
+        changed: &[String],
+    ) -> Result<Applied, ResourceError> {
+        let p = RoleProps::from(desired)?;
+        let iam = &self.clients.iam;
+        let is_changed = |key: &str| changed.iter().any(|c| c == key);
+        if is_changed("trusted_service") {
+            iam.update_assume_role_policy()
+                .role_name(current.id)
+                .policy_document(p.trust_policy())
+                .send()
+                .await
+                .map_err(|e| classify("UpdateAssumeRolePolicy", e))?;
+        }
+        if is_changed("description") {
+            iam.update_role()
+                .role_name(current.id)
+                .description(p.description.clone().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| classify("UpdateRole", e))?;
+        }
+        if is_changed("managed_policy_arns") || is_changed("inline_policies") {
+            self.sync_policies(&p).await?;
+        }
+        let role = self
+            .get(current.id)
+            .await?
+            .ok_or_else(|| ResourceError::failed(format!("role {} is gone", current.id)))?;
+        Ok(applied(&role))
+    }
+
+    /// IAM refuses to delete a role with policies: detach and delete them first.
+    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let iam = &self.clients.iam;
+        let name = current.id;
+        if self.get(name).await?.is_none() {
+            return Ok(());
+        }
+        for arn in self.attached_policies(name).await? {
+            match iam
+                .detach_role_policy()
+                .role_name(name)
+                .policy_arn(&arn)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(classify("DetachRolePolicy", e)),
+            }
+        }
+        for policy in self.inline_policy_names(name).await? {
+            delete_inline(iam, name, &policy).await?;
+        }
+        match iam.delete_role().role_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // A policy attached concurrently (or IAM still catching up): try again.
+            Err(e) if code(&e) == Some("DeleteConflict") => Err(ResourceError::Transient(
+                classify("DeleteRole", e).to_string(),
+            )),
+            Err(e) => Err(classify("DeleteRole", e)),
+        }
+    }
+
+    /// Adopts a role of this name only if it carries this node's address tag.
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let p = RoleProps::from(props)?;
+        Ok(self
+            .get(&p.name)
+            .await?
+            .filter(|r| owned_by(r, ctx))
+            .map(|r| applied(&r)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_url_encoded_documents() {
+        let doc = trust_policy("ecs-tasks.amazonaws.com");
+        let encoded: String = doc
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        assert_eq!(
+            policy_document(&encoded).unwrap(),
+            policy_document(&doc).unwrap()
+        );
+    }
+
+    #[test]
+    fn reads_the_trusted_service_of_a_single_service_policy() {
+        let doc: Json = serde_json::from_str(&trust_policy("ecs-tasks.amazonaws.com")).unwrap();
+        assert_eq!(trusted_service(doc), json!("ecs-tasks.amazonaws.com"));
+        let two = json!({"Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": ["ecs-tasks.amazonaws.com", "ec2.amazonaws.com"]},
+            "Action": "sts:AssumeRole"
+        }]});
+        assert_eq!(trusted_service(two.clone()), two);
+        let account = json!({"Statement": {
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com", "AWS": "arn:aws:iam::1:root"},
+            "Action": "sts:AssumeRole"
+        }});
+        assert_eq!(trusted_service(account.clone()), account);
+    }
+}

@@ -1,0 +1,33 @@
+//! AWS resource kinds for dagform: one module per AWS service, each kind translating resolved
+//! properties into typed SDK calls.
+
+pub mod acm;
+pub mod clients;
+pub mod ec2;
+pub mod ecr;
+pub mod ecs;
+pub mod elbv2;
+pub mod error;
+pub mod iam;
+pub mod logs;
+pub mod route53;
+
+pub use clients::AwsClients;
+pub use error::AwsError;
+
+use dagform_core::Kinds;
+use std::sync::Arc;
+
+/// Every AWS kind this build knows, sharing one set of clients.
+pub fn kinds(clients: Arc<AwsClients>) -> Kinds {
+    let mut kinds = Kinds::new();
+    ec2::register(&mut kinds, &clients);
+    elbv2::register(&mut kinds, &clients);
+    acm::register(&mut kinds, &clients);
+    route53::register(&mut kinds, &clients);
+    ecs::register(&mut kinds, &clients);
+    iam::register(&mut kinds, &clients);
+    logs::register(&mut kinds, &clients);
+    ecr::register(&mut kinds, &clients);
+    kinds
+}
