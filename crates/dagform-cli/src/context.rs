@@ -49,8 +49,12 @@ impl Context {
     /// AWS kinds built on the standard credential chain (and `AWS_ENDPOINT_URL`, which points
     /// them at a local emulator).
     pub async fn kinds(&self) -> Kinds {
-        let clients = AwsClients::load(Some(self.config.region())).await;
-        dagform_aws::kinds(Arc::new(clients))
+        dagform_aws::kinds(self.clients().await)
+    }
+
+    /// SDK clients for the stack's region, for commands that query AWS directly.
+    pub async fn clients(&self) -> Arc<AwsClients> {
+        Arc::new(AwsClients::load(Some(self.config.region())).await)
     }
 
     pub fn apply_options(&self, walk: &Walk) -> Result<ApplyOptions> {

@@ -100,7 +100,7 @@ impl MemoryCloud {
     pub fn insert(&self, kind: &str, address: &str, properties: Properties) -> String {
         let mut inner = self.lock();
         inner.next_id += 1;
-        let id = format!("{kind}-{}", inner.next_id);
+        let id = format!("mem-{kind}-{}", inner.next_id);
         inner.objects.insert(
             id.clone(),
             StoredObject {
@@ -128,6 +128,7 @@ impl MemoryCloud {
         &self,
         address: &Address,
         operation: &'static str,
+        latency: Option<Duration>,
         body: impl FnOnce(&mut Inner) -> Result<T, ResourceError>,
     ) -> Result<T, ResourceError> {
         let started = Instant::now();
@@ -136,7 +137,7 @@ impl MemoryCloud {
             inner.in_flight += 1;
             inner.max_in_flight = inner.max_in_flight.max(inner.in_flight);
         }
-        let latency = *self.latency.lock().unwrap();
+        let latency = latency.unwrap_or(*self.latency.lock().unwrap());
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -173,14 +174,16 @@ fn mentions(props: &Properties, id: &str) -> bool {
     props.values().any(|v| walk(v, id))
 }
 
-/// A resource kind stored in a [`MemoryCloud`]. Property values that look like ids of other
-/// objects (`<kind>-<n>`) are references the cloud enforces.
+/// A resource kind stored in a [`MemoryCloud`]. Property values that are ids of other objects
+/// (`mem-<kind>-<n>`) are references the cloud enforces.
 pub struct MemoryKind {
     pub name: &'static str,
     pub replace_on: Vec<&'static str>,
     pub create_before_destroy: bool,
     pub data_source: bool,
     pub sensitive: &'static [&'static str],
+    /// How long each call takes, instead of the cloud's default.
+    pub latency: Option<Duration>,
     pub cloud: Arc<MemoryCloud>,
 }
 
@@ -192,6 +195,7 @@ impl MemoryKind {
             create_before_destroy: false,
             data_source: false,
             sensitive: &[],
+            latency: None,
             cloud: cloud.clone(),
         }
     }
@@ -203,6 +207,11 @@ impl MemoryKind {
 
     pub fn create_before_destroy(mut self) -> Self {
         self.create_before_destroy = true;
+        self
+    }
+
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = Some(latency);
         self
     }
 
@@ -241,19 +250,16 @@ impl ResourceKind for MemoryKind {
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let kind = self.name;
         self.cloud
-            .call(&ctx.address, "create", |inner| {
+            .call(&ctx.address, "create", self.latency, |inner| {
                 for v in props.values() {
-                    if let Some(s) = v.as_str().filter(|s| s.contains('-')) {
-                        let looks_like_id = s.rsplit_once('-').is_some_and(|(_, n)| {
-                            !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
-                        });
-                        if looks_like_id && !inner.objects.contains_key(s) {
-                            return Err(ResourceError::Failed(format!("{s} does not exist")));
-                        }
+                    if let Some(s) = v.as_str().filter(|s| s.starts_with("mem-"))
+                        && !inner.objects.contains_key(s)
+                    {
+                        return Err(ResourceError::Failed(format!("{s} does not exist")));
                     }
                 }
                 inner.next_id += 1;
-                let id = format!("{kind}-{}", inner.next_id);
+                let id = format!("mem-{kind}-{}", inner.next_id);
                 inner.objects.insert(
                     id.clone(),
                     StoredObject {
@@ -273,7 +279,7 @@ impl ResourceKind for MemoryKind {
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
         self.cloud
-            .call(&ctx.address, "read", |inner| {
+            .call(&ctx.address, "read", self.latency, |inner| {
                 Ok(inner.objects.get(current.id).map(|o| Observed {
                     properties: o.properties.clone(),
                     outputs: Self::applied(current.id).outputs,
@@ -290,7 +296,7 @@ impl ResourceKind for MemoryKind {
         _changed: &[String],
     ) -> Result<Applied, ResourceError> {
         self.cloud
-            .call(&ctx.address, "update", |inner| {
+            .call(&ctx.address, "update", self.latency, |inner| {
                 let o = inner
                     .objects
                     .get_mut(current.id)
@@ -303,7 +309,7 @@ impl ResourceKind for MemoryKind {
 
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         self.cloud
-            .call(&ctx.address, "delete", |inner| {
+            .call(&ctx.address, "delete", self.latency, |inner| {
                 if let Some((_, user)) = inner.objects.iter().find(|(id, o)| {
                     id.as_str() != current.id && mentions(&o.properties, current.id)
                 }) {
