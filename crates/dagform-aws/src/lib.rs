@@ -10,7 +10,9 @@ pub mod elbv2;
 pub mod error;
 pub mod iam;
 pub mod logs;
+pub mod rds;
 pub mod route53;
+pub mod secretsmanager;
 
 pub use clients::AwsClients;
 pub use error::AwsError;
@@ -29,5 +31,7 @@ pub fn kinds(clients: Arc<AwsClients>) -> Kinds {
     iam::register(&mut kinds, &clients);
     logs::register(&mut kinds, &clients);
     ecr::register(&mut kinds, &clients);
+    secretsmanager::register(&mut kinds, &clients);
+    rds::register(&mut kinds, &clients);
     kinds
 }

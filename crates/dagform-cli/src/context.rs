@@ -1,7 +1,7 @@
 //! What every command loads: the configuration, its blueprint, the state, and the AWS kinds.
 
-use crate::{Common, Walk};
-use anyhow::{Context as _, Result};
+use crate::{Common, Targets, Walk};
+use anyhow::{Context as _, Result, bail};
 use dagform_aws::AwsClients;
 use dagform_config::{Blueprint, Config};
 use dagform_core::kind::PollSettings;
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 pub struct Context {
     pub config: Config,
+    pub config_path: PathBuf,
     pub state_path: PathBuf,
 }
 
@@ -24,7 +25,11 @@ impl Context {
         let state_path = common.state.clone().unwrap_or_else(|| {
             PathBuf::from("state").join(format!("{}.json", config.stack_name()))
         });
-        Ok(Self { config, state_path })
+        Ok(Self {
+            config,
+            config_path: common.file.clone(),
+            state_path,
+        })
     }
 
     pub fn stack(&self) -> String {
@@ -40,6 +45,33 @@ impl Context {
     pub fn open_state(&self) -> Result<StateStore> {
         StateStore::open(&self.state_path, &self.stack())
             .with_context(|| format!("opening state {}", self.state_path.display()))
+    }
+
+    /// The address prefixes a `--customer`/`--target` run is limited to, after checking that
+    /// each names something configured or recorded.
+    pub fn check_targets(&self, targets: &Targets, state: &State) -> Result<Option<Vec<String>>> {
+        if let Some(c) = &targets.customer {
+            let recorded = state
+                .resources
+                .keys()
+                .any(|a| a.is_within(&format!("customer.{c}")));
+            if !recorded && !self.config.customer_names().any(|n| n == c) {
+                bail!(
+                    "no customer `{c}` in {} or in the state; customers: {}",
+                    self.config_path.display(),
+                    self.config.customer_names().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        let graph = dagform_config::blueprint(&self.config, Some(state))?.graph;
+        for t in &targets.targets {
+            let known = graph.topological().iter().any(|n| n.address.is_within(t))
+                || state.resources.keys().any(|a| a.is_within(t));
+            if !known {
+                bail!("--target {t} matches no resource in the configuration or the state");
+            }
+        }
+        Ok(targets.prefixes())
     }
 
     pub fn blueprint(&self, state: &State) -> Result<Blueprint> {

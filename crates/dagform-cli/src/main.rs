@@ -3,6 +3,7 @@
 
 mod commands;
 mod context;
+mod cost;
 mod progress;
 mod render;
 
@@ -45,6 +46,30 @@ pub struct Common {
     pub state: Option<PathBuf>,
 }
 
+/// Limits a run to some nodes plus, read-only, whatever they depend on.
+#[derive(Args, Clone, Debug, Default)]
+pub struct Targets {
+    /// Only this customer's resources; shared infrastructure and other customers are left as
+    /// they are.
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Only this node (an address such as `shared.alb`, or a prefix such as
+    /// `customer.acme.service`); repeatable.
+    #[arg(long = "target", value_name = "ADDRESS")]
+    pub targets: Vec<String>,
+}
+
+impl Targets {
+    /// The address prefixes to limit the run to, or `None` for everything.
+    pub fn prefixes(&self) -> Option<Vec<String>> {
+        let mut p = self.targets.clone();
+        if let Some(c) = &self.customer {
+            p.push(format!("customer.{c}"));
+        }
+        (!p.is_empty()).then_some(p)
+    }
+}
+
 /// Options of the commands that walk the graph.
 #[derive(Args, Clone, Debug)]
 pub struct Walk {
@@ -63,6 +88,12 @@ enum Command {
     Destroy(commands::destroy::DestroyArgs),
     /// Print the stack's outputs: load balancer DNS name, customers' URLs, registry URI…
     Output(commands::output::OutputArgs),
+    /// Live health from AWS: services, rollouts, target health, certificate, listener rules.
+    Status(commands::status::StatusArgs),
+    /// Print a customer's service logs from CloudWatch Logs, or follow them.
+    Logs(commands::logs::LogsArgs),
+    /// Print the resource graph (DOT or Mermaid): what waits for what, and why.
+    Graph(commands::graph::GraphArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -93,6 +124,9 @@ fn main() -> ExitCode {
             Command::Provision(a) => commands::provision::run(a).await,
             Command::Destroy(a) => commands::destroy::run(a).await,
             Command::Output(a) => commands::output::run(a).await,
+            Command::Status(a) => commands::status::run(a).await,
+            Command::Logs(a) => commands::logs::run(a).await,
+            Command::Graph(a) => commands::graph::run(a).await,
         }
     });
     match result {

@@ -170,6 +170,21 @@ pub fn plan(
                 }
                 continue;
             }
+            if options.targets.is_some() {
+                for dep in graph.dependencies(&node.address) {
+                    let exists = state
+                        .get(dep)
+                        .is_some_and(|s| s.status == ResourceStatus::Ready);
+                    if !in_scope(dep) && !exists {
+                        return Err(Error::Plan {
+                            address: node.address.clone(),
+                            message: format!(
+                                "depends on `{dep}`, which is outside the targets and does not exist yet; provision it first"
+                            ),
+                        });
+                    }
+                }
+            }
             // A reference is known once its node exists and keeps its outputs in this run.
             let lookup = |r: &Reference| -> Option<Json> {
                 match actions.get(&r.node) {

@@ -627,7 +627,8 @@ fn record_success(
                     status: ResourceStatus::Ready,
                     id: Some(applied.id),
                     properties: redact(&props, kind.sensitive_properties()),
-                    outputs: applied.outputs,
+                    // Outputs never carry a secret either, whatever the kind returns.
+                    outputs: redact(&applied.outputs, kind.sensitive_properties()),
                     dependencies: graph
                         .dependencies(&op.address)
                         .into_iter()

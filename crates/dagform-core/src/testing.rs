@@ -184,6 +184,7 @@ pub struct MemoryKind {
     pub sensitive: &'static [&'static str],
     /// How long each call takes, instead of the cloud's default.
     pub latency: Option<Duration>,
+    pub outputs: Vec<(&'static str, Json)>,
     pub cloud: Arc<MemoryCloud>,
 }
 
@@ -196,6 +197,7 @@ impl MemoryKind {
             data_source: false,
             sensitive: &[],
             latency: None,
+            outputs: Vec::new(),
             cloud: cloud.clone(),
         }
     }
@@ -220,8 +222,27 @@ impl MemoryKind {
         self
     }
 
-    fn applied(id: &str) -> Applied {
-        Applied::new(id).output("arn", format!("arn:memory:{id}"))
+    /// Extra outputs every object of this kind reports, e.g. a DNS name.
+    pub fn output(mut self, name: &'static str, value: Json) -> Self {
+        self.outputs.push((name, value));
+        self
+    }
+
+    /// The id, an ARN, the properties (as real kinds echo names) and the declared outputs.
+    /// Secret properties are echoed too, like a careless kind would: the engine must keep them
+    /// out of the state anyway.
+    fn applied(&self, id: &str, props: &Properties) -> Applied {
+        let mut applied = Applied::new(id).output("arn", format!("arn:memory:{id}"));
+        for (k, v) in props {
+            applied
+                .outputs
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
+        for (k, v) in &self.outputs {
+            applied.outputs.insert((*k).to_owned(), v.clone());
+        }
+        applied
     }
 }
 
@@ -268,7 +289,7 @@ impl ResourceKind for MemoryKind {
                         properties: props.clone(),
                     },
                 );
-                Ok(Self::applied(&id))
+                Ok(self.applied(&id, props))
             })
             .await
     }
@@ -282,7 +303,7 @@ impl ResourceKind for MemoryKind {
             .call(&ctx.address, "read", self.latency, |inner| {
                 Ok(inner.objects.get(current.id).map(|o| Observed {
                     properties: o.properties.clone(),
-                    outputs: Self::applied(current.id).outputs,
+                    outputs: self.applied(current.id, &o.properties).outputs,
                 }))
             })
             .await
@@ -302,7 +323,7 @@ impl ResourceKind for MemoryKind {
                     .get_mut(current.id)
                     .ok_or_else(|| ResourceError::Failed(format!("{} is gone", current.id)))?;
                 o.properties = desired.clone();
-                Ok(Self::applied(current.id))
+                Ok(self.applied(current.id, desired))
             })
             .await
     }
@@ -332,6 +353,6 @@ impl ResourceKind for MemoryKind {
         Ok(self
             .cloud
             .object_at(ctx.address.as_str())
-            .map(|(id, _)| Self::applied(&id)))
+            .map(|(id, o)| self.applied(&id, &o.properties)))
     }
 }

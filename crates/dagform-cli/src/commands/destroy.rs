@@ -2,7 +2,7 @@
 
 use crate::context::Context;
 use crate::render;
-use crate::{Common, Walk, exit};
+use crate::{Common, Targets, Walk, exit};
 use anyhow::{Result, bail};
 use clap::Args;
 use dagform_core::plan::PlanOptions;
@@ -14,6 +14,8 @@ pub struct DestroyArgs {
     common: Common,
     #[command(flatten)]
     walk: Walk,
+    #[command(flatten)]
+    targets: Targets,
     /// Do not ask for confirmation (required when not on a terminal).
     #[arg(short, long)]
     yes: bool,
@@ -30,14 +32,18 @@ pub async fn run(args: DestroyArgs) -> Result<u8> {
     let (mut store, blueprint, kinds) = super::prepare(&ctx).await?;
     let options = PlanOptions {
         destroy: true,
-        ..Default::default()
+        targets: ctx.check_targets(&args.targets, store.state())?,
     };
     let plan = super::make_plan(&blueprint, store.state(), &kinds, &options, None).await?;
     print!("{}", render::plan_text(&plan, &ctx.stack(), false));
     if !plan.has_changes() {
         return Ok(exit::OK);
     }
-    if !args.yes && !super::confirm(&format!("\nDelete everything in stack {}?", ctx.stack()))? {
+    let what = match &options.targets {
+        Some(t) => format!("{} in stack {}", t.join(", "), ctx.stack()),
+        None => format!("everything in stack {}", ctx.stack()),
+    };
+    if !args.yes && !super::confirm(&format!("\nDelete {what}?"))? {
         eprintln!("Cancelled; nothing was deleted.");
         return Ok(exit::ERROR);
     }

@@ -1,9 +1,12 @@
 //! The subcommands, and what they share: planning, confirming, applying.
 
 pub mod destroy;
+pub mod graph;
+pub mod logs;
 pub mod output;
 pub mod plan;
 pub mod provision;
+pub mod status;
 
 use crate::context::Context;
 use crate::exit;

@@ -1,8 +1,7 @@
 //! `dagform plan`: what a provision would do, without doing it.
 
 use crate::context::Context;
-use crate::render;
-use crate::{Common, Walk, exit};
+use crate::{Common, Targets, Walk, cost, exit, render};
 use anyhow::Result;
 use clap::Args;
 use dagform_core::plan::PlanOptions;
@@ -13,6 +12,11 @@ pub struct PlanArgs {
     common: Common,
     #[command(flatten)]
     walk: Walk,
+    #[command(flatten)]
+    targets: Targets,
+    /// A price table to estimate the monthly cost with, instead of the built-in one.
+    #[arg(long, env = "DAGFORM_PRICES", value_name = "FILE")]
+    prices: Option<std::path::PathBuf>,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
@@ -32,9 +36,10 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
     let state = ctx.read_state()?;
     let blueprint = ctx.blueprint(&state)?;
     let kinds = ctx.kinds().await;
+    let targets = ctx.check_targets(&args.targets, &state)?;
     let options = PlanOptions {
         destroy: args.destroy,
-        ..Default::default()
+        targets,
     };
     let apply_options = ctx.apply_options(&args.walk)?;
     let plan = super::make_plan(
@@ -45,13 +50,40 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
         args.refresh.then_some(&apply_options),
     )
     .await?;
+    // The monthly cost of the stack before and after the change; a missing price table only
+    // costs the estimate, never the plan.
+    let estimate = match cost::PriceTable::for_region(ctx.config.region(), args.prices.as_deref()) {
+        Ok(prices) => {
+            let before = cost::estimate_state(&state, &prices);
+            let after = if args.destroy {
+                cost::Estimate {
+                    lines: Vec::new(),
+                    note: before.note.clone(),
+                }
+            } else {
+                cost::estimate(&blueprint.graph, &prices)
+            };
+            Some((before, after))
+        }
+        Err(e) => {
+            eprintln!("note: no cost estimate: {e:#}");
+            None
+        }
+    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&render::plan_json(&plan, &ctx.stack()))?
-        );
+        let mut json = render::plan_json(&plan, &ctx.stack());
+        if let Some((before, after)) = &estimate {
+            json["monthly_cost_usd"] = serde_json::json!({
+                "before": before.total().dollars(),
+                "after": after.total().dollars(),
+            });
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", render::plan_text(&plan, &ctx.stack(), true));
+        if let Some((before, after)) = &estimate {
+            print!("\n{}", cost::render(Some(before), after));
+        }
     }
     Ok(if args.detailed_exitcode && plan.has_changes() {
         exit::CHANGES

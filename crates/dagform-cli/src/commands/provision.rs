@@ -2,7 +2,7 @@
 
 use crate::context::Context;
 use crate::render;
-use crate::{Common, Walk, exit};
+use crate::{Common, Targets, Walk, exit};
 use anyhow::Result;
 use clap::Args;
 use dagform_core::plan::PlanOptions;
@@ -14,6 +14,8 @@ pub struct ProvisionArgs {
     common: Common,
     #[command(flatten)]
     walk: Walk,
+    #[command(flatten)]
+    targets: Targets,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     yes: bool,
@@ -26,11 +28,15 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
     let ctx = Context::load(&args.common)?;
     let (mut store, blueprint, kinds) = super::prepare(&ctx).await?;
     let options = ctx.apply_options(&args.walk)?;
+    let plan_options = PlanOptions {
+        targets: ctx.check_targets(&args.targets, store.state())?,
+        destroy: false,
+    };
     let plan = super::make_plan(
         &blueprint,
         store.state(),
         &kinds,
-        &PlanOptions::default(),
+        &plan_options,
         args.refresh.then_some(&options),
     )
     .await?;
