@@ -263,6 +263,29 @@ impl ResourceKind for EcsService {
         let service = out
             .service()
             .ok_or_else(|| ResourceError::failed("CreateService returned no service"))?;
+        // Some ECS implementations drop these settings on create; set them explicitly then, so
+        // what exists is what was asked for (on AWS they stick and no call is made).
+        let grace_dropped = p
+            .health_check_grace_period_seconds
+            .is_some_and(|g| service.health_check_grace_period_seconds() != Some(g));
+        let rollout_dropped = p.deployment_configuration().is_some_and(|want| {
+            service
+                .deployment_configuration()
+                .map(|got| (got.minimum_healthy_percent(), got.maximum_percent()))
+                != Some((want.minimum_healthy_percent(), want.maximum_percent()))
+        });
+        if grace_dropped || rollout_dropped {
+            self.clients
+                .ecs
+                .update_service()
+                .cluster(&p.cluster)
+                .service(&p.name)
+                .set_health_check_grace_period_seconds(p.health_check_grace_period_seconds)
+                .set_deployment_configuration(p.deployment_configuration())
+                .send()
+                .await
+                .map_err(|e| classify("UpdateService", e))?;
+        }
         Ok(applied(service))
     }
 

@@ -23,8 +23,9 @@ pub struct PlanArgs {
     /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
     #[arg(long)]
     detailed_exitcode: bool,
-    /// Read every resource from AWS first and report what changed outside dagform.
-    #[arg(long)]
+    /// Read every resource from AWS first, reporting (and, when provisioning, putting back)
+    /// what changed outside dagform; `--refresh=false` plans from the state alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     refresh: bool,
     /// Plan the deletion of everything instead.
     #[arg(long)]

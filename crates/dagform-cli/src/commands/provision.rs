@@ -19,8 +19,9 @@ pub struct ProvisionArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     yes: bool,
-    /// Read every resource from AWS first, so changes made outside dagform are put back.
-    #[arg(long)]
+    /// Read every resource from AWS first, reporting (and, when provisioning, putting back)
+    /// what changed outside dagform; `--refresh=false` plans from the state alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     refresh: bool,
 }
 
