@@ -336,6 +336,19 @@ struct CertificateValidation {
 #[serde(deny_unknown_fields)]
 struct ValidationProps {
     certificate_arn: String,
+    /// How long to wait for issuance; by default as long as any other wait. Zero checks once:
+    /// the records live at another DNS host and a later run finishes the job.
+    timeout_seconds: Option<u64>,
+}
+
+impl ValidationProps {
+    fn context(&self, ctx: &OpContext) -> OpContext {
+        let mut ctx = ctx.clone();
+        if let Some(t) = self.timeout_seconds {
+            ctx.poll.timeout = std::time::Duration::from_secs(t);
+        }
+        ctx
+    }
 }
 
 impl CertificateValidation {
@@ -399,7 +412,7 @@ impl ResourceKind for CertificateValidation {
 
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p: ValidationProps = parse(props)?;
-        self.wait_issued(ctx, &p.certificate_arn).await
+        self.wait_issued(&p.context(ctx), &p.certificate_arn).await
     }
 
     async fn read(
@@ -412,6 +425,10 @@ impl ResourceKind for CertificateValidation {
         };
         let mut properties = Properties::new();
         properties.insert("certificate_arn".into(), json!(current.id));
+        if let Some(t) = current.properties.get("timeout_seconds") {
+            // A setting of this run, not of AWS: nothing to compare.
+            properties.insert("timeout_seconds".into(), t.clone());
+        }
         let outputs = Applied::new(current.id)
             .output("certificate_arn", current.id)
             .output("status", status_of(&cert))
@@ -430,7 +447,7 @@ impl ResourceKind for CertificateValidation {
         _changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p: ValidationProps = parse(desired)?;
-        self.wait_issued(ctx, &p.certificate_arn).await
+        self.wait_issued(&p.context(ctx), &p.certificate_arn).await
     }
 
     async fn delete(&self, _ctx: &OpContext, _current: Current<'_>) -> Result<(), ResourceError> {

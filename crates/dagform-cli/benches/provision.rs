@@ -74,7 +74,7 @@ fn example_graph() -> ResourceGraph {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/multi-customer/dagform.toml");
     let config = dagform_config::load(&path).expect("example config");
-    dagform_config::blueprint(&config, None)
+    dagform_config::blueprint(&config, &path, None)
         .expect("blueprint")
         .graph
 }

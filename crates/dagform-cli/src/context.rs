@@ -21,7 +21,10 @@ impl Context {
     /// Reads and validates the configuration: every mistake in it surfaces here, before any
     /// AWS call.
     pub fn load(common: &Common) -> Result<Self> {
-        let config = dagform_config::load(&common.file)?;
+        let mut config = dagform_config::load(&common.file)?;
+        for o in &common.overrides {
+            config.set(o).map_err(|e| anyhow::anyhow!("--set {e}"))?;
+        }
         let state_path = common.state.clone().unwrap_or_else(|| {
             PathBuf::from("state").join(format!("{}.json", config.stack_name()))
         });
@@ -63,7 +66,7 @@ impl Context {
                 );
             }
         }
-        let graph = dagform_config::blueprint(&self.config, Some(state))?.graph;
+        let graph = dagform_config::blueprint(&self.config, &self.config_path, Some(state))?.graph;
         for t in &targets.targets {
             let known = graph.topological().iter().any(|n| n.address.is_within(t))
                 || state.resources.keys().any(|a| a.is_within(t));
@@ -75,7 +78,11 @@ impl Context {
     }
 
     pub fn blueprint(&self, state: &State) -> Result<Blueprint> {
-        Ok(dagform_config::blueprint(&self.config, Some(state))?)
+        Ok(dagform_config::blueprint(
+            &self.config,
+            &self.config_path,
+            Some(state),
+        )?)
     }
 
     /// AWS kinds built on the standard credential chain (and `AWS_ENDPOINT_URL`, which points
@@ -92,7 +99,7 @@ impl Context {
     pub fn apply_options(&self, walk: &Walk) -> Result<ApplyOptions> {
         let mut options = ApplyOptions::new(self.stack());
         options.parallelism = walk.parallelism.into();
-        options.poll = poll_settings(&self.config)?;
+        options.poll = poll_settings()?;
         Ok(options)
     }
 }
@@ -107,14 +114,12 @@ fn duration_from_env(name: &str) -> Result<Option<Duration>> {
 }
 
 /// How often kinds poll AWS while waiting (`DAGFORM_POLL_INTERVAL`, default 5 s) and for how
-/// long (the certificate's validation timeout, at least 30 minutes).
-fn poll_settings(config: &Config) -> Result<PollSettings> {
+/// long (`DAGFORM_WAIT_TIMEOUT`, default 30 minutes; the certificate's validation has its own).
+fn poll_settings() -> Result<PollSettings> {
     let mut poll = PollSettings::default();
     if let Some(i) = duration_from_env("DAGFORM_POLL_INTERVAL")? {
         poll.interval = i;
     }
-    let cert = Duration::from_secs(config.certificate.validation_timeout_minutes * 60);
-    poll.timeout = poll.timeout.max(cert);
     if let Some(t) = duration_from_env("DAGFORM_WAIT_TIMEOUT")? {
         poll.timeout = t;
     }

@@ -44,6 +44,10 @@ pub struct Common {
     /// The state file [default: state/<stack>.json].
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Override a value of the configuration for this run: `image_tag=<sha>` (every service),
+    /// `services.NAME.image_tag=<sha>` or `services.NAME.desired_count=N`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
 }
 
 /// Limits a run to some nodes plus, read-only, whatever they depend on.
@@ -107,6 +111,7 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
         .init();
 }

@@ -26,10 +26,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `path` is used in messages.
 pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
-    let raw: model::Config = toml::from_str(source)
+    let mut raw: model::Config = toml::from_str(source)
         .map_err(|e| ConfigError::Invalid(vec![Diagnostic::from_toml(path, source, &e)]))?;
     let diagnostics = validate::check(path, source, &raw);
     if diagnostics.is_empty() {
+        raw.source = source.to_owned();
         Ok(raw)
     } else {
         Err(ConfigError::Invalid(diagnostics))

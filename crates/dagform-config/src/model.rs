@@ -9,18 +9,29 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub stack: Stack,
-    pub network: Network,
-    pub dns: Dns,
-    pub certificate: Certificate,
+    pub network: Spanned<Network>,
+    pub dns: Option<Dns>,
+    pub certificate: Option<Spanned<Certificate>>,
     #[serde(default)]
     pub registry: Registry,
+    #[serde(default)]
+    pub cluster: Cluster,
     #[serde(default)]
     pub logs: Logs,
     #[serde(default)]
     pub load_balancer: LoadBalancer,
+    /// Secret values injected into containers, keyed by the environment variable they become.
+    #[serde(default)]
+    pub secrets: IndexMap<Spanned<String>, Spanned<Secret>>,
+    pub database: Option<Spanned<Database>>,
     pub services: IndexMap<Spanned<String>, Spanned<Service>>,
+    /// Tenants: each gets its own copy of every service behind the shared load balancer. Without
+    /// customers, every service is deployed once.
     #[serde(default)]
     pub customers: IndexMap<Spanned<String>, Spanned<Customer>>,
+    /// The text this was parsed from, to locate errors found later.
+    #[serde(skip)]
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,15 +54,39 @@ pub enum NatGateways {
     Single,
 }
 
+/// Either a network dagform creates (`cidr`, zones and subnets) or one that already exists
+/// (`existing = "default"`, or `vpc_id` with optional `subnet_ids`), which is only read.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
-    pub cidr: Spanned<String>,
-    pub availability_zones: Spanned<Vec<String>>,
-    pub public_subnets: Spanned<Vec<String>>,
-    pub private_subnets: Spanned<Vec<String>>,
+    pub existing: Option<Spanned<String>>,
+    pub vpc_id: Option<Spanned<String>>,
+    pub subnet_ids: Option<Spanned<Vec<String>>>,
+    pub cidr: Option<Spanned<String>>,
+    pub availability_zones: Option<Spanned<Vec<String>>>,
+    pub public_subnets: Option<Spanned<Vec<String>>>,
+    pub private_subnets: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub nat_gateways: NatGateways,
+    /// Give tasks public IPs (needed in a network without NAT); defaults to yes in an existing
+    /// network and no in one dagform creates, where tasks sit in private subnets.
+    pub assign_public_ip: Option<bool>,
+}
+
+impl Network {
+    pub fn is_managed(&self) -> bool {
+        self.existing.is_none() && self.vpc_id.is_none()
+    }
+
+    pub fn assign_public_ip(&self) -> bool {
+        self.assign_public_ip.unwrap_or(!self.is_managed())
+    }
+
+    pub fn zones(&self) -> &[String] {
+        self.availability_zones
+            .as_ref()
+            .map_or(&[], |z| z.get_ref().as_slice())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,19 +96,45 @@ pub struct Dns {
     pub zone: Spanned<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validation {
+    /// Validation records are written to the `[dns]` zone in Route 53.
+    Route53,
+    /// The domain's DNS is hosted elsewhere: dagform prints the records to add there.
+    External,
+}
+
+/// A certificate dagform requests (`domain`…), or an existing one (`arn`), which is only used.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
-    pub domain: Spanned<String>,
+    pub arn: Option<Spanned<String>>,
+    pub domain: Option<Spanned<String>>,
     #[serde(default)]
     pub alternative_names: Vec<Spanned<String>>,
-    /// How long to wait for DNS validation before giving up.
-    #[serde(default = "default_validation_minutes")]
-    pub validation_timeout_minutes: u64,
+    pub validation: Option<Validation>,
+    /// How long a run waits for DNS validation: 45 minutes by default with Route 53; none with
+    /// external DNS, where the HTTPS listener follows in a later run once the records exist.
+    pub validation_timeout_minutes: Option<u64>,
 }
 
-fn default_validation_minutes() -> u64 {
-    45
+impl Certificate {
+    pub fn validation(&self, dns: Option<&Dns>) -> Validation {
+        self.validation.unwrap_or(if dns.is_some() {
+            Validation::Route53
+        } else {
+            Validation::External
+        })
+    }
+
+    pub fn timeout_minutes(&self, dns: Option<&Dns>) -> u64 {
+        self.validation_timeout_minutes
+            .unwrap_or(match self.validation(dns) {
+                Validation::Route53 => 45,
+                Validation::External => 0,
+            })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -92,11 +153,121 @@ pub struct Logs {
     pub retention_days: Option<Spanned<u32>>,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpListener {
+    /// Port 80 answers with a redirect to HTTPS.
+    #[default]
+    Redirect,
+    /// Port 80 serves the application too.
+    Forward,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadBalancer {
+    /// Defaults to `{environment}-{app}-alb`.
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub http: HttpListener,
     pub idle_timeout_seconds: Option<Spanned<u32>>,
     pub ssl_policy: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Defaults to `{environment}-{app}-cluster`.
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub container_insights: bool,
+}
+
+/// Where a secret's value comes from: an environment variable or a file read when dagform runs,
+/// or an existing Secrets Manager secret. Values never reach the state file or the output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    pub from_env: Option<Spanned<String>>,
+    pub from_file: Option<Spanned<String>>,
+    pub arn: Option<Spanned<String>>,
+    /// The Secrets Manager name; defaults to `{app}/{key in kebab-case}`.
+    pub name: Option<Spanned<String>>,
+    pub description: Option<String>,
+    /// Days a deleted secret can be restored; 0 deletes at once.
+    pub recovery_window_days: Option<Spanned<u32>>,
+}
+
+/// A PostgreSQL database dagform creates, or an existing instance (`existing`), which is only
+/// read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub existing: Option<Spanned<String>>,
+    pub identifier: Option<Spanned<String>>,
+    #[serde(default = "default_engine_version")]
+    pub engine_version: Spanned<String>,
+    #[serde(default = "default_instance_class")]
+    pub instance_class: String,
+    #[serde(default = "default_storage")]
+    pub allocated_storage: Spanned<u32>,
+    #[serde(default = "default_db_name")]
+    pub name: Spanned<String>,
+    #[serde(default = "default_db_user")]
+    pub username: Spanned<String>,
+    #[serde(default = "default_backup_days")]
+    pub backup_retention_days: Spanned<u32>,
+    #[serde(default)]
+    pub deletion_protection: bool,
+    #[serde(default)]
+    pub skip_final_snapshot: bool,
+    #[serde(default)]
+    pub multi_az: bool,
+}
+
+fn default_engine_version() -> Spanned<String> {
+    Spanned::new(0..0, "16".to_owned())
+}
+fn default_instance_class() -> String {
+    "db.t4g.micro".to_owned()
+}
+fn default_storage() -> Spanned<u32> {
+    Spanned::new(0..0, 20)
+}
+fn default_db_name() -> Spanned<String> {
+    Spanned::new(0..0, "appdb".to_owned())
+}
+fn default_db_user() -> Spanned<String> {
+    Spanned::new(0..0, "app".to_owned())
+}
+fn default_backup_days() -> Spanned<u32> {
+    Spanned::new(0..0, 7)
+}
+
+/// The container's own health check (run by ECS inside the task).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerHealthCheck {
+    /// A shell command; exit status 0 means healthy.
+    pub command: Spanned<String>,
+    #[serde(default = "default_interval")]
+    pub interval: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout: u32,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub start_period: u32,
+}
+
+fn default_interval() -> u32 {
+    30
+}
+fn default_timeout() -> u32 {
+    5
+}
+fn default_retries() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +285,17 @@ pub struct Service {
     pub desired_count: Spanned<u32>,
     #[serde(default)]
     pub environment: IndexMap<String, String>,
+    /// Keys of `[secrets]` injected as environment variables from Secrets Manager.
+    #[serde(default)]
+    pub secrets: Vec<Spanned<String>>,
+    pub health_check: Option<ContainerHealthCheck>,
+    /// The load balancer's health check of the targets.
+    #[serde(default = "default_interval")]
+    pub health_check_interval_seconds: u32,
+    #[serde(default = "default_retries")]
+    pub unhealthy_threshold: u32,
+    /// Defaults to a name derived from the stack, customer and service.
+    pub target_group_name: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +323,10 @@ impl Config {
         self.stack.region.get_ref()
     }
 
+    pub fn has_customers(&self) -> bool {
+        !self.customers.is_empty()
+    }
+
     pub fn customer_names(&self) -> impl Iterator<Item = &str> {
         self.customers.keys().map(|k| k.get_ref().as_str())
     }
@@ -165,5 +351,66 @@ impl Service {
         self.path
             .as_ref()
             .is_none_or(|p| p.get_ref() == "/*" || p.get_ref() == "*")
+    }
+}
+
+impl Config {
+    /// Applies a command-line override such as `image_tag=abc123` (every service),
+    /// `services.api.image_tag=abc123` or `services.api.desired_count=3`, as a CI pipeline
+    /// deploying a new image would.
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("`{assignment}`: expected KEY=VALUE"))?;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        let valid_tag = |v: &str| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        };
+        let set_tag = |svc: &mut Spanned<Service>| {
+            let span = svc.get_ref().image_tag.span();
+            svc.get_mut().image_tag = Spanned::new(span, value.to_owned());
+        };
+        match parts.as_slice() {
+            ["image_tag"] => {
+                if !valid_tag(value) {
+                    return Err(format!("`{value}` is not a valid image tag"));
+                }
+                self.services.values_mut().for_each(set_tag);
+            }
+            ["services", name, field] => {
+                let svc = self
+                    .services
+                    .iter_mut()
+                    .find(|(k, _)| k.get_ref() == name)
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| format!("`{key}`: no service `{name}`"))?;
+                match *field {
+                    "image_tag" if valid_tag(value) => set_tag(svc),
+                    "image_tag" => return Err(format!("`{value}` is not a valid image tag")),
+                    "desired_count" => {
+                        let n: u32 =
+                            value.parse().ok().filter(|n| *n <= 1000).ok_or_else(|| {
+                                format!("`{key}`: `{value}` is not a task count (0-1000)")
+                            })?;
+                        let span = svc.get_ref().desired_count.span();
+                        svc.get_mut().desired_count = Spanned::new(span, n);
+                    }
+                    other => {
+                        return Err(format!(
+                            "`{key}`: `{other}` cannot be set from the command line (image_tag, desired_count can)"
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "`{key}` cannot be set from the command line; use image_tag, services.NAME.image_tag or services.NAME.desired_count"
+                ));
+            }
+        }
+        Ok(())
     }
 }

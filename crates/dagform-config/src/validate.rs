@@ -2,7 +2,7 @@
 //! any call with the file, line and field that caused them.
 
 use crate::error::Diagnostic;
-use crate::model::Config;
+use crate::model::{Certificate, Config, Database, Network, Secret, Validation};
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -119,101 +119,60 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
         );
     }
 
-    // Network: the VPC's range holds every subnet, subnets never overlap, one of each kind per zone.
-    let vpc: Option<Ipv4Net> = match c.network.cidr.get_ref().parse::<Ipv4Net>() {
-        Ok(net) if (16..=28).contains(&net.prefix_len()) && net.trunc() == net => Some(net),
-        Ok(net) => {
-            k.error(
-                &c.network.cidr,
-                "network.cidr",
-                format!("`{net}` must be a network address with a prefix between /16 and /28"),
-            );
-            None
-        }
-        Err(_) => {
-            k.error(
-                &c.network.cidr,
-                "network.cidr",
-                format!("`{}` is not an IPv4 CIDR block", c.network.cidr.get_ref()),
-            );
-            None
-        }
-    };
-    let zones = c.network.availability_zones.get_ref();
-    if zones.len() < 2 {
-        k.error(
-            &c.network.availability_zones,
-            "network.availability_zones",
-            "an Application Load Balancer needs at least two availability zones",
-        );
-    }
-    for z in zones {
-        if !z.starts_with(region.as_str()) || z.len() != region.len() + 1 {
-            k.error(
-                &c.network.availability_zones,
-                "network.availability_zones",
-                format!("`{z}` is not an availability zone of {region}"),
-            );
-        }
-    }
-    let mut seen: Vec<(Ipv4Net, String)> = Vec::new();
-    for (field, list) in [
-        ("network.public_subnets", &c.network.public_subnets),
-        ("network.private_subnets", &c.network.private_subnets),
-    ] {
-        if list.get_ref().len() != zones.len() {
-            k.error(
-                list,
-                field,
-                format!(
-                    "{} subnets given for {} availability zones; give one per zone",
-                    list.get_ref().len(),
-                    zones.len()
-                ),
-            );
-        }
-        for s in list.get_ref() {
-            match s.parse::<Ipv4Net>() {
-                Ok(net) => {
-                    if net.trunc() != net || !(16..=28).contains(&net.prefix_len()) {
-                        k.error(
-                            list,
-                            field,
-                            format!(
-                                "`{s}` must be a network address with a prefix between /16 and /28"
-                            ),
-                        );
-                    } else if vpc.is_some_and(|v| !v.contains(&net)) {
-                        k.error(
-                            list,
-                            field,
-                            format!("`{s}` is outside the VPC's {}", c.network.cidr.get_ref()),
-                        );
-                    } else if let Some((_, other)) = seen
-                        .iter()
-                        .find(|(o, _)| o.contains(&net.network()) || net.contains(&o.network()))
-                    {
-                        k.error(list, field, format!("`{s}` overlaps `{other}`"));
-                    }
-                    seen.push((net, s.clone()));
-                }
-                Err(_) => k.error(list, field, format!("`{s}` is not an IPv4 CIDR block")),
-            }
-        }
-    }
+    check_network(&mut k, c.network.get_ref(), &c.network, region);
 
-    let zone = c.dns.zone.get_ref().clone();
-    k.domain(&c.dns.zone, "dns.zone", "", false);
-    k.domain(&c.certificate.domain, "certificate.domain", &zone, true);
-    for n in &c.certificate.alternative_names {
-        k.domain(n, "certificate.alternative_names", &zone, true);
+    let zone = c
+        .dns
+        .as_ref()
+        .map(|d| d.zone.get_ref().clone())
+        .unwrap_or_default();
+    if let Some(dns) = &c.dns {
+        k.domain(&dns.zone, "dns.zone", "", false);
     }
-    if c.certificate.validation_timeout_minutes == 0 {
-        k.error(
-            &c.certificate.domain,
-            "certificate.validation_timeout_minutes",
-            "must be at least 1",
-        );
+    if let Some(cert) = &c.certificate {
+        check_certificate(&mut k, c, cert, &zone);
+    }
+    if c.has_customers() {
+        if c.dns.is_none() {
+            k.out.push(Diagnostic::at(
+                path,
+                source,
+                0,
+                "dns",
+                "customers need a `[dns]` zone for their records".into(),
+            ));
+        }
+        if c.certificate
+            .as_ref()
+            .is_none_or(|cert| cert.get_ref().domain.is_none())
+        {
+            k.out.push(Diagnostic::at(
+                path,
+                source,
+                0,
+                "certificate",
+                "customers need a `[certificate]` with a `domain` covering theirs".into(),
+            ));
+        }
+        if !c.network.get_ref().is_managed() {
+            k.error(
+                &c.network,
+                "network",
+                "customers' services run in private subnets: give `cidr`, zones and subnets",
+            );
+        }
+    }
+    if let Some(n) = &c.load_balancer.name {
+        k.name(n, "load_balancer.name", crate::naming::ELB_NAME_MAX);
+    }
+    if let Some(n) = &c.cluster.name {
+        k.name(n, "cluster.name", 255);
+    }
+    for (key, secret) in &c.secrets {
+        check_secret(&mut k, key, secret);
+    }
+    if let Some(db) = &c.database {
+        check_database(&mut k, c, db);
     }
 
     if let Some(name) = &c.registry.name {
@@ -372,6 +331,48 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
                 );
             }
         }
+        for secret in &s.secrets {
+            let name = secret.get_ref();
+            if !c.secrets.keys().any(|k| k.get_ref() == name) {
+                k.error(
+                    secret,
+                    &f("secrets"),
+                    format!("`{name}` is not defined under [secrets]"),
+                );
+            } else if s.environment.contains_key(name) {
+                k.error(
+                    secret,
+                    &f("secrets"),
+                    format!("`{name}` is both an environment variable and a secret"),
+                );
+            }
+        }
+        if let Some(h) = &s.health_check {
+            let ok = (5..=300).contains(&h.interval)
+                && (2..=120).contains(&h.timeout)
+                && (1..=10).contains(&h.retries)
+                && h.start_period <= 300;
+            if !ok {
+                k.error(
+                    &h.command,
+                    &f("health_check"),
+                    "interval 5-300 s, timeout 2-120 s, retries 1-10, start_period 0-300 s",
+                );
+            }
+        }
+        if !(5..=300).contains(&s.health_check_interval_seconds) {
+            k.error(
+                svc,
+                &f("health_check_interval_seconds"),
+                "must be between 5 and 300",
+            );
+        }
+        if !(2..=10).contains(&s.unhealthy_threshold) {
+            k.error(svc, &f("unhealthy_threshold"), "must be between 2 and 10");
+        }
+        if let Some(n) = &s.target_group_name {
+            k.name(n, &f("target_group_name"), crate::naming::ELB_NAME_MAX);
+        }
     }
     if routed >= crate::naming::PRIORITY_BLOCK as usize {
         k.out.push(Diagnostic::at(
@@ -406,13 +407,18 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
                 format!("`{d}` is already the domain of customer `{other}`"),
             );
         }
-        if !certificate_covers(c, &d) {
+        if let Some(cert) = c
+            .certificate
+            .as_ref()
+            .and_then(|c| c.get_ref().domain.as_ref())
+            && !certificate_covers(c, &d)
+        {
             k.error(
                 &cu.domain,
                 &f("domain"),
                 format!(
                     "`{d}` is not covered by the certificate for `{}`",
-                    c.certificate.domain.get_ref()
+                    cert.get_ref()
                 ),
             );
         }
@@ -445,16 +451,327 @@ fn env_name_ok(key: &str) -> bool {
 
 /// Whether the certificate's names (with one-level wildcards) cover `domain`.
 fn certificate_covers(c: &Config, domain: &str) -> bool {
-    std::iter::once(&c.certificate.domain)
-        .chain(&c.certificate.alternative_names)
-        .any(|n| {
-            let n = n.get_ref().trim_end_matches('.').to_ascii_lowercase();
-            match n.strip_prefix("*.") {
-                Some(base) => domain
-                    .strip_suffix(base)
-                    .and_then(|head| head.strip_suffix('.'))
-                    .is_some_and(|label| !label.is_empty() && !label.contains('.')),
-                None => n == domain,
+    let Some(cert) = &c.certificate else {
+        return false;
+    };
+    let cert = cert.get_ref();
+    cert.domain.iter().chain(&cert.alternative_names).any(|n| {
+        let n = n.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        match n.strip_prefix("*.") {
+            Some(base) => domain
+                .strip_suffix(base)
+                .and_then(|head| head.strip_suffix('.'))
+                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+            None => n == domain,
+        }
+    })
+}
+
+fn check_network(k: &mut Checker<'_>, net: &Network, at: &Spanned<Network>, region: &str) {
+    if !net.is_managed() {
+        if net.cidr.is_some()
+            || net.availability_zones.is_some()
+            || net.public_subnets.is_some()
+            || net.private_subnets.is_some()
+        {
+            k.error(
+                at,
+                "network",
+                "an existing network takes no `cidr`, zones or subnets to create",
+            );
+        }
+        if let Some(e) = &net.existing {
+            if e.get_ref() != "default" {
+                k.error(e, "network.existing", format!("`{}`: only \"default\" (the account's default VPC) is known; give `vpc_id` for another", e.get_ref()));
             }
-        })
+            if net.vpc_id.is_some() {
+                k.error(
+                    e,
+                    "network.existing",
+                    "give `existing` or `vpc_id`, not both",
+                );
+            }
+        }
+        if let Some(v) = net
+            .vpc_id
+            .as_ref()
+            .filter(|v| !v.get_ref().starts_with("vpc-"))
+        {
+            k.error(
+                v,
+                "network.vpc_id",
+                format!("`{}` is not a VPC id", v.get_ref()),
+            );
+        }
+        if let Some(s) = &net.subnet_ids {
+            if s.get_ref().len() < 2 || s.get_ref().iter().any(|id| !id.starts_with("subnet-")) {
+                k.error(
+                    s,
+                    "network.subnet_ids",
+                    "give at least two subnet ids (subnet-…) in different zones",
+                );
+            }
+        }
+        return;
+    }
+    if net.subnet_ids.is_some() {
+        k.error(
+            at,
+            "network.subnet_ids",
+            "`subnet_ids` picks subnets of an existing `vpc_id`",
+        );
+    }
+    let (Some(cidr), Some(zones), Some(public), Some(private)) = (
+        &net.cidr,
+        &net.availability_zones,
+        &net.public_subnets,
+        &net.private_subnets,
+    ) else {
+        k.error(at, "network", "give `cidr`, `availability_zones`, `public_subnets` and `private_subnets` for a network to create, or `existing = \"default\"` / `vpc_id` to use one");
+        return;
+    };
+    // The VPC's range holds every subnet, subnets never overlap, one of each kind per zone.
+    let vpc: Option<Ipv4Net> = match cidr.get_ref().parse::<Ipv4Net>() {
+        Ok(n) if (16..=28).contains(&n.prefix_len()) && n.trunc() == n => Some(n),
+        Ok(n) => {
+            k.error(
+                cidr,
+                "network.cidr",
+                format!("`{n}` must be a network address with a prefix between /16 and /28"),
+            );
+            None
+        }
+        Err(_) => {
+            k.error(
+                cidr,
+                "network.cidr",
+                format!("`{}` is not an IPv4 CIDR block", cidr.get_ref()),
+            );
+            None
+        }
+    };
+    if zones.get_ref().len() < 2 {
+        k.error(
+            zones,
+            "network.availability_zones",
+            "an Application Load Balancer needs at least two availability zones",
+        );
+    }
+    for z in zones.get_ref() {
+        if !z.starts_with(region) || z.len() != region.len() + 1 {
+            k.error(
+                zones,
+                "network.availability_zones",
+                format!("`{z}` is not an availability zone of {region}"),
+            );
+        }
+    }
+    let mut seen: Vec<(Ipv4Net, String)> = Vec::new();
+    for (field, list) in [
+        ("network.public_subnets", public),
+        ("network.private_subnets", private),
+    ] {
+        if list.get_ref().len() != zones.get_ref().len() {
+            k.error(
+                list,
+                field,
+                format!(
+                    "{} subnets given for {} availability zones; give one per zone",
+                    list.get_ref().len(),
+                    zones.get_ref().len()
+                ),
+            );
+        }
+        for s in list.get_ref() {
+            match s.parse::<Ipv4Net>() {
+                Ok(n) => {
+                    if n.trunc() != n || !(16..=28).contains(&n.prefix_len()) {
+                        k.error(
+                            list,
+                            field,
+                            format!(
+                                "`{s}` must be a network address with a prefix between /16 and /28"
+                            ),
+                        );
+                    } else if vpc.is_some_and(|v| !v.contains(&n)) {
+                        k.error(
+                            list,
+                            field,
+                            format!("`{s}` is outside the VPC's {}", cidr.get_ref()),
+                        );
+                    } else if let Some((_, other)) = seen
+                        .iter()
+                        .find(|(o, _)| o.contains(&n.network()) || n.contains(&o.network()))
+                    {
+                        k.error(list, field, format!("`{s}` overlaps `{other}`"));
+                    }
+                    seen.push((n, s.clone()));
+                }
+                Err(_) => k.error(list, field, format!("`{s}` is not an IPv4 CIDR block")),
+            }
+        }
+    }
+}
+
+fn check_certificate(k: &mut Checker<'_>, c: &Config, cert: &Spanned<Certificate>, zone: &str) {
+    let cr = cert.get_ref();
+    match (&cr.arn, &cr.domain) {
+        (Some(arn), None) => {
+            if !arn.get_ref().starts_with("arn:aws") || !arn.get_ref().contains(":acm:") {
+                k.error(
+                    arn,
+                    "certificate.arn",
+                    format!("`{}` is not an ACM certificate ARN", arn.get_ref()),
+                );
+            }
+            if cr.validation.is_some() || !cr.alternative_names.is_empty() {
+                k.error(
+                    arn,
+                    "certificate.arn",
+                    "an existing certificate takes no `validation` or `alternative_names`",
+                );
+            }
+        }
+        (None, Some(domain)) => {
+            let route53 = cr.validation(c.dns.as_ref()) == Validation::Route53;
+            if route53 && c.dns.is_none() {
+                k.error(
+                    cert,
+                    "certificate.validation",
+                    "validation through Route 53 needs a `[dns]` zone",
+                );
+            }
+            let within = if route53 { zone } else { "" };
+            k.domain(domain, "certificate.domain", within, true);
+            for n in &cr.alternative_names {
+                k.domain(n, "certificate.alternative_names", within, true);
+            }
+        }
+        _ => k.error(
+            cert,
+            "certificate",
+            "give either `domain` (a certificate to request) or `arn` (an existing one)",
+        ),
+    }
+}
+
+fn check_secret(k: &mut Checker<'_>, key: &Spanned<String>, secret: &Spanned<Secret>) {
+    let f = format!("secrets.{}", key.get_ref());
+    if !env_name_ok(key.get_ref()) {
+        k.error(
+            key,
+            &f,
+            format!(
+                "`{}` is not a valid environment variable name",
+                key.get_ref()
+            ),
+        );
+    }
+    let s = secret.get_ref();
+    let sources = [s.from_env.is_some(), s.from_file.is_some(), s.arn.is_some()];
+    if sources.iter().filter(|b| **b).count() != 1 {
+        k.error(
+            secret,
+            &f,
+            "give exactly one of `from_env`, `from_file` or `arn`",
+        );
+    }
+    if let Some(w) = s
+        .recovery_window_days
+        .as_ref()
+        .filter(|w| *w.get_ref() != 0 && !(7..=30).contains(w.get_ref()))
+    {
+        k.error(
+            w,
+            &format!("{f}.recovery_window_days"),
+            "must be 0 (delete at once) or 7 to 30",
+        );
+    }
+    if let Some(arn) = s.arn.as_ref().filter(|a| {
+        !a.get_ref().starts_with("arn:aws") || !a.get_ref().contains(":secretsmanager:")
+    }) {
+        k.error(
+            arn,
+            &format!("{f}.arn"),
+            format!("`{}` is not a Secrets Manager ARN", arn.get_ref()),
+        );
+    }
+}
+
+fn check_database(k: &mut Checker<'_>, c: &Config, db: &Spanned<Database>) {
+    let d = db.get_ref();
+    match (&d.existing, &d.identifier) {
+        (Some(_), Some(id)) => k.error(
+            id,
+            "database.identifier",
+            "give `identifier` for a new database or `existing` for one that exists, not both",
+        ),
+        (Some(_), None) => {}
+        (None, None) => k.error(
+            db,
+            "database",
+            "give `identifier` (a database to create) or `existing`",
+        ),
+        (None, Some(id)) => {
+            let v = id.get_ref();
+            let ok = (1..=63).contains(&v.len())
+                && v.starts_with(|ch: char| ch.is_ascii_alphabetic())
+                && !v.ends_with('-')
+                && !v.contains("--")
+                && v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-');
+            if !ok {
+                k.error(
+                    id,
+                    "database.identifier",
+                    format!("`{v}` is not a valid DB instance identifier"),
+                );
+            }
+            if !(20..=65536).contains(d.allocated_storage.get_ref()) {
+                k.error(
+                    &d.allocated_storage,
+                    "database.allocated_storage",
+                    "must be between 20 and 65536 GiB",
+                );
+            }
+            if *d.backup_retention_days.get_ref() > 35 {
+                k.error(
+                    &d.backup_retention_days,
+                    "database.backup_retention_days",
+                    "at most 35",
+                );
+            }
+            if !d
+                .engine_version
+                .get_ref()
+                .starts_with(|ch: char| ch.is_ascii_digit())
+            {
+                k.error(
+                    &d.engine_version,
+                    "database.engine_version",
+                    "a PostgreSQL version such as \"16\"",
+                );
+            }
+            let name = d.name.get_ref();
+            if name.is_empty()
+                || name.len() > 63
+                || !name.starts_with(|ch: char| ch.is_ascii_alphabetic())
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            {
+                k.error(
+                    &d.name,
+                    "database.name",
+                    format!("`{name}` is not a valid PostgreSQL database name"),
+                );
+            }
+            if c.network.get_ref().is_managed() && c.network.get_ref().zones().len() < 2 {
+                k.error(
+                    db,
+                    "database",
+                    "a DB subnet group needs subnets in two availability zones",
+                );
+            }
+        }
+    }
 }

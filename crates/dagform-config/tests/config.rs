@@ -24,7 +24,7 @@ fn errors(source: &str) -> Vec<String> {
 
 fn addresses(source: &str, state: Option<&State>) -> BTreeSet<String> {
     let config = parse(Path::new("dagform.toml"), source).unwrap();
-    let bp = blueprint(&config, state).unwrap();
+    let bp = blueprint(&config, Path::new("dagform.toml"), state).unwrap();
     bp.graph
         .topological()
         .iter()
@@ -36,7 +36,7 @@ fn addresses(source: &str, state: Option<&State>) -> BTreeSet<String> {
 fn the_example_expands_to_the_whole_platform() {
     let config = parse(&example_path(), &example()).unwrap();
     assert_eq!(config.stack_name(), "dev-task-manager");
-    let bp = blueprint(&config, None).unwrap();
+    let bp = blueprint(&config, Path::new("dagform.toml"), None).unwrap();
     let kinds: Vec<(String, String)> = bp
         .graph
         .topological()
@@ -140,7 +140,7 @@ fn long_names_are_shortened_to_aws_limits() {
         "[customers.customer-with-long-name]",
     );
     let config = parse(Path::new("dagform.toml"), &more).unwrap();
-    let bp = blueprint(&config, None).unwrap();
+    let bp = blueprint(&config, Path::new("dagform.toml"), None).unwrap();
     let tg = bp
         .graph
         .get(&"customer.customer-with-long-name.target_group.backend-api".into())
@@ -269,7 +269,7 @@ fn priorities_already_in_the_state_never_move() {
     state
         .resources
         .insert("customer.global.listener_rule.backend-api".into(), rule(20));
-    let bp = blueprint(&config, Some(&state)).unwrap();
+    let bp = blueprint(&config, Path::new("dagform.toml"), Some(&state)).unwrap();
     let prio = |a: &str| {
         bp.graph.get(&a.into()).unwrap().properties["priority"]
             .as_data()
@@ -279,4 +279,216 @@ fn priorities_already_in_the_state_never_move() {
     };
     assert_eq!(prio("customer.customer1.listener_rule.backend-api"), 10);
     assert_eq!(prio("customer.global.listener_rule.frontend"), 21);
+}
+
+fn priceguard() -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/priceguard/dagform.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
+#[test]
+fn priceguard_expands_to_one_service_with_secrets_and_a_private_database() {
+    let (path, text) = priceguard();
+    let config = parse(&path, &text).unwrap();
+    let bp = blueprint(&config, &path, None).unwrap();
+    let g = &bp.graph;
+    let node = |a: &str| g.get(&Address::from(a)).unwrap_or_else(|| panic!("no {a}"));
+    let data = |a: &str, p: &str| node(a).properties[p].clone();
+    // The existing default VPC is read, not created.
+    assert_eq!(node("shared.network").kind, "data_default_vpc");
+    assert!(g.get(&"shared.vpc".into()).is_none());
+    // The seed's names.
+    assert_eq!(
+        data("shared.alb", "name").as_data().unwrap(),
+        "priceguard-alb"
+    );
+    assert_eq!(
+        data("app.target_group.priceguard-server", "name")
+            .as_data()
+            .unwrap(),
+        "priceguard-targets"
+    );
+    assert_eq!(
+        data("app.service.priceguard-server", "name")
+            .as_data()
+            .unwrap(),
+        "priceguard-server"
+    );
+    assert_eq!(
+        data("app.task_definition.priceguard-server", "family")
+            .as_data()
+            .unwrap(),
+        "priceguard-server"
+    );
+    assert_eq!(
+        data("app.log_group.priceguard-server", "name")
+            .as_data()
+            .unwrap(),
+        "/ecs/priceguard-server"
+    );
+    assert_eq!(
+        data("shared.cluster", "name").as_data().unwrap(),
+        "priceguard-cluster"
+    );
+    assert_eq!(
+        data("app.service.priceguard-server", "assign_public_ip")
+            .as_data()
+            .unwrap(),
+        true
+    );
+    // Security group chain: ALB → service on 4000 → database on 5432.
+    let rule = |a: &str| {
+        let n = node(a);
+        (
+            n.properties["from_port"].as_data().unwrap().clone(),
+            n.properties["security_group_id"].references()[0]
+                .node
+                .to_string(),
+            n.properties["peer_security_group_id"].references()[0]
+                .node
+                .to_string(),
+        )
+    };
+    assert_eq!(
+        rule("shared.security_group_rule.priceguard-server_ingress"),
+        (
+            serde_json::json!(4000),
+            "shared.security_group.priceguard-server".into(),
+            "shared.security_group.alb".into()
+        )
+    );
+    assert_eq!(
+        rule("shared.security_group_rule.database_from_priceguard-server"),
+        (
+            serde_json::json!(5432),
+            "shared.security_group.database".into(),
+            "shared.security_group.priceguard-server".into()
+        )
+    );
+    // The database: private, encrypted, SSL enforced, password kept by AWS.
+    let db = node("shared.database");
+    assert_eq!(
+        db.properties["publicly_accessible"].as_data().unwrap(),
+        false
+    );
+    assert_eq!(db.properties["storage_encrypted"].as_data().unwrap(), true);
+    assert_eq!(
+        db.properties["manage_master_user_password"]
+            .as_data()
+            .unwrap(),
+        true
+    );
+    assert_eq!(
+        data("shared.database_parameters", "parameters")
+            .as_data()
+            .unwrap(),
+        &serde_json::json!({"rds.force_ssl": "1"})
+    );
+    // The execution role reads exactly the four secrets.
+    let role = node("shared.role.task_execution");
+    let policy_refs: BTreeSet<String> = role.properties["inline_policies"]
+        .references()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(
+        policy_refs,
+        [
+            "ALLOWED_ORIGINS",
+            "DATABASE_URL",
+            "STRIPE_SECRET_KEY",
+            "STRIPE_WEBHOOK_SECRET"
+        ]
+        .iter()
+        .map(|k| format!("shared.secret.{k}.arn"))
+        .collect()
+    );
+    // Secrets reach the container as secrets, not environment.
+    let td = node("app.task_definition.priceguard-server");
+    let refs: BTreeSet<String> = td.properties["containers"]
+        .references()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert!(
+        refs.contains("shared.secret.STRIPE_SECRET_KEY.arn"),
+        "{refs:?}"
+    );
+    // HTTP forwards to the service; HTTPS waits for the certificate's issuance.
+    let http = data("shared.listener.http", "default_action");
+    assert_eq!(
+        http.references()[0].node.as_str(),
+        "app.target_group.priceguard-server"
+    );
+    assert!(
+        g.dependencies(&"shared.listener.https".into())
+            .contains(&&Address::from("shared.certificate_validation"))
+    );
+    assert_eq!(
+        data("shared.certificate_validation", "timeout_seconds")
+            .as_data()
+            .unwrap(),
+        0,
+        "external DNS: check once"
+    );
+    assert!(
+        bp.outputs
+            .iter()
+            .any(|o| o.name == "certificate_validation_records")
+    );
+}
+
+#[test]
+fn secret_values_must_be_readable_to_plan_but_not_to_destroy() {
+    let (path, text) = priceguard();
+    let config = parse(&path, &text).unwrap();
+    let bp = blueprint(&config, &path, None).unwrap();
+    let missing: Vec<String> = bp.missing_secrets.iter().map(ToString::to_string).collect();
+    assert_eq!(missing.len(), 4, "{missing:?}");
+    let line = text
+        .lines()
+        .position(|l| l.contains("PRICEGUARD_DATABASE_URL\""))
+        .unwrap()
+        + 1;
+    assert!(
+        missing.iter().any(|m| m.contains(&format!(":{line}:"))
+            && m.contains("secrets.DATABASE_URL.from_env")
+            && m.contains("not set")),
+        "{missing:?}"
+    );
+    assert!(bp.require_secrets().is_err());
+}
+
+#[test]
+fn a_network_is_either_created_or_existing() {
+    let (path, text) = priceguard();
+    let both = text.replace(
+        "existing = \"default\"",
+        "existing = \"default\"\ncidr = \"10.0.0.0/16\"",
+    );
+    let e = match parse(&path, &both) {
+        Err(ConfigError::Invalid(d)) => d,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        e[0].to_string().contains("an existing network takes no"),
+        "{e:?}"
+    );
+    let neither = text.replace("existing = \"default\"", "");
+    let e = match parse(&path, &neither) {
+        Err(ConfigError::Invalid(d)) => d,
+        other => panic!("{other:?}"),
+    };
+    assert!(e[0].to_string().contains("give `cidr`"), "{e:?}");
+    let unknown_secret = text.replace("secrets = [\"DATABASE_URL\"", "secrets = [\"DATABSE_URL\"");
+    let e = match parse(&path, &unknown_secret) {
+        Err(ConfigError::Invalid(d)) => d,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        e[0].to_string()
+            .contains("`DATABSE_URL` is not defined under [secrets]"),
+        "{e:?}"
+    );
 }

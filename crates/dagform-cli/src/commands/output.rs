@@ -4,6 +4,8 @@ use crate::context::Context;
 use crate::{Common, exit};
 use anyhow::{Result, bail};
 use clap::Args;
+use dagform_config::Blueprint;
+use dagform_core::State;
 use serde_json::{Map, Value as Json};
 
 #[derive(Args)]
@@ -21,15 +23,7 @@ pub async fn run(args: OutputArgs) -> Result<u8> {
     let ctx = Context::load(&args.common)?;
     let state = ctx.read_state()?;
     let blueprint = ctx.blueprint(&state)?;
-    let mut values = Map::new();
-    for o in &blueprint.outputs {
-        let v = o
-            .value
-            .partially_resolve(&|r| state.get(&r.node).and_then(|s| r.lookup(&s.outputs)));
-        if let Some(v) = v.as_data() {
-            values.insert(o.name.clone(), v.clone());
-        }
-    }
+    let values = resolve(&blueprint, &state);
     if let Some(name) = &args.name {
         let Some(v) = values.get(name) else {
             bail!(
@@ -60,4 +54,18 @@ pub async fn run(args: OutputArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// The outputs whose values the state already knows.
+pub fn resolve(blueprint: &Blueprint, state: &State) -> Map<String, Json> {
+    let mut values = Map::new();
+    for o in &blueprint.outputs {
+        let v = o
+            .value
+            .partially_resolve(&|r| state.get(&r.node).and_then(|s| r.lookup(&s.outputs)));
+        if let Some(v) = v.as_data() {
+            values.insert(o.name.clone(), v.clone());
+        }
+    }
+    values
 }

@@ -36,6 +36,9 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
     let ctx = Context::load(&args.common)?;
     let state = ctx.read_state()?;
     let blueprint = ctx.blueprint(&state)?;
+    if !args.destroy {
+        blueprint.require_secrets()?;
+    }
     let kinds = ctx.kinds().await;
     let targets = ctx.check_targets(&args.targets, &state)?;
     let options = PlanOptions {
