@@ -492,3 +492,50 @@ fn a_network_is_either_created_or_existing() {
         "{e:?}"
     );
 }
+
+#[test]
+fn command_line_overrides_change_image_tags_and_counts_only() {
+    let mut config = parse(&example_path(), &example()).unwrap();
+    config.set("image_tag=3f9c2ab").unwrap();
+    assert!(
+        config
+            .services
+            .values()
+            .all(|s| s.get_ref().image_tag.get_ref() == "3f9c2ab")
+    );
+    config.set("services.frontend.desired_count=5").unwrap();
+    config.set("services.frontend.image_tag=web-7").unwrap();
+    let web = config
+        .services
+        .iter()
+        .find(|(k, _)| k.get_ref() == "frontend")
+        .unwrap()
+        .1
+        .get_ref();
+    assert_eq!(
+        (
+            *web.desired_count.get_ref(),
+            web.image_tag.get_ref().as_str()
+        ),
+        (5, "web-7")
+    );
+    assert!(
+        config
+            .set("services.nope.image_tag=x")
+            .unwrap_err()
+            .contains("no service `nope`")
+    );
+    assert!(
+        config
+            .set("image_tag=bad tag")
+            .unwrap_err()
+            .contains("not a valid image tag")
+    );
+    assert!(
+        config
+            .set("stack.region=eu-west-1")
+            .unwrap_err()
+            .contains("cannot be set")
+    );
+    assert!(config.set("services.frontend.desired_count=many").is_err());
+}
