@@ -1,6 +1,45 @@
-//! One client per AWS service, built once from the standard configuration chain.
+//! One client per AWS service, built once from the standard configuration chain, each counting
+//! the requests it sends.
 
 use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use dagform_core::{Current, Observed, OpContext, ResourceError, ResourceKind};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Requests sent by every client of this process, for commands that only hold the kinds.
+static PROCESS_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many AWS requests all clients of this process have sent so far (retries included).
+pub fn calls_in_process() -> u64 {
+    PROCESS_CALLS.load(Ordering::Relaxed)
+}
+
+/// Counts each request right before it goes out, so retries count too.
+#[derive(Debug, Clone)]
+struct CountCalls(Arc<AtomicU64>);
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "dagform::CountCalls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        PROCESS_CALLS.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
 
 /// Clients shared by every kind of a run.
 #[derive(Clone, Debug)]
@@ -17,6 +56,7 @@ pub struct AwsClients {
     pub secretsmanager: aws_sdk_secretsmanager::Client,
     pub rds: aws_sdk_rds::Client,
     pub sts: aws_sdk_sts::Client,
+    calls: Arc<AtomicU64>,
 }
 
 impl AwsClients {
@@ -34,22 +74,124 @@ impl AwsClients {
     }
 
     pub fn from_sdk_config(sdk: &aws_types::SdkConfig) -> Self {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counter = CountCalls(calls.clone());
+        macro_rules! client {
+            ($sdk_crate:ident) => {
+                $sdk_crate::Client::from_conf(
+                    $sdk_crate::config::Builder::from(sdk)
+                        .interceptor(counter.clone())
+                        .build(),
+                )
+            };
+        }
         Self {
             region: sdk
                 .region()
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "us-east-1".to_string()),
-            acm: aws_sdk_acm::Client::new(sdk),
-            ec2: aws_sdk_ec2::Client::new(sdk),
-            ecr: aws_sdk_ecr::Client::new(sdk),
-            ecs: aws_sdk_ecs::Client::new(sdk),
-            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
-            iam: aws_sdk_iam::Client::new(sdk),
-            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
-            route53: aws_sdk_route53::Client::new(sdk),
-            secretsmanager: aws_sdk_secretsmanager::Client::new(sdk),
-            rds: aws_sdk_rds::Client::new(sdk),
-            sts: aws_sdk_sts::Client::new(sdk),
+            acm: client!(aws_sdk_acm),
+            ec2: client!(aws_sdk_ec2),
+            ecr: client!(aws_sdk_ecr),
+            ecs: client!(aws_sdk_ecs),
+            elbv2: client!(aws_sdk_elasticloadbalancingv2),
+            iam: client!(aws_sdk_iam),
+            logs: client!(aws_sdk_cloudwatchlogs),
+            route53: client!(aws_sdk_route53),
+            secretsmanager: client!(aws_sdk_secretsmanager),
+            rds: client!(aws_sdk_rds),
+            sts: client!(aws_sdk_sts),
+            calls,
         }
+    }
+
+    /// How many requests these clients have sent (retries included).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+/// The results of a batched read, one per item in order, from the objects one describe found
+/// keyed by id: an id the describe did not return is an object gone (`None`), and a failed
+/// describe fails every item. `observe` is the kind's own conversion, the one `read` uses.
+pub(crate) fn each_item<T>(
+    items: &[Current<'_>],
+    found: Result<HashMap<String, T>, ResourceError>,
+    observe: impl Fn(&T, Current<'_>) -> Result<Option<Observed>, ResourceError>,
+) -> Vec<Result<Option<Observed>, ResourceError>> {
+    match found {
+        Ok(found) => items
+            .iter()
+            .map(|item| found.get(item.id).map_or(Ok(None), |o| observe(o, *item)))
+            .collect(),
+        Err(e) => fail_all(items, e),
+    }
+}
+
+/// The same error for every item of a batch whose describe failed.
+pub(crate) fn fail_all(
+    items: &[Current<'_>],
+    error: ResourceError,
+) -> Vec<Result<Option<Observed>, ResourceError>> {
+    items.iter().map(|_| Err(error.clone())).collect()
+}
+
+/// Reads each item on its own, for a batch that cannot be described at once (AWS fails a
+/// describe by a list of ARNs as a whole when one of them is gone).
+pub(crate) async fn read_each<K: ResourceKind + ?Sized>(
+    kind: &K,
+    ctx: &OpContext,
+    items: &[Current<'_>],
+) -> Vec<Result<Option<Observed>, ResourceError>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(kind.read(ctx, *item).await);
+    }
+    out
+}
+
+/// Described objects keyed by their id, for [`each_item`].
+pub(crate) fn by_id<T>(objects: Vec<T>, id: impl Fn(&T) -> Option<&str>) -> HashMap<String, T> {
+    objects
+        .into_iter()
+        .filter_map(|o| Some((id(&o)?.to_owned(), o)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Every attempt counts, retries included: a call to a closed port is tried three times.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_request_sent_is_counted() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(format!("http://127.0.0.1:{closed}"))
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(1)),
+            )
+            .load()
+            .await;
+        let clients = AwsClients::from_sdk_config(&sdk);
+        let before = calls_in_process();
+        assert_eq!(clients.calls(), 0);
+        assert!(clients.sts.get_caller_identity().send().await.is_err());
+        assert_eq!(clients.calls(), 3);
+        assert!(clients.ec2.describe_vpcs().send().await.is_err());
+        assert_eq!(clients.calls(), 6, "one counter across the services");
+        assert!(calls_in_process() >= before + 6);
+        let other = AwsClients::from_sdk_config(&sdk);
+        assert_eq!(other.calls(), 0, "each set of clients counts its own");
     }
 }

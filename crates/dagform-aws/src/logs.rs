@@ -1,12 +1,14 @@
 //! CloudWatch Logs: the log groups ECS tasks write to through the `awslogs` driver.
 
 use crate::AwsClients;
+use crate::clients::{by_id, each_item, read_each};
 use crate::error::{classify, code, is_not_found, parse};
 use dagform_core::{
     Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
 };
 use serde::Deserialize;
 use serde_json::Value as Json;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
@@ -117,6 +119,45 @@ fn group_arn(group: &aws_sdk_cloudwatchlogs::types::LogGroup) -> String {
         .unwrap_or_default()
 }
 
+/// DescribeLogGroups returns at most 50 groups per call.
+const LOG_GROUPS_PER_PAGE: i32 = 50;
+
+/// The longest prefix every name shares.
+fn common_prefix<'a>(mut names: impl Iterator<Item = &'a str>) -> &'a str {
+    let Some(first) = names.next() else {
+        return "";
+    };
+    names.fold(first, |prefix, name| {
+        let same = prefix
+            .char_indices()
+            .zip(name.chars())
+            .find(|((_, a), b)| a != b)
+            .map_or(prefix.len().min(name.len()), |((i, _), _)| i);
+        &prefix[..same]
+    })
+}
+
+/// A live group in the shape of the desired properties.
+fn observe(group: &aws_sdk_cloudwatchlogs::types::LogGroup, current: Current<'_>) -> Observed {
+    let mut properties = Properties::new();
+    properties.insert("name".into(), current.id.into());
+    match group.retention_in_days() {
+        Some(days) => {
+            properties.insert("retention_in_days".into(), days.into());
+        }
+        // Never expires: shown as null only when a retention was asked for, so the
+        // difference is visible without inventing a key the desired side lacks.
+        None if current.properties.contains_key("retention_in_days") => {
+            properties.insert("retention_in_days".into(), Json::Null);
+        }
+        None => {}
+    }
+    Observed {
+        properties,
+        outputs: applied(current.id, group_arn(group)).outputs,
+    }
+}
+
 fn applied(name: &str, arn: String) -> Applied {
     Applied::new(name).output("name", name).output("arn", arn)
 }
@@ -166,26 +207,58 @@ impl ResourceKind for LogGroup {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(group) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let mut properties = Properties::new();
-        properties.insert("name".into(), current.id.into());
-        match group.retention_in_days() {
-            Some(days) => {
-                properties.insert("retention_in_days".into(), days.into());
-            }
-            // Never expires: shown as null only when a retention was asked for, so the
-            // difference is visible without inventing a key the desired side lacks.
-            None if current.properties.contains_key("retention_in_days") => {
-                properties.insert("retention_in_days".into(), Json::Null);
-            }
-            None => {}
+        Ok(self
+            .describe(current.id)
+            .await?
+            .map(|group| observe(&group, current)))
+    }
+
+    /// Lists the groups under the names' common prefix until every name wanted has been seen:
+    /// one call per 50 groups instead of one per group. Names without a common prefix are read
+    /// one by one rather than listing the whole account.
+    async fn read_many(
+        &self,
+        ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let prefix = common_prefix(items.iter().map(|c| c.id));
+        if prefix.is_empty() {
+            return read_each(self, ctx, items).await;
         }
-        Ok(Some(Observed {
-            properties,
-            outputs: applied(current.id, group_arn(&group)).outputs,
-        }))
+        let mut wanted: HashSet<&str> = items.iter().map(|c| c.id).collect();
+        let mut pages = self
+            .clients
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(prefix)
+            .limit(LOG_GROUPS_PER_PAGE)
+            .into_paginator()
+            .items()
+            .send();
+        let mut groups = Vec::new();
+        let found = loop {
+            match pages.next().await {
+                Some(Ok(group)) => {
+                    if let Some(name) = group.log_group_name() {
+                        wanted.remove(name);
+                    }
+                    groups.push(group);
+                    if wanted.is_empty() {
+                        break Ok(groups);
+                    }
+                }
+                Some(Err(e)) => break Err(classify("DescribeLogGroups", e)),
+                None => break Ok(groups),
+            }
+        };
+        let found = found.map(|groups| by_id(groups, |g| g.log_group_name()));
+        each_item(items, found, |group, current| {
+            Ok(Some(observe(group, current)))
+        })
+    }
+
+    fn read_batch_size(&self) -> usize {
+        100
     }
 
     async fn update(
@@ -245,5 +318,21 @@ impl ResourceKind for LogGroup {
             .and_then(|t| t.get("dagform:address"))
             .is_some_and(|a| a == ctx.address.as_str());
         Ok(ours.then(|| applied(&p.name, arn)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_prefix;
+
+    #[test]
+    fn common_prefix_of_names() {
+        let names = ["/ecs/dev-api", "/ecs/dev-web", "/ecs/global-api"];
+        assert_eq!(common_prefix(names.into_iter()), "/ecs/");
+        assert_eq!(common_prefix(["/ecs/a"].into_iter()), "/ecs/a");
+        assert_eq!(common_prefix(["/ecs/ab", "/ecs/a"].into_iter()), "/ecs/a");
+        assert_eq!(common_prefix(["a", "b"].into_iter()), "");
+        assert_eq!(common_prefix(["/é/x", "/é/y"].into_iter()), "/é/");
+        assert_eq!(common_prefix(std::iter::empty()), "");
     }
 }

@@ -98,6 +98,10 @@ enum Command {
     Logs(commands::logs::LogsArgs),
     /// Print the resource graph (DOT or Mermaid): what waits for what, and why.
     Graph(commands::graph::GraphArgs),
+    /// Record in the state what AWS reports now, changing nothing in AWS.
+    Refresh(commands::refresh::RefreshArgs),
+    /// Adopt an object that already exists in AWS as a node of the configuration.
+    Import(commands::import::ImportArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -111,7 +115,10 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .with_target(false)
         .init();
 }
@@ -132,6 +139,8 @@ fn main() -> ExitCode {
             Command::Status(a) => commands::status::run(a).await,
             Command::Logs(a) => commands::logs::run(a).await,
             Command::Graph(a) => commands::graph::run(a).await,
+            Command::Refresh(a) => commands::refresh::run(a).await,
+            Command::Import(a) => commands::import::run(a).await,
         }
     });
     match result {

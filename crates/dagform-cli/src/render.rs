@@ -2,7 +2,7 @@
 //! changed properties, leaf by leaf, and a summary line.
 
 use dagform_core::plan::{PlannedValue, PropertyChange};
-use dagform_core::{Action, Plan};
+use dagform_core::{Action, Plan, ResourcePlan};
 use owo_colors::{OwoColorize, Stream, Style};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -126,6 +126,7 @@ pub fn plan_text(plan: &Plan, stack: &str, verbose_creates: bool) -> String {
         );
         return out;
     }
+    drift_text(plan, &mut out);
     let _ = writeln!(out, "Stack {stack}:\n");
     for r in plan.resources.iter().filter(|r| r.has_work()) {
         let (sym, style) = symbol(r.action, r.create_before_destroy);
@@ -193,6 +194,120 @@ pub fn plan_json(plan: &Plan, stack: &str) -> Json {
         "stack": stack,
         "has_changes": plan.has_changes(),
         "summary": plan.summary(),
+        "drift": drift_json(plan),
         "resources": plan.resources.iter().filter(|r| r.has_work()).collect::<Vec<_>>(),
     })
+}
+
+/// What changed outside dagform, per resource: drifted properties, or the whole object gone.
+enum Drift<'a> {
+    Changed(Vec<&'a PropertyChange>),
+    Deleted,
+}
+
+/// The resources the refresh found changed or deleted outside dagform, in plan order.
+fn drifted(plan: &Plan) -> Vec<(&ResourcePlan, Drift<'_>)> {
+    plan.resources
+        .iter()
+        .filter_map(|r| {
+            if r.reason.as_deref() == Some(DELETED_OUTSIDE) {
+                return Some((r, Drift::Deleted));
+            }
+            let changes: Vec<&PropertyChange> = r.changes.iter().filter(|c| c.drift).collect();
+            (!changes.is_empty()).then_some((r, Drift::Changed(changes)))
+        })
+        .collect()
+}
+
+/// The reason the planner gives a create for an object that vanished from AWS.
+const DELETED_OUTSIDE: &str = "deleted outside dagform";
+
+/// The "Changed outside dagform" section that opens a plan: each drifted value as AWS has it
+/// now and as the configuration wants it (which provisioning puts back).
+fn drift_text(plan: &Plan, out: &mut String) {
+    let drifted = drifted(plan);
+    if drifted.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Changed outside dagform:\n");
+    for (r, drift) in drifted {
+        let (sym, style) = match drift {
+            Drift::Deleted => ("-", Style::new().red()),
+            Drift::Changed(_) => ("~", Style::new().yellow()),
+        };
+        let note = match drift {
+            Drift::Deleted => paint("  (deleted outside dagform)", Style::new().dimmed()),
+            Drift::Changed(_) => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {} {} {}{note}",
+            paint(&format!("{sym:>3}"), style),
+            paint(r.address.as_str(), Style::new().bold()),
+            paint(&format!("[{}]", r.kind), Style::new().dimmed()),
+        );
+        let Drift::Changed(changes) = drift else {
+            continue;
+        };
+        for c in changes {
+            let mut live = BTreeMap::new();
+            if let Some(old) = &c.old {
+                leaves(&c.property, old, &mut live);
+            }
+            let mut wanted = BTreeMap::new();
+            if let PlannedValue::Known(new) = &c.new {
+                leaves(&c.property, new, &mut wanted);
+            }
+            let keys: std::collections::BTreeSet<&String> =
+                live.keys().chain(wanted.keys()).collect();
+            for k in keys {
+                let (l, w) = (live.get(k), wanted.get(k));
+                if l == w {
+                    continue;
+                }
+                let l = l.map_or_else(|| "(none)".to_owned(), show);
+                let w = match (&c.new, w) {
+                    (PlannedValue::KnownAfterApply(_), _) => "known after apply".to_owned(),
+                    (_, Some(w)) => show(w),
+                    (_, None) => "(none)".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "      {k}: {} in AWS, {} in the configuration",
+                    paint(&l, Style::new().yellow()),
+                    paint(&w, Style::new().green())
+                );
+            }
+        }
+    }
+    let _ = writeln!(out);
+}
+
+/// The drift section for machines: per resource, `deleted` or the drifted properties with
+/// their `live` and `configured` values.
+fn drift_json(plan: &Plan) -> Json {
+    let entries: Vec<Json> = drifted(plan)
+        .into_iter()
+        .map(|(r, drift)| match drift {
+            Drift::Deleted => serde_json::json!({
+                "address": r.address,
+                "kind": r.kind,
+                "deleted": true,
+            }),
+            Drift::Changed(changes) => serde_json::json!({
+                "address": r.address,
+                "kind": r.kind,
+                "deleted": false,
+                "properties": changes
+                    .iter()
+                    .map(|c| serde_json::json!({
+                        "property": c.property,
+                        "live": c.old,
+                        "configured": c.new,
+                    }))
+                    .collect::<Vec<_>>(),
+            }),
+        })
+        .collect();
+    Json::Array(entries)
 }

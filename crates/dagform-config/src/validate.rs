@@ -503,14 +503,14 @@ fn check_network(k: &mut Checker<'_>, net: &Network, at: &Spanned<Network>, regi
                 format!("`{}` is not a VPC id", v.get_ref()),
             );
         }
-        if let Some(s) = &net.subnet_ids {
-            if s.get_ref().len() < 2 || s.get_ref().iter().any(|id| !id.starts_with("subnet-")) {
-                k.error(
-                    s,
-                    "network.subnet_ids",
-                    "give at least two subnet ids (subnet-…) in different zones",
-                );
-            }
+        if let Some(s) = &net.subnet_ids
+            && (s.get_ref().len() < 2 || s.get_ref().iter().any(|id| !id.starts_with("subnet-")))
+        {
+            k.error(
+                s,
+                "network.subnet_ids",
+                "give at least two subnet ids (subnet-…) in different zones",
+            );
         }
         return;
     }

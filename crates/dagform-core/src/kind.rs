@@ -156,6 +156,28 @@ pub trait ResourceKind: Send + Sync {
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError>;
 
+    /// Reads many objects of this kind: one result per item, in the order of `items`, each
+    /// exactly what `read` gives for it. Kinds whose API describes many ids in one request
+    /// override this to make a refresh cost a few calls instead of one per object.
+    async fn read_many(
+        &self,
+        ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(self.read(ctx, *item).await);
+        }
+        out
+    }
+
+    /// How many objects one `read_many` call may be given. The default of 1 suits kinds
+    /// without a batched read: each object is then read on its own, concurrently with the
+    /// others and with a context naming its own address.
+    fn read_batch_size(&self) -> usize {
+        1
+    }
+
     /// Changes the object in place; `changed` names the top-level properties that differ.
     async fn update(
         &self,

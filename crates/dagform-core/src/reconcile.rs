@@ -257,6 +257,14 @@ pub async fn apply(
             )
         })
         .collect();
+    // Only a replacement keeps the old object to delete later; a create for an object that
+    // vanished outside dagform has nothing left to delete.
+    let replacing: HashSet<&Address> = plan
+        .resources
+        .iter()
+        .filter(|r| r.action == Action::Replace)
+        .map(|r| &r.address)
+        .collect();
     let mut waiting: HashMap<NodeIndex, usize> = steps
         .node_indices()
         .map(|n| (n, steps.neighbors_directed(n, Direction::Incoming).count()))
@@ -282,7 +290,7 @@ pub async fn apply(
             let Some(n) = ready.pop_front() else { break };
             let op = steps[n].clone();
             emit(options, &op, Phase::Started);
-            match prepare(&op, graph, kinds, store, &changes, options) {
+            match prepare(&op, graph, kinds, store, &changes, &replacing, options) {
                 Ok((call, previous)) => {
                     if op.step == Step::Create {
                         before_create.insert(n, previous);
@@ -361,7 +369,7 @@ fn finish_failed(
     options: &ApplyOptions,
 ) {
     let op = &steps[n];
-    tracing::error!(address = %op.address, step = %op.step, "{error}");
+    tracing::debug!(address = %op.address, step = %op.step, "failed: {error}");
     emit(
         options,
         op,
@@ -401,6 +409,7 @@ fn prepare(
     kinds: &Kinds,
     store: &mut StateStore,
     changes: &HashMap<&Address, Vec<String>>,
+    replacing: &HashSet<&Address>,
     options: &ApplyOptions,
 ) -> Result<(Call, Option<ResourceState>), Error> {
     let recorded = store.state().get(&op.address).cloned();
@@ -473,7 +482,7 @@ fn prepare(
                 .unwrap_or_default();
             if let Some(r) = recorded
                 .as_ref()
-                .filter(|r| r.status == ResourceStatus::Ready)
+                .filter(|r| r.status == ResourceStatus::Ready && replacing.contains(&op.address))
             {
                 // Create-before-destroy: the old object stays recorded until it is deleted.
                 deposed.push(DeposedObject {
@@ -649,20 +658,25 @@ fn record_success(
     }
 }
 
-/// Reads every recorded resource (within `scope`) from AWS, concurrently within the bound.
+/// A kind and the recorded resources of it that a refresh reads.
+type RecordsOfKind = (Arc<dyn ResourceKind>, Vec<(Address, ResourceState)>);
+
+/// Reads every recorded resource (within `scope`) from AWS. Resources are grouped by kind and
+/// read in batches of the kind's `read_batch_size`, so a kind with a batched describe costs a
+/// few calls instead of one per resource; batches run concurrently, at most `parallelism` at
+/// once.
 pub async fn read_live(
     store_state: &crate::state::State,
     kinds: &Kinds,
     options: &ApplyOptions,
     scope: impl Fn(&Address) -> bool,
 ) -> Result<crate::plan::LiveView, Error> {
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.parallelism.max(1)));
-    let mut set = JoinSet::new();
+    let mut by_kind: BTreeMap<&str, RecordsOfKind> = BTreeMap::new();
     for (address, record) in &store_state.resources {
         if record.status != ResourceStatus::Ready || !scope(address) {
             continue;
         }
-        let Some(kind) = kinds.get(&record.kind).cloned() else {
+        let Some(kind) = kinds.get(&record.kind) else {
             return Err(Error::UnknownKind {
                 address: address.clone(),
                 kind: record.kind.clone(),
@@ -671,32 +685,321 @@ pub async fn read_live(
         if kind.is_data_source() {
             continue;
         }
-        let (address, record, semaphore) = (address.clone(), record.clone(), semaphore.clone());
-        let ctx = OpContext {
-            stack: options.stack.clone(),
-            address: address.clone(),
-            poll: options.poll,
-        };
-        set.spawn(async move {
-            let _permit = semaphore.acquire().await.expect("never closed");
-            let current = Current {
-                id: record.id.as_deref().unwrap_or_default(),
-                properties: &record.properties,
-                outputs: &record.outputs,
+        by_kind
+            .entry(record.kind.as_str())
+            .or_insert_with(|| (kind.clone(), Vec::new()))
+            .1
+            .push((address.clone(), record.clone()));
+    }
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.parallelism.max(1)));
+    let mut set = JoinSet::new();
+    for (kind, records) in by_kind.into_values() {
+        for batch in records.chunks(kind.read_batch_size().max(1)) {
+            let (kind, batch, semaphore) = (kind.clone(), batch.to_vec(), semaphore.clone());
+            // A batch speaks for its first resource in logs; the kind reads every item.
+            let ctx = OpContext {
+                stack: options.stack.clone(),
+                address: batch[0].0.clone(),
+                poll: options.poll,
             };
-            let observed = kind.read(&ctx, current).await;
-            (address, observed)
-        });
+            set.spawn(async move {
+                let _permit = semaphore.acquire().await.expect("never closed");
+                let items: Vec<Current<'_>> = batch
+                    .iter()
+                    .map(|(_, record)| Current {
+                        id: record.id.as_deref().unwrap_or_default(),
+                        properties: &record.properties,
+                        outputs: &record.outputs,
+                    })
+                    .collect();
+                let mut results = kind.read_many(&ctx, &items).await;
+                if results.len() != items.len() {
+                    let message = format!(
+                        "{} answered {} reads for {} resources",
+                        kind.name(),
+                        results.len(),
+                        items.len()
+                    );
+                    results = vec![Err(ResourceError::Failed(message)); items.len()];
+                }
+                batch
+                    .into_iter()
+                    .map(|(address, _)| address)
+                    .zip(results)
+                    .collect::<Vec<_>>()
+            });
+        }
     }
     let mut live = BTreeMap::new();
     while let Some(joined) = set.join_next().await {
-        let (address, observed) = joined.expect("a read panicked");
-        match observed {
-            Ok(o) => {
-                live.insert(address, o);
+        for (address, observed) in joined.expect("a read panicked") {
+            match observed {
+                Ok(o) => {
+                    live.insert(address, o);
+                }
+                Err(source) => return Err(Error::Refresh { address, source }),
             }
-            Err(source) => return Err(Error::Refresh { address, source }),
         }
     }
     Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kind::Observed;
+    use crate::state::State;
+    use crate::testing::{MemoryCloud, MemoryKind};
+    use async_trait::async_trait;
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    /// A kind that reads in batches of three and records the size of every batch.
+    struct Batched {
+        inner: MemoryKind,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    #[async_trait]
+    impl ResourceKind for Batched {
+        fn name(&self) -> &'static str {
+            self.inner.name
+        }
+
+        fn forces_replacement(&self, property: &str) -> bool {
+            self.inner.forces_replacement(property)
+        }
+
+        async fn create(
+            &self,
+            ctx: &OpContext,
+            props: &Properties,
+        ) -> Result<Applied, ResourceError> {
+            self.inner.create(ctx, props).await
+        }
+
+        async fn read(
+            &self,
+            ctx: &OpContext,
+            current: Current<'_>,
+        ) -> Result<Option<Observed>, ResourceError> {
+            self.inner.read(ctx, current).await
+        }
+
+        async fn read_many(
+            &self,
+            ctx: &OpContext,
+            items: &[Current<'_>],
+        ) -> Vec<Result<Option<Observed>, ResourceError>> {
+            self.batches.lock().unwrap().push(items.len());
+            let mut out = Vec::new();
+            for item in items {
+                out.push(self.inner.read(ctx, *item).await);
+            }
+            out
+        }
+
+        fn read_batch_size(&self) -> usize {
+            3
+        }
+
+        async fn update(
+            &self,
+            ctx: &OpContext,
+            current: Current<'_>,
+            desired: &Properties,
+            changed: &[String],
+        ) -> Result<Applied, ResourceError> {
+            self.inner.update(ctx, current, desired, changed).await
+        }
+
+        async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+            self.inner.delete(ctx, current).await
+        }
+    }
+
+    fn record(
+        state: &mut State,
+        cloud: &MemoryCloud,
+        kind: &str,
+        address: &str,
+        size: i64,
+    ) -> String {
+        let properties = json!({ "size": size }).as_object().unwrap().clone();
+        let id = cloud.insert(kind, address, properties.clone());
+        state.resources.insert(
+            address.into(),
+            ResourceState {
+                kind: kind.into(),
+                status: ResourceStatus::Ready,
+                id: Some(id.clone()),
+                properties,
+                outputs: Default::default(),
+                dependencies: vec![],
+                deposed: vec![],
+            },
+        );
+        id
+    }
+
+    #[tokio::test]
+    async fn read_live_reads_every_recorded_resource_by_kind_in_batches() {
+        let cloud = MemoryCloud::with_latency(Duration::from_millis(20));
+        let batched = Arc::new(Batched {
+            inner: MemoryKind::new("group", &cloud),
+            batches: Mutex::new(Vec::new()),
+        });
+        let kinds = Kinds::new()
+            .with(Arc::new(MemoryKind::new("single", &cloud)))
+            .with(batched.clone());
+        let mut state = State::new("test");
+        let mut ids = BTreeMap::new();
+        for i in 0..7 {
+            let address = format!("group.g{i}");
+            ids.insert(
+                address.clone(),
+                record(&mut state, &cloud, "group", &address, i),
+            );
+        }
+        for i in 0..6 {
+            let address = format!("single.s{i}");
+            ids.insert(
+                address.clone(),
+                record(&mut state, &cloud, "single", &address, i),
+            );
+        }
+        // Changed and deleted outside dagform.
+        cloud.set_property(&ids["group.g4"], "size", json!(40));
+        cloud.remove(&ids["group.g5"]);
+        cloud.remove(&ids["single.s2"]);
+        // Never read: an interrupted create, and a node outside the scope.
+        state
+            .resources
+            .get_mut(&Address::from("single.s5"))
+            .unwrap()
+            .status = ResourceStatus::Creating;
+        let mut options = ApplyOptions::new("test");
+        options.parallelism = 2;
+
+        let live = read_live(&state, &kinds, &options, |a| a.as_str() != "single.s4")
+            .await
+            .unwrap();
+
+        let read: Vec<&str> = live.keys().map(Address::as_str).collect();
+        assert_eq!(
+            read,
+            [
+                "group.g0",
+                "group.g1",
+                "group.g2",
+                "group.g3",
+                "group.g4",
+                "group.g5",
+                "group.g6",
+                "single.s0",
+                "single.s1",
+                "single.s2",
+                "single.s3"
+            ]
+        );
+        let size = |a: &str| {
+            live[&Address::from(a)]
+                .as_ref()
+                .map(|o| o.properties["size"].clone())
+        };
+        assert_eq!(
+            size("group.g4"),
+            Some(json!(40)),
+            "each result lands on its own address"
+        );
+        assert_eq!(size("group.g6"), Some(json!(6)));
+        assert_eq!(size("single.s3"), Some(json!(3)));
+        assert_eq!(size("group.g5"), None, "gone from the batched kind");
+        assert_eq!(size("single.s2"), None, "gone from the one-by-one kind");
+        let mut batches = batched.batches.lock().unwrap().clone();
+        batches.sort();
+        assert_eq!(batches, [1, 3, 3], "seven resources in batches of three");
+        let singles = cloud
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "read" && c.address.as_str().starts_with("single."))
+            .map(|c| c.address.to_string())
+            .collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(
+            singles.len(),
+            4,
+            "one read per resource, under its own address"
+        );
+        assert!(
+            cloud.max_in_flight() <= 2,
+            "{} reads at once",
+            cloud.max_in_flight()
+        );
+        assert_eq!(cloud.max_in_flight(), 2, "batches run concurrently");
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_names_its_resource() {
+        let cloud = MemoryCloud::new();
+        let kinds = Kinds::new().with(Arc::new(MemoryKind::new("single", &cloud)));
+        let mut state = State::new("test");
+        record(&mut state, &cloud, "single", "single.a", 1);
+        record(&mut state, &cloud, "single", "single.b", 2);
+        cloud.break_resource("single.b", "AccessDenied");
+        let err = read_live(&state, &kinds, &ApplyOptions::new("test"), |_| true)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Refresh { address, .. } if address.as_str() == "single.b"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_object_deleted_outside_is_recreated_without_leaving_it_to_delete() {
+        use crate::graph::{GraphBuilder, NodeSpec};
+        use crate::plan::{PlanOptions, plan};
+        let cloud = MemoryCloud::new();
+        let kinds = Kinds::new().with(Arc::new(MemoryKind::new("thing", &cloud)));
+        let mut builder = GraphBuilder::new();
+        builder.add(NodeSpec::new(
+            "shared.log",
+            "thing",
+            crate::props! { "size" => 1i64 },
+        ));
+        let graph = builder.build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.json"), "test").unwrap();
+        let options = ApplyOptions::new("test");
+        let converge = async |store: &mut StateStore| {
+            let live = read_live(store.state(), &kinds, &options, |_| true)
+                .await
+                .unwrap();
+            let p = plan(
+                &graph,
+                store.state(),
+                &kinds,
+                Some(&live),
+                &PlanOptions::default(),
+            )
+            .unwrap();
+            let report = apply(&p, &graph, &kinds, store, &options).await.unwrap();
+            assert!(report.is_success(), "{report:?}");
+            p
+        };
+        converge(&mut store).await;
+        let (id, _) = cloud.object_at("shared.log").unwrap();
+        cloud.remove(&id);
+
+        let repair = converge(&mut store).await;
+        assert_eq!(
+            repair.resources[0].reason.as_deref(),
+            Some("deleted outside dagform")
+        );
+        let record = &store.state().resources[&Address::from("shared.log")];
+        assert!(record.deposed.is_empty(), "{:?}", record.deposed);
+        assert_ne!(record.id.as_deref(), Some(id.as_str()), "a new object");
+        let next = converge(&mut store).await;
+        assert!(!next.has_changes(), "{next:?}");
+    }
 }

@@ -1,7 +1,11 @@
 //! `aws_internet_gateway`, `aws_eip` and `aws_nat_gateway`.
 
-use super::{check_name, is_owned, owned_by, set_name, tag_spec, tag_value, until_visible};
+use super::{
+    FILTER_BATCH, check_name, filter_ids, is_owned, owned_by, set_name, tag_spec, tag_value,
+    until_visible,
+};
 use crate::AwsClients;
+use crate::clients::{by_id, each_item};
 use crate::error::{classify, code, is_not_found, parse};
 use aws_sdk_ec2::types::{DomainType, Filter, NatGatewayState, ResourceType};
 use dagform_core::{
@@ -264,6 +268,18 @@ fn eip_applied(address: &aws_sdk_ec2::types::Address) -> Option<Applied> {
     )
 }
 
+/// A live address in the shape of the desired properties.
+fn observe_eip(address: &aws_sdk_ec2::types::Address) -> Option<Observed> {
+    let mut properties = Properties::new();
+    if let Some(name) = tag_value(address.tags(), "Name") {
+        properties.insert("name".into(), json!(name));
+    }
+    eip_applied(address).map(|a| Observed {
+        properties,
+        outputs: a.outputs,
+    })
+}
+
 #[async_trait::async_trait]
 impl ResourceKind for Eip {
     fn name(&self) -> &'static str {
@@ -297,17 +313,33 @@ impl ResourceKind for Eip {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(address) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let mut properties = Properties::new();
-        if let Some(name) = tag_value(address.tags(), "Name") {
-            properties.insert("name".into(), json!(name));
-        }
-        Ok(eip_applied(&address).map(|a| Observed {
-            properties,
-            outputs: a.outputs,
-        }))
+        Ok(self
+            .describe(current.id)
+            .await?
+            .and_then(|address| observe_eip(&address)))
+    }
+
+    /// One DescribeAddresses per batch, by an `allocation-id` filter (which skips released
+    /// addresses).
+    async fn read_many(
+        &self,
+        _ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = self
+            .clients
+            .ec2
+            .describe_addresses()
+            .filters(filter_ids("allocation-id", items))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeAddresses", e))
+            .map(|out| by_id(out.addresses().to_vec(), |a| a.allocation_id()));
+        each_item(items, found, |address, _| Ok(observe_eip(address)))
+    }
+
+    fn read_batch_size(&self) -> usize {
+        FILTER_BATCH
     }
 
     async fn update(
@@ -431,6 +463,31 @@ fn nat_gone(nat: &aws_sdk_ec2::types::NatGateway) -> bool {
     )
 }
 
+/// A live NAT gateway in the shape of the desired properties; `None` once it is deleted.
+fn observe_nat(nat: &aws_sdk_ec2::types::NatGateway, current: Current<'_>) -> Option<Observed> {
+    if nat_gone(nat) {
+        return None;
+    }
+    let mut properties = Properties::new();
+    if let Some(name) = tag_value(nat.tags(), "Name") {
+        properties.insert("name".into(), json!(name));
+    }
+    if let Some(subnet) = nat.subnet_id() {
+        properties.insert("subnet_id".into(), json!(subnet));
+    }
+    if let Some(allocation) = nat
+        .nat_gateway_addresses()
+        .iter()
+        .find_map(|a| a.allocation_id())
+    {
+        properties.insert("allocation_id".into(), json!(allocation));
+    }
+    Some(Observed {
+        properties,
+        outputs: Applied::new(current.id).outputs,
+    })
+}
+
 #[async_trait::async_trait]
 impl ResourceKind for NatGateway {
     fn name(&self) -> &'static str {
@@ -467,30 +524,36 @@ impl ResourceKind for NatGateway {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(nat) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        if nat_gone(&nat) {
-            return Ok(None);
-        }
-        let mut properties = Properties::new();
-        if let Some(name) = tag_value(nat.tags(), "Name") {
-            properties.insert("name".into(), json!(name));
-        }
-        if let Some(subnet) = nat.subnet_id() {
-            properties.insert("subnet_id".into(), json!(subnet));
-        }
-        if let Some(allocation) = nat
-            .nat_gateway_addresses()
-            .iter()
-            .find_map(|a| a.allocation_id())
-        {
-            properties.insert("allocation_id".into(), json!(allocation));
-        }
-        Ok(Some(Observed {
-            properties,
-            outputs: Applied::new(current.id).outputs,
-        }))
+        Ok(self
+            .describe(current.id)
+            .await?
+            .and_then(|nat| observe_nat(&nat, current)))
+    }
+
+    /// One DescribeNatGateways per batch, by a `nat-gateway-id` filter (which skips gateways
+    /// AWS no longer reports).
+    async fn read_many(
+        &self,
+        _ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = self
+            .clients
+            .ec2
+            .describe_nat_gateways()
+            .filter(filter_ids("nat-gateway-id", items))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeNatGateways", e))
+            .map(|nats| by_id(nats, |n| n.nat_gateway_id()));
+        each_item(items, found, |nat, current| Ok(observe_nat(nat, current)))
+    }
+
+    fn read_batch_size(&self) -> usize {
+        FILTER_BATCH
     }
 
     async fn update(

@@ -12,7 +12,7 @@ use crate::error::{classify, is_not_found};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use dagform_core::{Kinds, OpContext, ResourceError};
+use dagform_core::{Current, Kinds, OpContext, ResourceError};
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
@@ -54,6 +54,18 @@ fn tag_spec(resource: ResourceType, ctx: &OpContext, name: Option<&str>) -> TagS
 
 fn filter(name: &str, value: impl Into<String>) -> Filter {
     Filter::builder().name(name).values(value).build()
+}
+
+/// How many ids a batched read puts in one filter; EC2 caps the values of a filter at 200.
+const FILTER_BATCH: usize = 100;
+
+/// A filter matching the ids of `items`. Batched reads filter rather than list ids, since a
+/// describe by ids fails as a whole when one of them no longer exists.
+fn filter_ids(name: &str, items: &[Current<'_>]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(items.iter().map(|c| c.id.to_owned()).collect()))
+        .build()
 }
 
 /// Filters matching the objects tagged for `ctx`'s stack and address (used by `find`).

@@ -1,10 +1,11 @@
 //! `aws_route_table` (with its routes managed in place) and `aws_route_table_association`.
 
 use super::{
-    check_cidr, check_name, filter, not_yet_visible, owned_by, set_name, tag_spec, tag_value,
-    until_visible,
+    FILTER_BATCH, check_cidr, check_name, filter, filter_ids, not_yet_visible, owned_by, set_name,
+    tag_spec, tag_value, until_visible,
 };
 use crate::AwsClients;
+use crate::clients::{by_id, each_item};
 use crate::error::{classify, is_not_found, parse};
 use aws_sdk_ec2::types::{ResourceType, RouteOrigin, RouteTableAssociationStateCode};
 use dagform_core::{
@@ -80,6 +81,46 @@ fn managed_routes(table: &aws_sdk_ec2::types::RouteTable) -> Vec<Route> {
             })
         })
         .collect()
+}
+
+/// A live route table in the shape of the desired properties.
+fn observe_table(
+    table: &aws_sdk_ec2::types::RouteTable,
+    current: Current<'_>,
+) -> Result<Observed, ResourceError> {
+    let mut routes = managed_routes(table);
+    // In the recorded order, so that only a real difference shows as drift.
+    let recorded: Vec<String> = current
+        .properties
+        .get("routes")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            r.get("destination_cidr_block")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    routes.sort_by_key(|r| {
+        let pos = recorded
+            .iter()
+            .position(|d| *d == r.destination_cidr_block)
+            .unwrap_or(usize::MAX);
+        (pos, r.destination_cidr_block.clone())
+    });
+    let mut properties = Properties::new();
+    if let Some(name) = tag_value(table.tags(), "Name") {
+        properties.insert("name".into(), json!(name));
+    }
+    if let Some(vpc) = table.vpc_id() {
+        properties.insert("vpc_id".into(), json!(vpc));
+    }
+    properties.insert("routes".into(), serde_json::to_value(routes)?);
+    Ok(Observed {
+        properties,
+        outputs: Applied::new(current.id).outputs,
+    })
 }
 
 /// `aws_route_table`: a route table and its routes; routes change in place.
@@ -203,42 +244,36 @@ impl ResourceKind for RouteTable {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(table) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let mut routes = managed_routes(&table);
-        // In the recorded order, so that only a real difference shows as drift.
-        let recorded: Vec<String> = current
-            .properties
-            .get("routes")
-            .and_then(|r| r.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|r| {
-                r.get("destination_cidr_block")?
-                    .as_str()
-                    .map(str::to_string)
-            })
-            .collect();
-        routes.sort_by_key(|r| {
-            let pos = recorded
-                .iter()
-                .position(|d| *d == r.destination_cidr_block)
-                .unwrap_or(usize::MAX);
-            (pos, r.destination_cidr_block.clone())
-        });
-        let mut properties = Properties::new();
-        if let Some(name) = tag_value(table.tags(), "Name") {
-            properties.insert("name".into(), json!(name));
-        }
-        if let Some(vpc) = table.vpc_id() {
-            properties.insert("vpc_id".into(), json!(vpc));
-        }
-        properties.insert("routes".into(), serde_json::to_value(routes)?);
-        Ok(Some(Observed {
-            properties,
-            outputs: Applied::new(current.id).outputs,
-        }))
+        let table = self.describe(current.id).await?;
+        table.map(|t| observe_table(&t, current)).transpose()
+    }
+
+    /// One DescribeRouteTables per batch, by a `route-table-id` filter (which skips gone
+    /// tables).
+    async fn read_many(
+        &self,
+        _ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = self
+            .clients
+            .ec2
+            .describe_route_tables()
+            .filters(filter_ids("route-table-id", items))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeRouteTables", e))
+            .map(|tables| by_id(tables, |t| t.route_table_id()));
+        each_item(items, found, |t, current| {
+            observe_table(t, current).map(Some)
+        })
+    }
+
+    fn read_batch_size(&self) -> usize {
+        FILTER_BATCH
     }
 
     async fn update(
@@ -303,6 +338,24 @@ impl ResourceKind for RouteTable {
 struct AssociationProps {
     route_table_id: String,
     subnet_id: String,
+}
+
+/// A live association in the shape of the desired properties.
+fn observe_association(
+    a: &aws_sdk_ec2::types::RouteTableAssociation,
+    current: Current<'_>,
+) -> Observed {
+    let mut properties = Properties::new();
+    if let Some(rt) = a.route_table_id() {
+        properties.insert("route_table_id".into(), json!(rt));
+    }
+    if let Some(subnet) = a.subnet_id() {
+        properties.insert("subnet_id".into(), json!(subnet));
+    }
+    Observed {
+        properties,
+        outputs: Applied::new(current.id).outputs,
+    }
 }
 
 /// `aws_route_table_association`: a subnet's association with a route table; its id is the
@@ -376,19 +429,42 @@ impl ResourceKind for RouteTableAssociation {
             .iter()
             .flat_map(|t| t.associations())
             .find(|a| a.route_table_association_id() == Some(current.id) && is_live(a));
-        Ok(found.map(|a| {
-            let mut properties = Properties::new();
-            if let Some(rt) = a.route_table_id() {
-                properties.insert("route_table_id".into(), json!(rt));
-            }
-            if let Some(subnet) = a.subnet_id() {
-                properties.insert("subnet_id".into(), json!(subnet));
-            }
-            Observed {
-                properties,
-                outputs: Applied::new(current.id).outputs,
-            }
-        }))
+        Ok(found.map(|a| observe_association(a, current)))
+    }
+
+    /// One DescribeRouteTables per batch, for the tables holding any of the associations.
+    async fn read_many(
+        &self,
+        _ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = self
+            .clients
+            .ec2
+            .describe_route_tables()
+            .filters(filter_ids("association.route-table-association-id", items))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeRouteTables", e))
+            .map(|tables| {
+                let live = tables
+                    .iter()
+                    .flat_map(|t| t.associations())
+                    .filter(|a| is_live(a))
+                    .cloned()
+                    .collect();
+                by_id(live, |a| a.route_table_association_id())
+            });
+        each_item(items, found, |a, current| {
+            Ok(Some(observe_association(a, current)))
+        })
+    }
+
+    fn read_batch_size(&self) -> usize {
+        FILTER_BATCH
     }
 
     async fn update(

@@ -1,8 +1,12 @@
 //! `aws_security_group` (created without rules) and `aws_security_group_rule` (one rule per
 //! node, so groups can reference each other without a cycle).
 
-use super::{check_cidr, filter, is_owned, not_yet_visible, owned_by, tag_spec, until_visible};
+use super::{
+    FILTER_BATCH, check_cidr, filter, filter_ids, is_owned, not_yet_visible, owned_by, tag_spec,
+    until_visible,
+};
 use crate::AwsClients;
+use crate::clients::{by_id, each_item};
 use crate::error::{classify, code, is_not_found, parse};
 use aws_sdk_ec2::types::{
     IpPermission, IpRange, ResourceType, SecurityGroupRuleRequest, SecurityGroupRuleUpdate,
@@ -77,6 +81,29 @@ fn has_default_egress(group: &aws_sdk_ec2::types::SecurityGroup) -> bool {
                 .iter()
                 .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
     })
+}
+
+/// A live group in the shape of the desired properties.
+fn observe_group(group: &aws_sdk_ec2::types::SecurityGroup, current: Current<'_>) -> Observed {
+    let mut properties = Properties::new();
+    let fields = [
+        ("name", group.group_name()),
+        ("description", group.description()),
+        ("vpc_id", group.vpc_id()),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value {
+            properties.insert(key.into(), json!(v));
+        }
+    }
+    properties.insert(
+        "revoke_default_egress".into(),
+        json!(!has_default_egress(group)),
+    );
+    Observed {
+        properties,
+        outputs: Applied::new(current.id).outputs,
+    }
 }
 
 /// `aws_security_group`: a VPC security group without rules of its own; its rules are
@@ -188,28 +215,38 @@ impl ResourceKind for SecurityGroup {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(group) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let mut properties = Properties::new();
-        let fields = [
-            ("name", group.group_name()),
-            ("description", group.description()),
-            ("vpc_id", group.vpc_id()),
-        ];
-        for (key, value) in fields {
-            if let Some(v) = value {
-                properties.insert(key.into(), json!(v));
-            }
-        }
-        properties.insert(
-            "revoke_default_egress".into(),
-            json!(!has_default_egress(&group)),
-        );
-        Ok(Some(Observed {
-            properties,
-            outputs: Applied::new(current.id).outputs,
-        }))
+        Ok(self
+            .describe(current.id)
+            .await?
+            .map(|group| observe_group(&group, current)))
+    }
+
+    /// One DescribeSecurityGroups per batch, by a `group-id` filter: unlike a list of ids, a
+    /// filter does not fail the whole call when one group is gone.
+    async fn read_many(
+        &self,
+        _ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = self
+            .clients
+            .ec2
+            .describe_security_groups()
+            .filters(filter_ids("group-id", items))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeSecurityGroups", e))
+            .map(|groups| by_id(groups, |g| g.group_id()));
+        each_item(items, found, |group, current| {
+            Ok(Some(observe_group(group, current)))
+        })
+    }
+
+    fn read_batch_size(&self) -> usize {
+        FILTER_BATCH
     }
 
     async fn update(
@@ -380,6 +417,43 @@ impl RuleProps {
     }
 }
 
+/// A live rule in the shape of the desired properties.
+fn observe_rule(rule: &aws_sdk_ec2::types::SecurityGroupRule, current: Current<'_>) -> Observed {
+    let mut properties = Properties::new();
+    if let Some(group) = rule.group_id() {
+        properties.insert("security_group_id".into(), json!(group));
+    }
+    if let Some(egress) = rule.is_egress() {
+        let direction = if egress { "egress" } else { "ingress" };
+        properties.insert("direction".into(), json!(direction));
+    }
+    if let Some(protocol) = rule.ip_protocol() {
+        properties.insert("protocol".into(), json!(protocol));
+        // All traffic has no ports to compare.
+        if protocol != "-1" {
+            if let Some(from) = rule.from_port() {
+                properties.insert("from_port".into(), json!(from));
+            }
+            if let Some(to) = rule.to_port() {
+                properties.insert("to_port".into(), json!(to));
+            }
+        }
+    }
+    if let Some(cidr) = rule.cidr_ipv4() {
+        properties.insert("cidr_ipv4".into(), json!(cidr));
+    }
+    if let Some(peer) = rule.referenced_group_info().and_then(|g| g.group_id()) {
+        properties.insert("peer_security_group_id".into(), json!(peer));
+    }
+    if let Some(d) = rule.description().filter(|d| !d.is_empty()) {
+        properties.insert("description".into(), json!(d));
+    }
+    Observed {
+        properties,
+        outputs: Applied::new(current.id).outputs,
+    }
+}
+
 /// `aws_security_group_rule`: one ingress or egress rule of a security group, from or to an
 /// IPv4 CIDR block or a peer group. Its id is the rule id (`sgr-…`). Only the description
 /// changes in place (ModifySecurityGroupRules); anything else replaces the rule.
@@ -487,46 +561,39 @@ impl ResourceKind for SecurityGroupRule {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(classify("DescribeSecurityGroupRules", e)),
         };
-        let Some(rule) = out
+        Ok(out
             .security_group_rules()
             .iter()
             .find(|r| r.security_group_rule_id() == Some(current.id))
-        else {
-            return Ok(None);
-        };
-        let mut properties = Properties::new();
-        if let Some(group) = rule.group_id() {
-            properties.insert("security_group_id".into(), json!(group));
-        }
-        if let Some(egress) = rule.is_egress() {
-            let direction = if egress { "egress" } else { "ingress" };
-            properties.insert("direction".into(), json!(direction));
-        }
-        if let Some(protocol) = rule.ip_protocol() {
-            properties.insert("protocol".into(), json!(protocol));
-            // All traffic has no ports to compare.
-            if protocol != "-1" {
-                if let Some(from) = rule.from_port() {
-                    properties.insert("from_port".into(), json!(from));
-                }
-                if let Some(to) = rule.to_port() {
-                    properties.insert("to_port".into(), json!(to));
-                }
-            }
-        }
-        if let Some(cidr) = rule.cidr_ipv4() {
-            properties.insert("cidr_ipv4".into(), json!(cidr));
-        }
-        if let Some(peer) = rule.referenced_group_info().and_then(|g| g.group_id()) {
-            properties.insert("peer_security_group_id".into(), json!(peer));
-        }
-        if let Some(d) = rule.description().filter(|d| !d.is_empty()) {
-            properties.insert("description".into(), json!(d));
-        }
-        Ok(Some(Observed {
-            properties,
-            outputs: Applied::new(current.id).outputs,
-        }))
+            .map(|rule| observe_rule(rule, current)))
+    }
+
+    /// One DescribeSecurityGroupRules per batch, by a `security-group-rule-id` filter, which
+    /// leaves out rules that are gone instead of failing.
+    async fn read_many(
+        &self,
+        _ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = self
+            .clients
+            .ec2
+            .describe_security_group_rules()
+            .filters(filter_ids("security-group-rule-id", items))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeSecurityGroupRules", e))
+            .map(|rules| by_id(rules, |r| r.security_group_rule_id()));
+        each_item(items, found, |rule, current| {
+            Ok(Some(observe_rule(rule, current)))
+        })
+    }
+
+    fn read_batch_size(&self) -> usize {
+        FILTER_BATCH
     }
 
     async fn update(

@@ -1,9 +1,11 @@
 //! `aws_subnet`.
 
 use super::{
-    check_cidr, check_name, not_yet_visible, owned_by, set_name, tag_spec, tag_value, until_visible,
+    FILTER_BATCH, check_cidr, check_name, filter_ids, not_yet_visible, owned_by, set_name,
+    tag_spec, tag_value, until_visible,
 };
 use crate::AwsClients;
+use crate::clients::{by_id, each_item};
 use crate::error::{classify, is_not_found, parse};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use dagform_core::{
@@ -68,6 +70,32 @@ fn applied(id: &str, availability_zone: &str) -> Applied {
     Applied::new(id).output("availability_zone", availability_zone)
 }
 
+/// A live subnet in the shape of the desired properties.
+fn observe(s: &aws_sdk_ec2::types::Subnet, current: Current<'_>) -> Observed {
+    let mut properties = Properties::new();
+    if let Some(name) = tag_value(s.tags(), "Name") {
+        properties.insert("name".into(), json!(name));
+    }
+    let fields = [
+        ("vpc_id", s.vpc_id()),
+        ("cidr_block", s.cidr_block()),
+        ("availability_zone", s.availability_zone()),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value {
+            properties.insert(key.into(), json!(v));
+        }
+    }
+    properties.insert(
+        "map_public_ip_on_launch".into(),
+        json!(s.map_public_ip_on_launch().unwrap_or(false)),
+    );
+    Observed {
+        properties,
+        outputs: applied(current.id, s.availability_zone().unwrap_or_default()).outputs,
+    }
+}
+
 #[async_trait::async_trait]
 impl ResourceKind for Subnet {
     fn name(&self) -> &'static str {
@@ -119,31 +147,32 @@ impl ResourceKind for Subnet {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(classify("DescribeSubnets", e)),
         };
-        let Some(s) = out.subnets().first() else {
-            return Ok(None);
-        };
-        let mut properties = Properties::new();
-        if let Some(name) = tag_value(s.tags(), "Name") {
-            properties.insert("name".into(), json!(name));
-        }
-        let fields = [
-            ("vpc_id", s.vpc_id()),
-            ("cidr_block", s.cidr_block()),
-            ("availability_zone", s.availability_zone()),
-        ];
-        for (key, value) in fields {
-            if let Some(v) = value {
-                properties.insert(key.into(), json!(v));
-            }
-        }
-        properties.insert(
-            "map_public_ip_on_launch".into(),
-            json!(s.map_public_ip_on_launch().unwrap_or(false)),
-        );
-        Ok(Some(Observed {
-            properties,
-            outputs: applied(current.id, s.availability_zone().unwrap_or_default()).outputs,
-        }))
+        Ok(out.subnets().first().map(|s| observe(s, current)))
+    }
+
+    /// One DescribeSubnets per batch, by a `subnet-id` filter (which skips gone subnets).
+    async fn read_many(
+        &self,
+        _ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = self
+            .clients
+            .ec2
+            .describe_subnets()
+            .filters(filter_ids("subnet-id", items))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeSubnets", e))
+            .map(|subnets| by_id(subnets, |s| s.subnet_id()));
+        each_item(items, found, |s, current| Ok(Some(observe(s, current))))
+    }
+
+    fn read_batch_size(&self) -> usize {
+        FILTER_BATCH
     }
 
     async fn update(

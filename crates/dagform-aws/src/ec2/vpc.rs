@@ -1,9 +1,11 @@
 //! `aws_vpc` and the `data_default_vpc` data source.
 
 use super::{
-    check_cidr, check_name, filter, owned_by, set_name, tag_spec, tag_value, until_visible,
+    FILTER_BATCH, check_cidr, check_name, filter, filter_ids, owned_by, set_name, tag_spec,
+    tag_value, until_visible,
 };
 use crate::AwsClients;
+use crate::clients::{by_id, fail_all};
 use crate::error::{classify, is_not_found, parse};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use dagform_core::{
@@ -83,6 +85,33 @@ impl Vpc {
         Ok(())
     }
 
+    /// A live VPC in the shape of the desired properties, with its DNS attributes.
+    async fn observe(
+        &self,
+        vpc: &aws_sdk_ec2::types::Vpc,
+        current: Current<'_>,
+    ) -> Result<Observed, ResourceError> {
+        let mut properties = Properties::new();
+        if let Some(name) = tag_value(vpc.tags(), "Name") {
+            properties.insert("name".into(), json!(name));
+        }
+        if let Some(cidr) = vpc.cidr_block() {
+            properties.insert("cidr_block".into(), json!(cidr));
+        }
+        let hostnames = self
+            .dns_attribute(current.id, VpcAttributeName::EnableDnsHostnames)
+            .await?;
+        let support = self
+            .dns_attribute(current.id, VpcAttributeName::EnableDnsSupport)
+            .await?;
+        properties.insert("enable_dns_hostnames".into(), json!(hostnames));
+        properties.insert("enable_dns_support".into(), json!(support));
+        Ok(Observed {
+            properties,
+            outputs: Applied::new(current.id).outputs,
+        })
+    }
+
     async fn dns_attribute(&self, id: &str, attr: VpcAttributeName) -> Result<bool, ResourceError> {
         let out = self
             .clients
@@ -155,28 +184,47 @@ impl ResourceKind for Vpc {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(classify("DescribeVpcs", e)),
         };
-        let Some(vpc) = out.vpcs().first() else {
-            return Ok(None);
+        match out.vpcs().first() {
+            Some(vpc) => self.observe(vpc, current).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// One DescribeVpcs per batch, by a `vpc-id` filter (which skips gone VPCs); the DNS
+    /// attributes still take two calls per VPC, as AWS has no batched form of them.
+    async fn read_many(
+        &self,
+        _ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = self
+            .clients
+            .ec2
+            .describe_vpcs()
+            .filters(filter_ids("vpc-id", items))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeVpcs", e))
+            .map(|vpcs| by_id(vpcs, |v| v.vpc_id()));
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => return fail_all(items, e),
         };
-        let mut properties = Properties::new();
-        if let Some(name) = tag_value(vpc.tags(), "Name") {
-            properties.insert("name".into(), json!(name));
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(match found.get(item.id) {
+                Some(vpc) => self.observe(vpc, *item).await.map(Some),
+                None => Ok(None),
+            });
         }
-        if let Some(cidr) = vpc.cidr_block() {
-            properties.insert("cidr_block".into(), json!(cidr));
-        }
-        let hostnames = self
-            .dns_attribute(current.id, VpcAttributeName::EnableDnsHostnames)
-            .await?;
-        let support = self
-            .dns_attribute(current.id, VpcAttributeName::EnableDnsSupport)
-            .await?;
-        properties.insert("enable_dns_hostnames".into(), json!(hostnames));
-        properties.insert("enable_dns_support".into(), json!(support));
-        Ok(Some(Observed {
-            properties,
-            outputs: Applied::new(current.id).outputs,
-        }))
+        out
+    }
+
+    fn read_batch_size(&self) -> usize {
+        FILTER_BATCH
     }
 
     async fn update(

@@ -13,6 +13,7 @@ use dagform_core::{
 };
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// `aws_ecs_service`: a replica service in awsvpc mode, optionally behind target groups.
@@ -200,6 +201,89 @@ fn cluster_of<'a>(current: &Current<'a>) -> &'a str {
         .unwrap_or_default()
 }
 
+/// A live service in the shape of the desired properties.
+fn observe(s: &Service, current: Current<'_>) -> Observed {
+    let recorded = current.properties;
+    let mut properties = Properties::new();
+    properties.insert("name".into(), s.service_name().unwrap_or_default().into());
+    let cluster_arn = s.cluster_arn().unwrap_or_default();
+    // Echo the cluster as configured (name or ARN) when it is the same cluster.
+    let cluster = recorded
+        .get("cluster")
+        .and_then(Json::as_str)
+        .filter(|given| same_cluster(given, cluster_arn))
+        .unwrap_or(cluster_arn);
+    properties.insert("cluster".into(), cluster.into());
+    if let Some(td) = s.task_definition() {
+        properties.insert("task_definition_arn".into(), td.into());
+    }
+    properties.insert("desired_count".into(), s.desired_count().into());
+    if let Some(lt) = s.launch_type() {
+        properties.insert("launch_type".into(), lt.as_str().into());
+    }
+    if let Some(vpc) = s
+        .network_configuration()
+        .and_then(|n| n.awsvpc_configuration())
+    {
+        properties.insert("subnet_ids".into(), vpc.subnets().into());
+        properties.insert("security_group_ids".into(), vpc.security_groups().into());
+        properties.insert(
+            "assign_public_ip".into(),
+            (vpc.assign_public_ip() == Some(&AssignPublicIp::Enabled)).into(),
+        );
+    }
+    let lbs: Vec<Json> = s
+        .load_balancers()
+        .iter()
+        .map(|lb| {
+            json!({
+                "target_group_arn": lb.target_group_arn(),
+                "container_name": lb.container_name(),
+                "container_port": lb.container_port(),
+            })
+        })
+        .collect();
+    properties.insert("load_balancers".into(), lbs.into());
+    observe_optional(
+        &mut properties,
+        recorded,
+        "health_check_grace_period_seconds",
+        s.health_check_grace_period_seconds().map(Json::from),
+        Some(json!(0)),
+    );
+    let deployment = s.deployment_configuration();
+    observe_optional(
+        &mut properties,
+        recorded,
+        "deployment_minimum_healthy_percent",
+        deployment
+            .and_then(|d| d.minimum_healthy_percent())
+            .map(Json::from),
+        Some(json!(DEFAULT_MIN_HEALTHY)),
+    );
+    observe_optional(
+        &mut properties,
+        recorded,
+        "deployment_maximum_percent",
+        deployment.and_then(|d| d.maximum_percent()).map(Json::from),
+        Some(json!(DEFAULT_MAX_PERCENT)),
+    );
+    observe_optional(
+        &mut properties,
+        recorded,
+        "enable_execute_command",
+        Some(s.enable_execute_command().into()),
+        Some(json!(false)),
+    );
+    Observed {
+        properties,
+        outputs: applied(s).outputs,
+    }
+}
+
+/// DescribeServices takes at most 10 services per call.
+const DESCRIBE_SERVICES_BATCH: usize = 10;
+
 async fn describe(
     clients: &AwsClients,
     cluster: &str,
@@ -294,88 +378,66 @@ impl ResourceKind for EcsService {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(s) = describe(&self.clients, cluster_of(&current), current.id, false)
-            .await?
-            .filter(is_live)
-        else {
-            return Ok(None);
-        };
-        let recorded = current.properties;
-        let mut properties = Properties::new();
-        properties.insert("name".into(), s.service_name().unwrap_or_default().into());
-        let cluster_arn = s.cluster_arn().unwrap_or_default();
-        // Echo the cluster as configured (name or ARN) when it is the same cluster.
-        let cluster = recorded
-            .get("cluster")
-            .and_then(Json::as_str)
-            .filter(|given| same_cluster(given, cluster_arn))
-            .unwrap_or(cluster_arn);
-        properties.insert("cluster".into(), cluster.into());
-        if let Some(td) = s.task_definition() {
-            properties.insert("task_definition_arn".into(), td.into());
+        Ok(
+            describe(&self.clients, cluster_of(&current), current.id, false)
+                .await?
+                .filter(is_live)
+                .map(|s| observe(&s, current)),
+        )
+    }
+
+    /// One DescribeServices per cluster for up to 10 services; services it does not return
+    /// (it lists them as failures) are gone.
+    async fn read_many(
+        &self,
+        _ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let mut by_cluster: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            by_cluster.entry(cluster_of(item)).or_default().push(i);
         }
-        properties.insert("desired_count".into(), s.desired_count().into());
-        if let Some(lt) = s.launch_type() {
-            properties.insert("launch_type".into(), lt.as_str().into());
+        let mut out: Vec<Option<Result<Option<Observed>, ResourceError>>> = vec![None; items.len()];
+        for (cluster, indices) in by_cluster {
+            for chunk in indices.chunks(DESCRIBE_SERVICES_BATCH) {
+                let described = self
+                    .clients
+                    .ecs
+                    .describe_services()
+                    .cluster(cluster)
+                    .set_services(Some(
+                        chunk.iter().map(|&i| items[i].id.to_owned()).collect(),
+                    ))
+                    .send()
+                    .await;
+                let services = match described {
+                    Ok(out) => Ok(out.services().to_vec()),
+                    // ClusterNotFoundException: the services went with their cluster.
+                    Err(e) if is_not_found(&e) => Ok(Vec::new()),
+                    Err(e) => Err(classify("DescribeServices", e)),
+                };
+                for &i in chunk {
+                    let item = items[i];
+                    out[i] = Some(services.as_ref().map_err(Clone::clone).map(|services| {
+                        services
+                            .iter()
+                            .find(|s| {
+                                s.service_arn() == Some(item.id)
+                                    || s.service_name() == Some(item.id)
+                            })
+                            .filter(|s| is_live(s))
+                            .map(|s| observe(s, item))
+                    }));
+                }
+            }
         }
-        if let Some(vpc) = s
-            .network_configuration()
-            .and_then(|n| n.awsvpc_configuration())
-        {
-            properties.insert("subnet_ids".into(), vpc.subnets().into());
-            properties.insert("security_group_ids".into(), vpc.security_groups().into());
-            properties.insert(
-                "assign_public_ip".into(),
-                (vpc.assign_public_ip() == Some(&AssignPublicIp::Enabled)).into(),
-            );
-        }
-        let lbs: Vec<Json> = s
-            .load_balancers()
-            .iter()
-            .map(|lb| {
-                json!({
-                    "target_group_arn": lb.target_group_arn(),
-                    "container_name": lb.container_name(),
-                    "container_port": lb.container_port(),
-                })
-            })
-            .collect();
-        properties.insert("load_balancers".into(), lbs.into());
-        observe_optional(
-            &mut properties,
-            recorded,
-            "health_check_grace_period_seconds",
-            s.health_check_grace_period_seconds().map(Json::from),
-            Some(json!(0)),
-        );
-        let deployment = s.deployment_configuration();
-        observe_optional(
-            &mut properties,
-            recorded,
-            "deployment_minimum_healthy_percent",
-            deployment
-                .and_then(|d| d.minimum_healthy_percent())
-                .map(Json::from),
-            Some(json!(DEFAULT_MIN_HEALTHY)),
-        );
-        observe_optional(
-            &mut properties,
-            recorded,
-            "deployment_maximum_percent",
-            deployment.and_then(|d| d.maximum_percent()).map(Json::from),
-            Some(json!(DEFAULT_MAX_PERCENT)),
-        );
-        observe_optional(
-            &mut properties,
-            recorded,
-            "enable_execute_command",
-            Some(s.enable_execute_command().into()),
-            Some(json!(false)),
-        );
-        Ok(Some(Observed {
-            properties,
-            outputs: applied(&s).outputs,
-        }))
+        out.into_iter()
+            .map(|r| r.expect("every item is read"))
+            .collect()
+    }
+
+    fn read_batch_size(&self) -> usize {
+        DESCRIBE_SERVICES_BATCH
     }
 
     async fn update(

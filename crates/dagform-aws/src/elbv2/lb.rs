@@ -1,7 +1,10 @@
 //! `aws_lb`: an application load balancer.
 
-use super::{check_range, in_recorded_order, int_attribute, owned, tags, validate_name};
+use super::{
+    ARN_BATCH, arns, check_range, in_recorded_order, int_attribute, owned, tags, validate_name,
+};
 use crate::AwsClients;
+use crate::clients::{by_id, fail_all, read_each};
 use crate::error::{classify, is_not_found, parse};
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
@@ -90,6 +93,39 @@ impl LoadBalancer {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(classify("DescribeLoadBalancers", e)),
         }
+    }
+
+    /// A live load balancer in the shape of the desired properties.
+    async fn observe(&self, lb: &Lb, current: Current<'_>) -> Result<Observed, ResourceError> {
+        let recorded = current.properties;
+        let subnets = lb
+            .availability_zones()
+            .iter()
+            .filter_map(|az| az.subnet_id().map(str::to_owned))
+            .collect();
+        let mut properties = Properties::new();
+        properties.insert("name".into(), json!(lb.load_balancer_name()));
+        properties.insert("scheme".into(), json!(lb.scheme().map(|s| s.as_str())));
+        properties.insert(
+            "subnet_ids".into(),
+            json!(in_recorded_order(subnets, recorded.get("subnet_ids"))),
+        );
+        properties.insert(
+            "security_group_ids".into(),
+            json!(in_recorded_order(
+                lb.security_groups().to_vec(),
+                recorded.get("security_group_ids")
+            )),
+        );
+        if recorded.contains_key("idle_timeout_seconds")
+            && let Some(t) = self.idle_timeout(current.id).await?
+        {
+            properties.insert("idle_timeout_seconds".into(), Json::from(t));
+        }
+        Ok(Observed {
+            properties,
+            outputs: applied(lb)?.outputs,
+        })
     }
 
     /// Waits until the load balancer leaves `provisioning` (about 2.5 minutes on AWS).
@@ -191,38 +227,43 @@ impl ResourceKind for LoadBalancer {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(lb) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let recorded = current.properties;
-        let subnets = lb
-            .availability_zones()
-            .iter()
-            .filter_map(|az| az.subnet_id().map(str::to_owned))
-            .collect();
-        let mut properties = Properties::new();
-        properties.insert("name".into(), json!(lb.load_balancer_name()));
-        properties.insert("scheme".into(), json!(lb.scheme().map(|s| s.as_str())));
-        properties.insert(
-            "subnet_ids".into(),
-            json!(in_recorded_order(subnets, recorded.get("subnet_ids"))),
-        );
-        properties.insert(
-            "security_group_ids".into(),
-            json!(in_recorded_order(
-                lb.security_groups().to_vec(),
-                recorded.get("security_group_ids")
-            )),
-        );
-        if recorded.contains_key("idle_timeout_seconds")
-            && let Some(t) = self.idle_timeout(current.id).await?
-        {
-            properties.insert("idle_timeout_seconds".into(), Json::from(t));
+        match self.describe(current.id).await? {
+            Some(lb) => self.observe(&lb, current).await.map(Some),
+            None => Ok(None),
         }
-        Ok(Some(Observed {
-            properties,
-            outputs: applied(&lb)?.outputs,
-        }))
+    }
+
+    /// One DescribeLoadBalancers per batch of up to 20 ARNs; when one of them is gone AWS
+    /// fails the call, and the batch is read one by one.
+    async fn read_many(
+        &self,
+        ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = match self
+            .clients
+            .elbv2
+            .describe_load_balancers()
+            .set_load_balancer_arns(Some(arns(items)))
+            .send()
+            .await
+        {
+            Ok(out) => by_id(out.load_balancers().to_vec(), |l| l.load_balancer_arn()),
+            Err(e) if is_not_found(&e) => return read_each(self, ctx, items).await,
+            Err(e) => return fail_all(items, classify("DescribeLoadBalancers", e)),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(match found.get(item.id) {
+                Some(lb) => self.observe(lb, *item).await.map(Some),
+                None => Ok(None),
+            });
+        }
+        out
+    }
+
+    fn read_batch_size(&self) -> usize {
+        ARN_BATCH
     }
 
     async fn update(

@@ -1,8 +1,9 @@
 //! `aws_lb_listener`: a port and protocol a load balancer accepts, and what it does with a
 //! request no rule matches.
 
-use super::{check_range, owned, tags};
+use super::{ARN_BATCH, arns, check_range, owned, tags};
 use crate::AwsClients;
+use crate::clients::{by_id, each_item, fail_all, read_each};
 use crate::error::{classify, is_not_found, parse};
 use aws_sdk_elasticloadbalancingv2::error::SdkError;
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -275,6 +276,45 @@ impl Listener {
     }
 }
 
+/// A live listener in the shape of the desired properties.
+fn observe(listener: &Lsn, current: Current<'_>) -> Result<Observed, ResourceError> {
+    let recorded = current.properties;
+    let mut properties = Properties::new();
+    properties.insert(
+        "load_balancer_arn".into(),
+        json!(listener.load_balancer_arn()),
+    );
+    properties.insert("port".into(), json!(listener.port()));
+    properties.insert(
+        "protocol".into(),
+        json!(listener.protocol().map(|p| p.as_str())),
+    );
+    let certificates = listener.certificates();
+    let default_certificate = certificates
+        .iter()
+        .find(|c| c.is_default() == Some(true))
+        .or_else(|| certificates.first())
+        .and_then(|c| c.certificate_arn());
+    if let Some(cert) = default_certificate {
+        properties.insert("certificate_arn".into(), json!(cert));
+    }
+    // AWS reports a policy even where none was asked for; only a chosen one is compared.
+    if recorded.contains_key("ssl_policy")
+        && let Some(policy) = listener.ssl_policy()
+    {
+        properties.insert("ssl_policy".into(), json!(policy));
+    }
+    let mut actions: Vec<&Action> = listener.default_actions().iter().collect();
+    actions.sort_by_key(|a| a.order().unwrap_or(i32::MAX));
+    if let Some(action) = actions.first() {
+        properties.insert("default_action".into(), DefaultAction::observed(action));
+    }
+    Ok(Observed {
+        properties,
+        outputs: applied(listener)?.outputs,
+    })
+}
+
 #[async_trait::async_trait]
 impl ResourceKind for Listener {
     fn name(&self) -> &'static str {
@@ -313,44 +353,38 @@ impl ResourceKind for Listener {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(listener) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let recorded = current.properties;
-        let mut properties = Properties::new();
-        properties.insert(
-            "load_balancer_arn".into(),
-            json!(listener.load_balancer_arn()),
-        );
-        properties.insert("port".into(), json!(listener.port()));
-        properties.insert(
-            "protocol".into(),
-            json!(listener.protocol().map(|p| p.as_str())),
-        );
-        let certificates = listener.certificates();
-        let default_certificate = certificates
-            .iter()
-            .find(|c| c.is_default() == Some(true))
-            .or_else(|| certificates.first())
-            .and_then(|c| c.certificate_arn());
-        if let Some(cert) = default_certificate {
-            properties.insert("certificate_arn".into(), json!(cert));
-        }
-        // AWS reports a policy even where none was asked for; only a chosen one is compared.
-        if recorded.contains_key("ssl_policy")
-            && let Some(policy) = listener.ssl_policy()
+        self.describe(current.id)
+            .await?
+            .map(|listener| observe(&listener, current))
+            .transpose()
+    }
+
+    /// One DescribeListeners per batch of ARNs; when one of them is gone AWS fails the call,
+    /// and the batch is read one by one.
+    async fn read_many(
+        &self,
+        ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = match self
+            .clients
+            .elbv2
+            .describe_listeners()
+            .set_listener_arns(Some(arns(items)))
+            .send()
+            .await
         {
-            properties.insert("ssl_policy".into(), json!(policy));
-        }
-        let mut actions: Vec<&Action> = listener.default_actions().iter().collect();
-        actions.sort_by_key(|a| a.order().unwrap_or(i32::MAX));
-        if let Some(action) = actions.first() {
-            properties.insert("default_action".into(), DefaultAction::observed(action));
-        }
-        Ok(Some(Observed {
-            properties,
-            outputs: applied(&listener)?.outputs,
-        }))
+            Ok(out) => by_id(out.listeners().to_vec(), |l| l.listener_arn()),
+            Err(e) if is_not_found(&e) => return read_each(self, ctx, items).await,
+            Err(e) => return fail_all(items, classify("DescribeListeners", e)),
+        };
+        each_item(items, Ok(found), |listener, current| {
+            observe(listener, current).map(Some)
+        })
+    }
+
+    fn read_batch_size(&self) -> usize {
+        ARN_BATCH
     }
 
     /// Port, protocol, certificate, policy and default action all change in one call.

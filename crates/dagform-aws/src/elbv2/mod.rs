@@ -9,7 +9,7 @@ mod target_group;
 use crate::AwsClients;
 use crate::error::classify;
 use aws_sdk_elasticloadbalancingv2::types::Tag;
-use dagform_core::{Kinds, OpContext, ResourceError};
+use dagform_core::{Current, Kinds, OpContext, ResourceError};
 use serde_json::Value as Json;
 use std::sync::Arc;
 
@@ -26,6 +26,15 @@ pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
     kinds.register(Arc::new(rule::ListenerRule {
         clients: clients.clone(),
     }));
+}
+
+/// How many ARNs a batched read describes in one call: DescribeLoadBalancers takes at most
+/// 20, and the other describes are kept to the same.
+const ARN_BATCH: usize = 20;
+
+/// The ids (ARNs) of a batch.
+fn arns(items: &[Current<'_>]) -> Vec<String> {
+    items.iter().map(|c| c.id.to_owned()).collect()
 }
 
 /// Load balancer and target group names: at most 32 alphanumerics and hyphens, no hyphen at

@@ -3,6 +3,7 @@
 use super::listener::forwarded_target_group;
 use super::{check_range, in_recorded_order, owned, tags};
 use crate::AwsClients;
+use crate::clients::{by_id, each_item};
 use crate::error::{classify, is_not_found, parse};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, HostHeaderConditionConfig, PathPatternConditionConfig, RuleCondition,
@@ -13,6 +14,7 @@ use dagform_core::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// AWS allows three values per condition and five per rule.
@@ -139,6 +141,47 @@ fn listener_of(rule_arn: &str) -> Option<String> {
         .then(|| prefix.replacen(":listener-rule/", ":listener/", 1))
 }
 
+/// A live rule in the shape of the desired properties.
+fn observe(rule: &Rule, current: Current<'_>) -> Result<Observed, ResourceError> {
+    let recorded = current.properties;
+    let mut properties = Properties::new();
+    let listener = listener_of(current.id)
+        .map(serde_json::Value::from)
+        .or_else(|| recorded.get("listener_arn").cloned());
+    if let Some(listener) = listener {
+        properties.insert("listener_arn".into(), listener);
+    }
+    if let Some(priority) = rule.priority().and_then(|p| p.parse::<i64>().ok()) {
+        properties.insert("priority".into(), json!(priority));
+    }
+    properties.insert(
+        "host_headers".into(),
+        json!(in_recorded_order(
+            condition_values(rule, "host-header"),
+            recorded.get("host_headers")
+        )),
+    );
+    properties.insert(
+        "path_patterns".into(),
+        json!(in_recorded_order(
+            condition_values(rule, "path-pattern"),
+            recorded.get("path_patterns")
+        )),
+    );
+    let target = rule
+        .actions()
+        .iter()
+        .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+        .and_then(forwarded_target_group);
+    if let Some(target) = target {
+        properties.insert("target_group_arn".into(), json!(target));
+    }
+    Ok(Observed {
+        properties,
+        outputs: applied(rule)?.outputs,
+    })
+}
+
 impl ListenerRule {
     async fn describe(&self, arn: &str) -> Result<Option<Rule>, ResourceError> {
         match self
@@ -192,46 +235,59 @@ impl ResourceKind for ListenerRule {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(rule) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let recorded = current.properties;
-        let mut properties = Properties::new();
-        let listener = listener_of(current.id)
-            .map(serde_json::Value::from)
-            .or_else(|| recorded.get("listener_arn").cloned());
-        if let Some(listener) = listener {
-            properties.insert("listener_arn".into(), listener);
+        self.describe(current.id)
+            .await?
+            .map(|rule| observe(&rule, current))
+            .transpose()
+    }
+
+    /// One paginated DescribeRules per listener, which lists every rule of it: rules missing
+    /// from the list are gone, and so are the rules of a listener that is gone.
+    async fn read_many(
+        &self,
+        ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let mut out: Vec<Option<Result<Option<Observed>, ResourceError>>> = vec![None; items.len()];
+        let mut by_listener: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            match listener_of(item.id) {
+                Some(listener) => by_listener.entry(listener).or_default().push(i),
+                None => out[i] = Some(self.read(ctx, *item).await),
+            }
         }
-        if let Some(priority) = rule.priority().and_then(|p| p.parse::<i64>().ok()) {
-            properties.insert("priority".into(), json!(priority));
+        for (listener, indices) in by_listener {
+            let found = match self
+                .clients
+                .elbv2
+                .describe_rules()
+                .listener_arn(&listener)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+            {
+                Ok(rules) => Ok(by_id(rules, |r| r.rule_arn())),
+                Err(e) if is_not_found(&e) => Ok(HashMap::new()),
+                Err(e) => Err(classify("DescribeRules", e)),
+            };
+            let batch: Vec<Current<'_>> = indices.iter().map(|&i| items[i]).collect();
+            let results = each_item(&batch, found, |rule, current| {
+                observe(rule, current).map(Some)
+            });
+            for (i, result) in indices.into_iter().zip(results) {
+                out[i] = Some(result);
+            }
         }
-        properties.insert(
-            "host_headers".into(),
-            json!(in_recorded_order(
-                condition_values(&rule, "host-header"),
-                recorded.get("host_headers")
-            )),
-        );
-        properties.insert(
-            "path_patterns".into(),
-            json!(in_recorded_order(
-                condition_values(&rule, "path-pattern"),
-                recorded.get("path_patterns")
-            )),
-        );
-        let target = rule
-            .actions()
-            .iter()
-            .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
-            .and_then(forwarded_target_group);
-        if let Some(target) = target {
-            properties.insert("target_group_arn".into(), json!(target));
-        }
-        Ok(Some(Observed {
-            properties,
-            outputs: applied(&rule)?.outputs,
-        }))
+        out.into_iter()
+            .map(|r| r.expect("every item is read"))
+            .collect()
+    }
+
+    /// Rules are listed per listener, so a batch is bounded only to keep one task short.
+    fn read_batch_size(&self) -> usize {
+        100
     }
 
     async fn update(

@@ -1,7 +1,8 @@
 //! `aws_lb_target_group`: where a load balancer sends traffic, and how it checks health.
 
-use super::{arn_suffix, check_range, int_attribute, owned, tags, validate_name};
+use super::{ARN_BATCH, arn_suffix, arns, check_range, int_attribute, owned, tags, validate_name};
 use crate::AwsClients;
+use crate::clients::{by_id, fail_all, read_each};
 use crate::error::{classify, is_not_found, parse};
 use aws_sdk_elasticloadbalancingv2::types::{
     Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum,
@@ -159,6 +160,33 @@ impl TargetGroup {
         }
     }
 
+    /// A live target group in the shape of the desired properties.
+    async fn observe(&self, tg: &Tg, current: Current<'_>) -> Result<Observed, ResourceError> {
+        let recorded = current.properties;
+        let mut properties = Properties::new();
+        properties.insert("name".into(), json!(tg.target_group_name()));
+        properties.insert("protocol".into(), json!(tg.protocol().map(|p| p.as_str())));
+        properties.insert("port".into(), json!(tg.port()));
+        properties.insert("vpc_id".into(), json!(tg.vpc_id()));
+        properties.insert(
+            "target_type".into(),
+            json!(tg.target_type().map(|t| t.as_str())),
+        );
+        properties.insert(
+            "health_check".into(),
+            observed_health_check(tg, recorded.get("health_check")),
+        );
+        if recorded.contains_key("deregistration_delay_seconds")
+            && let Some(d) = self.deregistration_delay(current.id).await?
+        {
+            properties.insert("deregistration_delay_seconds".into(), Json::from(d));
+        }
+        Ok(Observed {
+            properties,
+            outputs: applied(tg)?.outputs,
+        })
+    }
+
     async fn set_deregistration_delay(&self, arn: &str, seconds: i32) -> Result<(), ResourceError> {
         self.clients
             .elbv2
@@ -282,32 +310,44 @@ impl ResourceKind for TargetGroup {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(tg) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let recorded = current.properties;
-        let mut properties = Properties::new();
-        properties.insert("name".into(), json!(tg.target_group_name()));
-        properties.insert("protocol".into(), json!(tg.protocol().map(|p| p.as_str())));
-        properties.insert("port".into(), json!(tg.port()));
-        properties.insert("vpc_id".into(), json!(tg.vpc_id()));
-        properties.insert(
-            "target_type".into(),
-            json!(tg.target_type().map(|t| t.as_str())),
-        );
-        properties.insert(
-            "health_check".into(),
-            observed_health_check(&tg, recorded.get("health_check")),
-        );
-        if recorded.contains_key("deregistration_delay_seconds")
-            && let Some(d) = self.deregistration_delay(current.id).await?
-        {
-            properties.insert("deregistration_delay_seconds".into(), Json::from(d));
+        match self.describe(current.id).await? {
+            Some(tg) => self.observe(&tg, current).await.map(Some),
+            None => Ok(None),
         }
-        Ok(Some(Observed {
-            properties,
-            outputs: applied(&tg)?.outputs,
-        }))
+    }
+
+    /// One DescribeTargetGroups per batch of ARNs. AWS fails it as a whole when one group is
+    /// gone; the batch is then read group by group. The deregistration delay, when recorded,
+    /// still takes one call per group.
+    async fn read_many(
+        &self,
+        ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let found = match self
+            .clients
+            .elbv2
+            .describe_target_groups()
+            .set_target_group_arns(Some(arns(items)))
+            .send()
+            .await
+        {
+            Ok(out) => by_id(out.target_groups().to_vec(), |t| t.target_group_arn()),
+            Err(e) if is_not_found(&e) => return read_each(self, ctx, items).await,
+            Err(e) => return fail_all(items, classify("DescribeTargetGroups", e)),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(match found.get(item.id) {
+                Some(tg) => self.observe(tg, *item).await.map(Some),
+                None => Ok(None),
+            });
+        }
+        out
+    }
+
+    fn read_batch_size(&self) -> usize {
+        ARN_BATCH
     }
 
     async fn update(

@@ -2,10 +2,12 @@
 
 pub mod destroy;
 pub mod graph;
+pub mod import;
 pub mod logs;
 pub mod output;
 pub mod plan;
 pub mod provision;
+pub mod refresh;
 pub mod status;
 
 use crate::context::Context;
@@ -17,6 +19,7 @@ use dagform_core::plan::{LiveView, PlanOptions};
 use dagform_core::reconcile::{ApplyOptions, ApplyReport, apply, read_live};
 use dagform_core::{Kinds, Plan, State, StateStore};
 use std::io::{BufRead, IsTerminal, Write};
+use std::time::Instant;
 
 /// Plans against `state`, reading live values first when `refresh` is set.
 pub async fn make_plan(
@@ -27,7 +30,7 @@ pub async fn make_plan(
     refresh: Option<&ApplyOptions>,
 ) -> Result<Plan> {
     let live: Option<LiveView> = match refresh {
-        Some(o) => Some(read_live(state, kinds, o, |_| true).await?),
+        Some(o) => Some(read_live_reporting(state, kinds, o).await?),
         None => None,
     };
     Ok(dagform_core::plan::plan(
@@ -37,6 +40,27 @@ pub async fn make_plan(
         live.as_ref(),
         options,
     )?)
+}
+
+/// Reads every recorded resource from AWS and says on stderr what that cost (a stack not
+/// created yet costs nothing and says nothing).
+pub async fn read_live_reporting(
+    state: &State,
+    kinds: &Kinds,
+    options: &ApplyOptions,
+) -> Result<LiveView> {
+    let (calls, started) = (dagform_aws::clients::calls_in_process(), Instant::now());
+    let live = read_live(state, kinds, options, |_| true).await?;
+    if live.is_empty() {
+        return Ok(live);
+    }
+    eprintln!(
+        "refreshed {} resources with {} AWS calls in {:.1} s",
+        live.len(),
+        dagform_aws::clients::calls_in_process() - calls,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(live)
 }
 
 /// Asks on the terminal; anything but "yes" declines.

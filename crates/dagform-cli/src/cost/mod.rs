@@ -124,7 +124,9 @@ mod tests {
         let path = example_path();
         let source = std::fs::read_to_string(&path).unwrap() + extra;
         let config = dagform_config::parse(&path, &source).unwrap();
-        dagform_config::blueprint(&config, &path, None).unwrap().graph
+        dagform_config::blueprint(&config, &path, None)
+            .unwrap()
+            .graph
     }
 
     fn us_east_1() -> PriceTable {
