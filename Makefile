@@ -64,7 +64,8 @@ emulator-stop:
 
 # Credentials and endpoint for the local emulator only; real AWS uses the standard chain.
 EMULATOR_ENV   := AWS_ENDPOINT_URL=$(EMULATOR_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-                  AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true DAGFORM_POLL_INTERVAL=250ms
+                  AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+                  DAGFORM_POLL_INTERVAL=250ms
 DEMO_ZONE      := freeinterestcal.com
 
 ## The main job: provision the multi-customer example against the local emulator. The
