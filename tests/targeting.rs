@@ -1,0 +1,159 @@
+//! `--customer` and `--target` limit a run to some nodes: verified by reading AWS back that
+//! nothing else is touched.
+
+mod support;
+
+use std::collections::BTreeSet;
+use support::{Emulator, Project, create_zone, run, run_ok};
+
+const CLUSTER: &str = "dev-task-manager-cluster";
+
+async fn active_services(clients: &dagform_aws::AwsClients) -> BTreeSet<String> {
+    let arns = clients
+        .ecs
+        .list_services()
+        .cluster(CLUSTER)
+        .send()
+        .await
+        .unwrap()
+        .service_arns()
+        .to_vec();
+    if arns.is_empty() {
+        return BTreeSet::new();
+    }
+    let d = clients
+        .ecs
+        .describe_services()
+        .cluster(CLUSTER)
+        .set_services(Some(arns))
+        .send()
+        .await
+        .unwrap();
+    d.services()
+        .iter()
+        .filter(|s| s.status() == Some("ACTIVE"))
+        .map(|s| s.service_name().unwrap().to_owned())
+        .collect()
+}
+
+async fn target_groups(clients: &dagform_aws::AwsClients) -> BTreeSet<String> {
+    let out = clients.elbv2.describe_target_groups().send().await.unwrap();
+    out.target_groups()
+        .iter()
+        .map(|t| t.target_group_name().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_customer_is_destroyed_and_recreated_without_touching_anyone_else() {
+    let emu = Emulator::start();
+    let clients = emu.clients().await;
+    create_zone(&clients, "freeinterestcal.com").await;
+    let project = Project::from_example("multi-customer");
+    run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
+    let services_before = active_services(&clients).await;
+    let groups_before = target_groups(&clients).await;
+    let global_td = clients
+        .ecs
+        .describe_services()
+        .cluster(CLUSTER)
+        .services("global-frontend")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .task_definition()
+        .unwrap()
+        .to_owned();
+
+    // The plan for one customer lists only its nodes.
+    let plan: serde_json::Value = serde_json::from_str(&run_ok(&mut project.dagform(
+        &emu,
+        &["plan", "--destroy", "--customer", "customer1", "--json"],
+    )))
+    .unwrap();
+    let planned: Vec<&str> = plan["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned.len(), 14);
+    assert!(
+        planned.iter().all(|a| a.starts_with("customer.customer1.")),
+        "{planned:?}"
+    );
+
+    run_ok(&mut project.dagform(&emu, &["destroy", "--yes", "--customer", "customer1"]));
+    let services = active_services(&clients).await;
+    assert_eq!(
+        services,
+        services_before
+            .iter()
+            .filter(|s| !s.starts_with("customer1-"))
+            .cloned()
+            .collect()
+    );
+    let groups = target_groups(&clients).await;
+    assert_eq!(
+        groups,
+        groups_before
+            .iter()
+            .filter(|g| !g.contains("customer1"))
+            .cloned()
+            .collect()
+    );
+    assert!(
+        clients
+            .elbv2
+            .describe_load_balancers()
+            .names("dev-task-manager-alb")
+            .send()
+            .await
+            .is_ok(),
+        "shared load balancer untouched"
+    );
+    let after = clients
+        .ecs
+        .describe_services()
+        .cluster(CLUSTER)
+        .services("global-frontend")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .task_definition()
+        .unwrap()
+        .to_owned();
+    assert_eq!(after, global_td, "global untouched");
+
+    // Provisioning only customer1 brings back exactly its resources.
+    let out =
+        run_ok(&mut project.dagform(&emu, &["provision", "--yes", "--customer", "customer1"]));
+    assert!(
+        out.contains("14 to create") && out.contains("0 to update"),
+        "{out}"
+    );
+    assert_eq!(active_services(&clients).await, services_before);
+    assert_eq!(target_groups(&clients).await, groups_before);
+    let again = run_ok(&mut project.dagform(&emu, &["plan"]));
+    assert!(again.contains("No changes"), "{again}");
+
+    // --target works on any address; an unknown customer or target is refused.
+    let t = run_ok(&mut project.dagform(
+        &emu,
+        &[
+            "plan",
+            "--destroy",
+            "--target",
+            "customer.global.dns_record",
+        ],
+    ));
+    assert!(
+        t.contains("customer.global.dns_record") && t.contains("1 to delete"),
+        "{t}"
+    );
+    let bad = run(&mut project.dagform(&emu, &["plan", "--customer", "nobody"]));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no customer `nobody`"));
+}
