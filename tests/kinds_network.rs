@@ -733,6 +733,34 @@ async fn default_vpc_data_source_finds_the_default_network() {
         .unwrap();
     assert_eq!(applied.outputs["cidr_block"], json!("10.30.0.0/16"));
     assert_eq!(applied.outputs["subnet_ids"], json!([]));
+    // Picked by its tags (kinds tag what they create with Name).
+    let by_tags = props(json!({"vpc_tags": {"Name": "own"}}));
+    let found = kind.create(&ctx, &by_tags).await.unwrap();
+    assert_eq!(found.id, vpc.id());
+    let observed = kind
+        .read(
+            &ctx,
+            Current {
+                id: &found.id,
+                properties: &by_tags,
+                outputs: &found.outputs,
+            },
+        )
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(
+        observed.properties, by_tags,
+        "no drift on how it was picked"
+    );
+    let none = kind
+        .create(&ctx, &props(json!({"vpc_tags": {"Name": "nobody"}})))
+        .await;
+    assert!(
+        none.unwrap_err()
+            .to_string()
+            .contains("0 VPCs carry the tags")
+    );
     let missing = kind
         .create(&ctx, &props(json!({"vpc_id": "vpc-0123456789abcdef0"})))
         .await;

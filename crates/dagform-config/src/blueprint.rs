@@ -239,6 +239,9 @@ impl Expander<'_> {
             if let Some(v) = &net.vpc_id {
                 p.insert("vpc_id".into(), Value::from(v.get_ref().as_str()));
             }
+            if let Some(tags) = &net.vpc_tags {
+                p.insert("vpc_tags".into(), Value::from(json!(tags.get_ref())));
+            }
             self.add(NodeSpec::new("shared.network", "data_default_vpc", p));
             let subnets = match &net.subnet_ids {
                 Some(ids) => Value::from(

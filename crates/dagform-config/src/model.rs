@@ -55,12 +55,15 @@ pub enum NatGateways {
 }
 
 /// Either a network dagform creates (`cidr`, zones and subnets) or one that already exists
-/// (`existing = "default"`, or `vpc_id` with optional `subnet_ids`), which is only read.
+/// (`existing = "default"`, `vpc_id` or `vpc_tags`, with optional `subnet_ids`), which is
+/// only read.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     pub existing: Option<Spanned<String>>,
     pub vpc_id: Option<Spanned<String>>,
+    /// Picks the one VPC carrying all these tags, e.g. `{ Name = "prod" }`.
+    pub vpc_tags: Option<Spanned<IndexMap<String, String>>>,
     pub subnet_ids: Option<Spanned<Vec<String>>>,
     pub cidr: Option<Spanned<String>>,
     pub availability_zones: Option<Spanned<Vec<String>>>,
@@ -75,7 +78,7 @@ pub struct Network {
 
 impl Network {
     pub fn is_managed(&self) -> bool {
-        self.existing.is_none() && self.vpc_id.is_none()
+        self.existing.is_none() && self.vpc_id.is_none() && self.vpc_tags.is_none()
     }
 
     pub fn assign_public_ip(&self) -> bool {

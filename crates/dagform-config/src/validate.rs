@@ -480,6 +480,25 @@ fn check_network(k: &mut Checker<'_>, net: &Network, at: &Spanned<Network>, regi
                 "an existing network takes no `cidr`, zones or subnets to create",
             );
         }
+        let pickers = [
+            net.existing.is_some(),
+            net.vpc_id.is_some(),
+            net.vpc_tags.is_some(),
+        ];
+        if pickers.iter().filter(|p| **p).count() > 1 {
+            k.error(
+                at,
+                "network",
+                "give one of `existing`, `vpc_id` or `vpc_tags`",
+            );
+        }
+        if net
+            .vpc_tags
+            .as_ref()
+            .is_some_and(|t| t.get_ref().is_empty())
+        {
+            k.error(at, "network.vpc_tags", "give at least one tag");
+        }
         if let Some(e) = &net.existing {
             if e.get_ref() != "default" {
                 k.error(e, "network.existing", format!("`{}`: only \"default\" (the account's default VPC) is known; give `vpc_id` for another", e.get_ref()));

@@ -285,6 +285,8 @@ impl ResourceKind for Vpc {
 #[serde(deny_unknown_fields)]
 struct DefaultVpcProps {
     vpc_id: Option<String>,
+    /// Picks the one VPC carrying all these tags.
+    vpc_tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `data_default_vpc`: the region's default VPC (or the VPC given by `vpc_id`) and its
@@ -300,17 +302,31 @@ impl DefaultVpc {
 
     /// Looks the VPC up; `None` when the given VPC does not exist. Subnets are the default
     /// subnets (one per AZ) of a default VPC, or all subnets of another VPC, sorted by AZ.
-    async fn lookup(&self, vpc_id: Option<&str>) -> Result<Option<Applied>, ResourceError> {
+    async fn lookup(
+        &self,
+        vpc_id: Option<&str>,
+        vpc_tags: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Result<Option<Applied>, ResourceError> {
         let ec2 = &self.clients.ec2;
-        let req = match vpc_id {
-            Some(id) => ec2.describe_vpcs().vpc_ids(id),
-            None => ec2.describe_vpcs().filters(filter("is-default", "true")),
+        let req = match (vpc_id, vpc_tags) {
+            (Some(id), _) => ec2.describe_vpcs().vpc_ids(id),
+            (None, Some(tags)) => tags.iter().fold(ec2.describe_vpcs(), |req, (k, v)| {
+                req.filters(filter(&format!("tag:{k}"), v))
+            }),
+            (None, None) => ec2.describe_vpcs().filters(filter("is-default", "true")),
         };
         let out = match req.send().await {
             Ok(out) => out,
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(classify("DescribeVpcs", e)),
         };
+        if vpc_id.is_none() && vpc_tags.is_some() && out.vpcs().len() != 1 {
+            return Err(ResourceError::failed(format!(
+                "{} VPCs carry the tags {:?}; exactly one must",
+                out.vpcs().len(),
+                vpc_tags.unwrap_or(&Default::default())
+            )));
+        }
         let Some(vpc) = out.vpcs().first() else {
             return match vpc_id {
                 Some(_) => Ok(None),
@@ -368,12 +384,14 @@ impl ResourceKind for DefaultVpc {
 
     async fn create(&self, _ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p: DefaultVpcProps = parse(props)?;
-        self.lookup(p.vpc_id.as_deref()).await?.ok_or_else(|| {
-            ResourceError::failed(format!(
-                "VPC `{}` does not exist",
-                p.vpc_id.unwrap_or_default()
-            ))
-        })
+        self.lookup(p.vpc_id.as_deref(), p.vpc_tags.as_ref())
+            .await?
+            .ok_or_else(|| {
+                ResourceError::failed(format!(
+                    "VPC `{}` does not exist",
+                    p.vpc_id.unwrap_or_default()
+                ))
+            })
     }
 
     async fn read(
@@ -381,12 +399,16 @@ impl ResourceKind for DefaultVpc {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(found) = self.lookup(Some(current.id)).await? else {
+        let Some(found) = self.lookup(Some(current.id), None).await? else {
             return Ok(None);
         };
         let mut properties = Properties::new();
         if current.properties.contains_key("vpc_id") {
             properties.insert("vpc_id".into(), json!(current.id));
+        }
+        if let Some(tags) = current.properties.get("vpc_tags") {
+            // How the VPC was picked, not a property of it.
+            properties.insert("vpc_tags".into(), tags.clone());
         }
         Ok(Some(Observed {
             properties,
