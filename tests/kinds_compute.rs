@@ -4,44 +4,12 @@
 mod support;
 
 use dagform_aws::AwsClients;
-use dagform_core::kind::Outputs;
-use dagform_core::{Current, Kinds, Properties, ResourceError, ResourceKind};
+use dagform_core::{Properties, ResourceError};
 use serde_json::{Value as Json, json};
-use std::sync::Arc;
-use support::{Emulator, op_context, props};
+use support::{current, kind, op_context, props, setup, without};
 
 const EXECUTION_POLICY: &str =
     "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy";
-
-async fn setup() -> (Emulator, AwsClients, Kinds) {
-    let emu = Emulator::start();
-    let clients = emu.clients().await;
-    let kinds = dagform_aws::kinds(Arc::new(clients.clone()));
-    (emu, clients, kinds)
-}
-
-fn kind<'a>(kinds: &'a Kinds, name: &str) -> &'a dyn ResourceKind {
-    kinds
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} is not registered"))
-        .as_ref()
-}
-
-fn current<'a>(id: &'a str, properties: &'a Properties, outputs: &'a Outputs) -> Current<'a> {
-    Current {
-        id,
-        properties,
-        outputs,
-    }
-}
-
-/// Desired properties without the keys AWS cannot report back.
-fn without(p: &Properties, keys: &[&str]) -> Properties {
-    p.iter()
-        .filter(|(k, _)| !keys.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ecr_repository_lifecycle() {

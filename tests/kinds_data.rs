@@ -5,43 +5,11 @@ mod support;
 
 use dagform_aws::AwsClients;
 use dagform_aws::error::is_not_found;
-use dagform_core::kind::Outputs;
 use dagform_core::state::{fingerprint, redact};
-use dagform_core::{Current, Kinds, OpContext, Properties, ResourceError, ResourceKind};
+use dagform_core::{Kinds, OpContext, Properties, ResourceError};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use support::{Emulator, op_context, props};
-
-async fn setup() -> (Emulator, AwsClients, Kinds) {
-    let emu = Emulator::start();
-    let clients = emu.clients().await;
-    let kinds = dagform_aws::kinds(Arc::new(clients.clone()));
-    (emu, clients, kinds)
-}
-
-fn kind<'a>(kinds: &'a Kinds, name: &str) -> &'a dyn ResourceKind {
-    kinds
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} is not registered"))
-        .as_ref()
-}
-
-fn current<'a>(id: &'a str, properties: &'a Properties, outputs: &'a Outputs) -> Current<'a> {
-    Current {
-        id,
-        properties,
-        outputs,
-    }
-}
-
-/// Desired properties without the keys AWS cannot report back.
-fn without(p: &Properties, keys: &[&str]) -> Properties {
-    p.iter()
-        .filter(|(k, _)| !keys.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
+use support::{current, kind, op_context, props, setup, without};
 
 fn changed(keys: &[&str]) -> Vec<String> {
     keys.iter().map(|k| k.to_string()).collect()

@@ -261,3 +261,38 @@ pub async fn create_zone(clients: &AwsClients, name: &str) -> String {
         .trim_start_matches("/hostedzone/")
         .to_owned()
 }
+
+/// A private emulator, clients for it, and every AWS kind built on them.
+pub async fn setup() -> (Emulator, AwsClients, dagform_core::Kinds) {
+    let emu = Emulator::start();
+    let clients = emu.clients().await;
+    let kinds = dagform_aws::kinds(std::sync::Arc::new(clients.clone()));
+    (emu, clients, kinds)
+}
+
+pub fn kind<'a>(kinds: &'a dagform_core::Kinds, name: &str) -> &'a dyn dagform_core::ResourceKind {
+    kinds
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is not registered"))
+        .as_ref()
+}
+
+pub fn current<'a>(
+    id: &'a str,
+    properties: &'a dagform_core::Properties,
+    outputs: &'a dagform_core::kind::Outputs,
+) -> dagform_core::Current<'a> {
+    dagform_core::Current {
+        id,
+        properties,
+        outputs,
+    }
+}
+
+/// Desired properties without the keys AWS cannot report back.
+pub fn without(p: &dagform_core::Properties, keys: &[&str]) -> dagform_core::Properties {
+    p.iter()
+        .filter(|(k, _)| !keys.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
