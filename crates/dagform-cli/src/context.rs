@@ -52,7 +52,12 @@ impl Context {
 
     /// The address prefixes a `--customer`/`--target` run is limited to, after checking that
     /// each names something configured or recorded.
-    pub fn check_targets(&self, targets: &Targets, state: &State) -> Result<Option<Vec<String>>> {
+    pub fn check_targets(
+        &self,
+        targets: &Targets,
+        blueprint: &Blueprint,
+        state: &State,
+    ) -> Result<Option<Vec<String>>> {
         if let Some(c) = &targets.customer {
             let recorded = state
                 .resources
@@ -66,9 +71,12 @@ impl Context {
                 );
             }
         }
-        let graph = dagform_config::blueprint(&self.config, &self.config_path, Some(state))?.graph;
         for t in &targets.targets {
-            let known = graph.topological().iter().any(|n| n.address.is_within(t))
+            let known = blueprint
+                .graph
+                .topological()
+                .iter()
+                .any(|n| n.address.is_within(t))
                 || state.resources.keys().any(|a| a.is_within(t));
             if !known {
                 bail!("--target {t} matches no resource in the configuration or the state");

@@ -32,7 +32,7 @@ pub async fn run(args: DestroyArgs) -> Result<u8> {
     let (mut store, blueprint, kinds) = super::prepare(&ctx).await?;
     let options = PlanOptions {
         destroy: true,
-        targets: ctx.check_targets(&args.targets, store.state())?,
+        targets: ctx.check_targets(&args.targets, &blueprint, store.state())?,
     };
     let plan = super::make_plan(&blueprint, store.state(), &kinds, &options, None).await?;
     print!("{}", render::plan_text(&plan, &ctx.stack(), false));

@@ -40,7 +40,7 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
         blueprint.require_secrets()?;
     }
     let kinds = ctx.kinds().await;
-    let targets = ctx.check_targets(&args.targets, &state)?;
+    let targets = ctx.check_targets(&args.targets, &blueprint, &state)?;
     let options = PlanOptions {
         destroy: args.destroy,
         targets,

@@ -43,7 +43,7 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
     blueprint.require_secrets()?;
     let options = ctx.apply_options(&args.walk)?;
     let plan_options = PlanOptions {
-        targets: ctx.check_targets(&args.targets, store.state())?,
+        targets: ctx.check_targets(&args.targets, &blueprint, store.state())?,
         destroy: false,
     };
     let plan = super::make_plan(
