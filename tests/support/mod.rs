@@ -176,14 +176,14 @@ pub fn run_ok(cmd: &mut Command) -> String {
 
 /// An operation context for calling kinds directly, with fast polling for the emulator.
 pub fn op_context(address: &str) -> dagform_core::OpContext {
-    dagform_core::OpContext {
-        stack: "test".into(),
-        address: dagform_core::Address::new(address),
-        poll: dagform_core::kind::PollSettings {
+    dagform_core::OpContext::new(
+        "test",
+        dagform_core::Address::new(address),
+        dagform_core::kind::PollSettings {
             interval: Duration::from_millis(100),
             timeout: Duration::from_secs(60),
         },
-    }
+    )
 }
 
 /// Converts `json!({...})` into resolved properties.

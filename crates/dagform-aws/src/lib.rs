@@ -10,6 +10,7 @@ pub mod elbv2;
 pub mod error;
 pub mod iam;
 pub mod logs;
+pub(crate) mod ownership;
 pub mod rds;
 pub mod route53;
 pub mod secretsmanager;

@@ -258,6 +258,7 @@ fn priorities_already_in_the_state_never_move() {
         outputs: Default::default(),
         dependencies: vec![],
         deposed: vec![],
+        intent: None,
     };
     state.resources.insert(
         "customer.customer1.listener_rule.backend-api".into(),

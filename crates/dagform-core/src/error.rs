@@ -16,6 +16,10 @@ pub enum ResourceError {
     /// A wait (an object becoming available, a certificate being issued) ran out of time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The object exists but belongs to another stack, another resource or nobody: dagform
+    /// leaves it alone. Not retried.
+    #[error("{0}")]
+    NotOwned(String),
     /// Anything else; not retried.
     #[error("{0}")]
     Failed(String),

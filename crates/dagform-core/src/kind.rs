@@ -67,21 +67,156 @@ impl Default for PollSettings {
     }
 }
 
+/// The tag naming the stack an object belongs to.
+pub const STACK_TAG: &str = "dagform:stack";
+/// The tag naming the node address an object was created for.
+pub const ADDRESS_TAG: &str = "dagform:address";
+
+/// Who an existing AWS object belongs to, according to its dagform tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This stack, for this very address.
+    Ours,
+    /// This stack, but another address: another resource of the same configuration.
+    OtherAddress { address: String },
+    /// Another stack (another environment or app in the same account).
+    OtherStack {
+        stack: String,
+        address: Option<String>,
+    },
+    /// No dagform tags: made by hand or by another tool.
+    Nobody,
+}
+
 /// What an operation knows of where it runs.
 #[derive(Debug, Clone)]
 pub struct OpContext {
     pub stack: String,
     pub address: Address,
     pub poll: PollSettings,
+    /// Identifies this create attempt (recorded with its intent in the state before the call);
+    /// idempotency tokens derive from it, so a retry, or a re-run after a crash, of the same
+    /// intended create presents the same token.
+    pub intent: String,
+    /// Ids of older objects of this address still recorded for deletion (replaced ones):
+    /// `find` must never return one of them as the object being created.
+    pub superseded: Vec<String>,
 }
 
 impl OpContext {
-    /// Tags every object dagform creates carries, so it can be found again.
+    pub fn new(stack: impl Into<String>, address: impl Into<Address>, poll: PollSettings) -> Self {
+        Self {
+            stack: stack.into(),
+            address: address.into(),
+            poll,
+            intent: String::new(),
+            superseded: Vec::new(),
+        }
+    }
+
+    /// Tags every object dagform creates carries, so it can be found again and its owner known.
     pub fn tags(&self) -> Vec<(String, String)> {
         vec![
-            ("dagform:stack".to_string(), self.stack.clone()),
-            ("dagform:address".to_string(), self.address.to_string()),
+            (STACK_TAG.to_string(), self.stack.clone()),
+            (ADDRESS_TAG.to_string(), self.address.to_string()),
         ]
+    }
+
+    /// Tags as `Key=Value` pairs for a tag filter or a tag-on-create builder.
+    pub fn tag_pairs(&self) -> [(&'static str, String); 2] {
+        [
+            (STACK_TAG, self.stack.clone()),
+            (ADDRESS_TAG, self.address.to_string()),
+        ]
+    }
+
+    /// Who owns an object carrying `tags` (any other tags are ignored).
+    pub fn owner<'t>(&self, tags: impl IntoIterator<Item = (&'t str, &'t str)>) -> Owner {
+        let (mut stack, mut address) = (None, None);
+        for (k, v) in tags {
+            match k {
+                STACK_TAG => stack = Some(v),
+                ADDRESS_TAG => address = Some(v),
+                _ => {}
+            }
+        }
+        match (stack, address) {
+            (Some(s), Some(a)) if s == self.stack && a == self.address.as_str() => Owner::Ours,
+            (Some(s), a) if s == self.stack => Owner::OtherAddress {
+                address: a.unwrap_or_default().to_owned(),
+            },
+            (Some(s), a) => Owner::OtherStack {
+                stack: s.to_owned(),
+                address: a.map(str::to_owned),
+            },
+            (None, _) => Owner::Nobody,
+        }
+    }
+
+    /// Whether an object found under the wanted name (or by its tags) may be adopted as this
+    /// node's: only when both its stack and its address are this node's. `object` names it for
+    /// the error, e.g. "log group `/ecs/api`".
+    pub fn require_ours<'t>(
+        &self,
+        object: &str,
+        tags: impl IntoIterator<Item = (&'t str, &'t str)>,
+    ) -> Result<(), ResourceError> {
+        match self.owner(tags) {
+            Owner::Ours => Ok(()),
+            other => Err(self.not_owned(object, &other)),
+        }
+    }
+
+    /// Whether an object the state records may be changed or deleted: it must not carry
+    /// another stack's (or another resource's) tags. An untagged object the state records is
+    /// this stack's by record (imported), so it may be.
+    pub fn require_not_foreign<'t>(
+        &self,
+        object: &str,
+        tags: impl IntoIterator<Item = (&'t str, &'t str)>,
+    ) -> Result<(), ResourceError> {
+        match self.owner(tags) {
+            Owner::Ours | Owner::Nobody => Ok(()),
+            other => Err(self.not_owned(object, &other)),
+        }
+    }
+
+    /// The error for an object that is not this node's to adopt, change or delete.
+    pub fn not_owned(&self, object: &str, owner: &Owner) -> ResourceError {
+        let whose = match owner {
+            Owner::Ours => "is this resource's".to_owned(),
+            Owner::OtherAddress { address } => {
+                format!("belongs to `{address}` of this stack")
+            }
+            Owner::OtherStack {
+                stack,
+                address: Some(a),
+            } => format!("belongs to stack `{stack}` (as `{a}`)"),
+            Owner::OtherStack {
+                stack,
+                address: None,
+            } => format!("belongs to stack `{stack}`"),
+            Owner::Nobody => "is not managed by dagform".to_owned(),
+        };
+        ResourceError::NotOwned(format!(
+            "{object} already exists and {whose}; dagform will not adopt, change or delete it \
+             (name this resource differently, or remove the other object)"
+        ))
+    }
+
+    /// An idempotency token for this create attempt, at most `max_len` characters of lowercase
+    /// hex: the same for every retry of one intended create, different for another stack,
+    /// address or intent.
+    pub fn client_token(&self, max_len: usize) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [self.stack.as_str(), self.address.as_str(), &self.intent] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let mut token = hex::encode(h.finalize());
+        token.truncate(max_len);
+        token
     }
 
     /// Polls `check` every `poll.interval` until it yields a value, fails, or `poll.timeout`

@@ -337,6 +337,25 @@ fn noop(address: &Address, kind: &str, deposed: usize) -> ResourcePlan {
     }
 }
 
+/// The desired top-level properties a live object does not match: what adopting an object an
+/// interrupted create left behind must still change. A property the object does not report is
+/// taken as matching (kinds report everything they can set).
+pub fn unmatched_properties(
+    desired: &Properties,
+    observed: &Properties,
+    sensitive: &[&str],
+) -> Vec<String> {
+    desired
+        .iter()
+        .filter(|(k, v)| {
+            observed
+                .get(k.as_str())
+                .is_some_and(|o| !same_value(v, o, sensitive.contains(&k.as_str())))
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 /// Equality that treats 3 and 3.0 alike and compares secrets by fingerprint.
 fn same_value(a: &Json, b: &Json, sensitive: bool) -> bool {
     if sensitive {

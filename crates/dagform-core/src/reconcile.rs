@@ -10,7 +10,7 @@ use crate::address::Address;
 use crate::error::{Error, ResourceError};
 use crate::graph::ResourceGraph;
 use crate::kind::{Applied, Current, Kinds, OpContext, PollSettings, Properties, ResourceKind};
-use crate::plan::{Action, Plan, resolve_properties};
+use crate::plan::{Action, Plan, resolve_properties, unmatched_properties};
 use crate::state::{DeposedObject, ResourceState, ResourceStatus, StateStore, redact};
 use backon::{ExponentialBuilder, Retryable};
 use petgraph::Direction;
@@ -18,6 +18,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
@@ -280,8 +281,6 @@ pub async fn apply(
     };
     let mut report = ApplyReport::default();
     let mut done: HashSet<NodeIndex> = HashSet::new();
-    // What a failed create must restore: the record it replaced, if any.
-    let mut before_create: HashMap<NodeIndex, Option<ResourceState>> = HashMap::new();
     let mut running: JoinSet<StepResult> = JoinSet::new();
     let parallelism = options.parallelism.max(1);
 
@@ -291,10 +290,7 @@ pub async fn apply(
             let op = steps[n].clone();
             emit(options, &op, Phase::Started);
             match prepare(&op, graph, kinds, store, &changes, &replacing, options) {
-                Ok((call, previous)) => {
-                    if op.step == Step::Create {
-                        before_create.insert(n, previous);
-                    }
+                Ok(call) => {
                     running.spawn(async move {
                         let started = Instant::now();
                         let result = call.await;
@@ -330,13 +326,8 @@ pub async fn apply(
                 }
             }
             Err(e) => {
-                if op.step == Step::Create {
-                    // Nothing was created: the state goes back to what exists.
-                    match before_create.remove(&n).flatten() {
-                        Some(previous) => store.put(op.address.clone(), previous)?,
-                        None => store.remove(&op.address)?,
-                    }
-                }
+                // A failed create keeps its intent: a multi-call create may have made its
+                // object before failing, and the next run adopts it (or destroy deletes it).
                 finish_failed(&steps, n, e.to_string(), &mut done, &mut report, options);
             }
         }
@@ -411,7 +402,7 @@ fn prepare(
     changes: &HashMap<&Address, Vec<String>>,
     replacing: &HashSet<&Address>,
     options: &ApplyOptions,
-) -> Result<(Call, Option<ResourceState>), Error> {
+) -> Result<Call, Error> {
     let recorded = store.state().get(&op.address).cloned();
     let kind_name = match (graph.get(&op.address), &recorded) {
         (Some(n), _) if matches!(op.step, Step::Create | Step::Update | Step::Read) => {
@@ -434,11 +425,7 @@ fn prepare(
                 address: op.address.clone(),
                 kind: kind_name.clone(),
             })?;
-    let ctx = OpContext {
-        stack: options.stack.clone(),
-        address: op.address.clone(),
-        poll: options.poll,
-    };
+    let ctx = OpContext::new(options.stack.clone(), op.address.clone(), options.poll);
     let desired = || -> Result<Properties, Error> {
         let node = graph.get(&op.address).expect("desired node");
         resolve_properties(&node.properties, store.state()).map_err(|r| Error::Plan {
@@ -469,13 +456,19 @@ fn prepare(
         .with_total_delay(Some(retry.max_elapsed))
         .without_max_times();
 
-    let mut previous = None;
     let call: Call = match op.step {
         Step::Read | Step::Create => {
             let props = desired()?;
-            let adopt = recorded
+            let redacted = redact(&props, kind.sensitive_properties());
+            let interrupted = recorded
                 .as_ref()
-                .is_some_and(|r| r.status == ResourceStatus::Creating);
+                .filter(|r| r.status == ResourceStatus::Creating);
+            // The same intent keeps its token across runs, so AWS recognises a create it has
+            // already done; a changed configuration is a new intent.
+            let intent = interrupted
+                .filter(|r| r.properties == redacted)
+                .and_then(|r| r.intent.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
             let mut deposed = recorded
                 .as_ref()
                 .map(|r| r.deposed.clone())
@@ -491,14 +484,19 @@ fn prepare(
                     outputs: r.outputs.clone(),
                 });
             }
-            previous = recorded.clone();
+            let mut ctx = ctx;
+            ctx.intent = intent.clone();
+            ctx.superseded = deposed.iter().map(|d| d.id.clone()).collect();
+            let adopt = interrupted.is_some() && !kind.is_data_source();
+            // The intent is durable before the call: whatever happens next, the next run looks
+            // for what this create made before making another.
             store.put(
                 op.address.clone(),
                 ResourceState {
                     kind: kind_name,
                     status: ResourceStatus::Creating,
                     id: None,
-                    properties: redact(&props, kind.sensitive_properties()),
+                    properties: redacted,
                     outputs: Default::default(),
                     dependencies: graph
                         .dependencies(&op.address)
@@ -506,17 +504,28 @@ fn prepare(
                         .cloned()
                         .collect(),
                     deposed,
+                    intent: Some(intent),
                 },
             )?;
             let props = Arc::new(props);
+            let attempts = Arc::new(AtomicUsize::new(0));
             Box::pin(async move {
-                if adopt && let Some(found) = kind.find(&ctx, &props).await? {
-                    tracing::info!(address = %ctx.address, id = %found.id, "adopted an object an interrupted run created");
-                    return Ok(Some(found));
-                }
                 (|| {
-                    let (kind, ctx, props) = (kind.clone(), ctx.clone(), props.clone());
-                    async move { kind.create(&ctx, &props).await }
+                    let (kind, ctx, props, attempts) =
+                        (kind.clone(), ctx.clone(), props.clone(), attempts.clone());
+                    async move {
+                        // After an interrupted run, and before retrying a create whose first
+                        // attempt may have gone through, look for the object first.
+                        let retry = attempts.fetch_add(1, Ordering::Relaxed) > 0;
+                        if (adopt || retry)
+                            && !kind.is_data_source()
+                            && let Some(found) = kind.find(&ctx, &props).await?
+                        {
+                            tracing::info!(address = %ctx.address, id = %found.id, "adopting an object an unfinished create made");
+                            return finish_adopted(kind.as_ref(), &ctx, found, &props).await;
+                        }
+                        kind.create(&ctx, &props).await
+                    }
                 })
                 .retry(backoff)
                 .sleep(tokio::time::sleep)
@@ -581,12 +590,14 @@ fn prepare(
                 for t in targets.iter() {
                     let mut object = t.clone();
                     if object.id.is_empty() {
-                        match kind.find(&ctx, &object.properties).await? {
-                            Some(found) => {
+                        match kind.find(&ctx, &object.properties).await {
+                            Ok(Some(found)) => {
                                 object.id = found.id;
                                 object.outputs = found.outputs;
                             }
-                            None => continue,
+                            // What is there is not ours: this create never made anything.
+                            Ok(None) | Err(ResourceError::NotOwned(_)) => continue,
+                            Err(e) => return Err(e),
                         }
                     }
                     let object = Arc::new(object);
@@ -611,7 +622,45 @@ fn prepare(
             })
         }
     };
-    Ok((call, previous))
+    Ok(call)
+}
+
+/// Brings an object an unfinished create left behind to what is wanted, instead of assuming
+/// the create got as far as it meant to: a multi-call create may have stopped after its first
+/// call (a route table without its route, a security group still allowing all egress).
+async fn finish_adopted(
+    kind: &dyn ResourceKind,
+    ctx: &OpContext,
+    found: Applied,
+    props: &Properties,
+) -> Result<Applied, ResourceError> {
+    let as_wanted = Current {
+        id: &found.id,
+        properties: props,
+        outputs: &found.outputs,
+    };
+    let Some(observed) = kind.read(ctx, as_wanted).await? else {
+        return kind.create(ctx, props).await;
+    };
+    let unmatched = unmatched_properties(props, &observed.properties, kind.sensitive_properties());
+    if unmatched.iter().any(|p| kind.forces_replacement(p)) {
+        // Nothing can refer to an object that never reached the state: replace it right away.
+        tracing::info!(address = %ctx.address, id = %found.id, ?unmatched, "replacing an adopted object that differs from the configuration");
+        kind.delete(ctx, as_wanted).await?;
+        return kind.create(ctx, props).await;
+    }
+    if unmatched.is_empty() {
+        let mut applied = found;
+        applied.outputs.extend(observed.outputs);
+        return Ok(applied);
+    }
+    tracing::info!(address = %ctx.address, id = %found.id, ?unmatched, "finishing an adopted object");
+    let current = Current {
+        id: &found.id,
+        properties: &observed.properties,
+        outputs: &observed.outputs,
+    };
+    kind.update(ctx, current, props, &unmatched).await
 }
 
 fn record_success(
@@ -644,6 +693,7 @@ fn record_success(
                         .cloned()
                         .collect(),
                     deposed: recorded.map(|r| r.deposed).unwrap_or_default(),
+                    intent: None,
                 },
             )
         }
@@ -697,11 +747,7 @@ pub async fn read_live(
         for batch in records.chunks(kind.read_batch_size().max(1)) {
             let (kind, batch, semaphore) = (kind.clone(), batch.to_vec(), semaphore.clone());
             // A batch speaks for its first resource in logs; the kind reads every item.
-            let ctx = OpContext {
-                stack: options.stack.clone(),
-                address: batch[0].0.clone(),
-                poll: options.poll,
-            };
+            let ctx = OpContext::new(options.stack.clone(), batch[0].0.clone(), options.poll);
             set.spawn(async move {
                 let _permit = semaphore.acquire().await.expect("never closed");
                 let items: Vec<Current<'_>> = batch
@@ -837,6 +883,7 @@ mod tests {
                 outputs: Default::default(),
                 dependencies: vec![],
                 deposed: vec![],
+                intent: None,
             },
         );
         id

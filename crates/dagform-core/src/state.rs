@@ -75,6 +75,10 @@ pub struct ResourceState {
     /// Replaced objects still to delete (create-before-destroy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deposed: Vec<DeposedObject>,
+    /// While `Creating`: identifies the intended create. Idempotency tokens derive from it, so
+    /// a retry or a re-run of the same intent presents the same token to AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -397,6 +401,7 @@ mod tests {
             outputs: Properties::new(),
             dependencies: vec![],
             deposed: vec![],
+            intent: None,
         }
     }
 

@@ -215,12 +215,21 @@ async fn a_failure_skips_only_its_dependents() {
         vec![(Address::from("shared.lb"), Step::Create)]
     );
     let state = f.state();
-    let have: Vec<&str> = state.resources.keys().map(|a| a.as_str()).collect();
+    let ready: Vec<&str> = state
+        .resources
+        .iter()
+        .filter(|(_, r)| r.status == dagform_core::state::ResourceStatus::Ready)
+        .map(|(a, _)| a.as_str())
+        .collect();
     assert_eq!(
-        have,
+        ready,
         ["shared.log", "shared.subnet.b", "shared.vpc"],
         "state holds what exists"
     );
+    // The failed create keeps its intent, so whatever it may have made is looked for next time.
+    let failed = &state.resources[&Address::from("shared.subnet.a")];
+    assert_eq!(failed.status, dagform_core::state::ResourceStatus::Creating);
+    assert!(failed.id.is_none() && failed.intent.is_some());
     assert_eq!(f.cloud.objects().len(), 3);
     // Once the cause is fixed, a re-run converges.
     f.cloud.repair("shared.subnet.a");
@@ -420,6 +429,7 @@ async fn an_interrupted_create_is_adopted_not_duplicated() {
                     outputs: Default::default(),
                     dependencies: vec![],
                     deposed: vec![],
+                    intent: None,
                 },
             )
             .unwrap();

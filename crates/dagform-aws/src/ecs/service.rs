@@ -618,11 +618,7 @@ pub async fn wait_until_stable(
     service: &str,
     poll: PollSettings,
 ) -> Result<(), ResourceError> {
-    let ctx = OpContext {
-        stack: String::new(),
-        address: Address::new(service),
-        poll,
-    };
+    let ctx = OpContext::new(String::new(), Address::new(service), poll);
     ctx.wait_for(&format!("service {service} to become stable"), || async {
         let Some(s) = describe(clients, cluster, service, false).await? else {
             return Err(ResourceError::failed(format!(

@@ -68,11 +68,7 @@ pub async fn run(args: ImportArgs) -> Result<u8> {
     let desired = known_properties(graph, &address, store.state());
     let no_outputs = Outputs::new();
     let options = ctx.apply_options(&Walk { parallelism: 1 })?;
-    let op = OpContext {
-        stack: options.stack.clone(),
-        address: address.clone(),
-        poll: options.poll,
-    };
+    let op = OpContext::new(options.stack.clone(), address.clone(), options.poll);
     let current = Current {
         id: &args.id,
         properties: &desired,
@@ -97,6 +93,7 @@ pub async fn run(args: ImportArgs) -> Result<u8> {
             outputs: redact(&observed.outputs, sensitive),
             dependencies: graph.dependencies(&address).into_iter().cloned().collect(),
             deposed: Vec::new(),
+            intent: None,
         },
     )?;
     store.persist()?;

@@ -402,6 +402,7 @@ display_name = "Customer 2"
             outputs: object(outputs),
             dependencies: Vec::new(),
             deposed: Vec::new(),
+            intent: None,
         }
     }
 

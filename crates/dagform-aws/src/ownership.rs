@@ -1,0 +1,195 @@
+//! What every kind shares: the tags that mark an object as a stack's, reading them back from
+//! each service's own tag type, and mapping "not found" to `None`.
+//!
+//! The ownership rule itself lives in [`dagform_core::OpContext`]: an object is adopted only
+//! when both its stack and address tags are this node's ([`OpContext::require_ours`]), and
+//! changed or deleted only when it carries no other stack's tags
+//! ([`OpContext::require_not_foreign`]). This module adapts the SDKs' tag types to it.
+
+use crate::error::{classify, is_not_found};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use dagform_core::{OpContext, ResourceError};
+use std::collections::HashMap;
+
+/// One service's tag type, read as a key and a value.
+pub(crate) trait TagPair {
+    fn pair(&self) -> (&str, &str);
+}
+
+/// One service's tag type, built from a key and a value.
+pub(crate) trait NewTag: Sized {
+    fn new_tag(key: &str, value: &str) -> Self;
+}
+
+/// The tags of `ctx`'s node in a service's own type, plus `Name` when the object has one.
+pub(crate) fn tags_for<T: NewTag>(ctx: &OpContext, name: Option<&str>) -> Vec<T> {
+    ctx.tag_pairs()
+        .iter()
+        .map(|(k, v)| T::new_tag(k, v))
+        .chain(name.map(|n| T::new_tag("Name", n)))
+        .collect()
+}
+
+/// A service's tags as key/value pairs, for [`OpContext::owner`] and friends.
+pub(crate) fn pairs<T: TagPair>(tags: &[T]) -> impl Iterator<Item = (&str, &str)> {
+    tags.iter().map(TagPair::pair)
+}
+
+/// Tags given as a map (CloudWatch Logs), as key/value pairs.
+pub(crate) fn map_pairs(
+    tags: Option<&HashMap<String, String>>,
+) -> impl Iterator<Item = (&str, &str)> {
+    tags.into_iter()
+        .flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// The result of a describe or get call, with "no such object" as `None`.
+pub(crate) fn found<T, E, R>(
+    operation: &str,
+    result: Result<T, SdkError<E, R>>,
+) -> Result<Option<T>, ResourceError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(classify(operation, e)),
+    }
+}
+
+/// The result of a delete call, with "already gone" as success.
+pub(crate) fn gone<T, E, R>(
+    operation: &str,
+    result: Result<T, SdkError<E, R>>,
+) -> Result<(), ResourceError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    found(operation, result).map(|_| ())
+}
+
+macro_rules! tag_type {
+    // Services whose tag key and value are optional strings.
+    (optional $($t:ty),+) => {$(
+        impl TagPair for $t {
+            fn pair(&self) -> (&str, &str) {
+                (self.key().unwrap_or_default(), self.value().unwrap_or_default())
+            }
+        }
+    )+};
+    // Services whose tag key and value are required strings.
+    (required $($t:ty),+) => {$(
+        impl TagPair for $t {
+            fn pair(&self) -> (&str, &str) {
+                (self.key(), self.value())
+            }
+        }
+    )+};
+    // Tag builders that cannot fail.
+    (builds $($t:ty),+) => {$(
+        impl NewTag for $t {
+            fn new_tag(key: &str, value: &str) -> Self {
+                <$t>::builder().key(key).value(value).build()
+            }
+        }
+    )+};
+    // Tag builders that check their required fields (always given here).
+    (checked $($t:ty),+) => {$(
+        impl NewTag for $t {
+            fn new_tag(key: &str, value: &str) -> Self {
+                <$t>::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .expect("key and value are set")
+            }
+        }
+    )+};
+}
+
+tag_type!(optional
+    aws_sdk_ec2::types::Tag,
+    aws_sdk_elasticloadbalancingv2::types::Tag,
+    aws_sdk_ecs::types::Tag,
+    aws_sdk_rds::types::Tag,
+    aws_sdk_secretsmanager::types::Tag
+);
+tag_type!(required aws_sdk_ecr::types::Tag, aws_sdk_iam::types::Tag);
+tag_type!(builds
+    aws_sdk_ec2::types::Tag,
+    aws_sdk_elasticloadbalancingv2::types::Tag,
+    aws_sdk_ecs::types::Tag,
+    aws_sdk_rds::types::Tag,
+    aws_sdk_secretsmanager::types::Tag
+);
+tag_type!(checked aws_sdk_ecr::types::Tag, aws_sdk_iam::types::Tag);
+
+impl TagPair for aws_sdk_acm::types::Tag {
+    fn pair(&self) -> (&str, &str) {
+        (self.key(), self.value().unwrap_or_default())
+    }
+}
+
+impl NewTag for aws_sdk_acm::types::Tag {
+    fn new_tag(key: &str, value: &str) -> Self {
+        aws_sdk_acm::types::Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .expect("key is set")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dagform_core::kind::{Owner, PollSettings};
+
+    fn ctx() -> OpContext {
+        OpContext::new("dev-app", "shared.vpc", PollSettings::default())
+    }
+
+    #[test]
+    fn tags_round_trip_through_each_service_type() {
+        let ec2: Vec<aws_sdk_ec2::types::Tag> = tags_for(&ctx(), Some("dev-vpc"));
+        assert_eq!(ctx().owner(pairs(&ec2)), Owner::Ours);
+        assert!(pairs(&ec2).any(|p| p == ("Name", "dev-vpc")));
+        let iam: Vec<aws_sdk_iam::types::Tag> = tags_for(&ctx(), None);
+        assert_eq!(iam.len(), 2);
+        assert_eq!(ctx().owner(pairs(&iam)), Owner::Ours);
+        let acm: Vec<aws_sdk_acm::types::Tag> = tags_for(&ctx(), None);
+        assert_eq!(ctx().owner(pairs(&acm)), Owner::Ours);
+    }
+
+    #[test]
+    fn another_environment_is_not_ours() {
+        let prod = OpContext::new("prod-app", "shared.vpc", PollSettings::default());
+        let tags: Vec<aws_sdk_ecr::types::Tag> = tags_for(&prod, None);
+        let owner = ctx().owner(pairs(&tags));
+        assert_eq!(
+            owner,
+            Owner::OtherStack {
+                stack: "prod-app".into(),
+                address: Some("shared.vpc".into())
+            }
+        );
+        let err = ctx()
+            .require_ours("repository `app`", pairs(&tags))
+            .unwrap_err();
+        assert!(matches!(err, ResourceError::NotOwned(_)));
+        assert!(err.to_string().contains("stack `prod-app`"), "{err}");
+        assert!(
+            ctx()
+                .require_not_foreign("repository `app`", pairs(&tags))
+                .is_err()
+        );
+        let untagged: Vec<aws_sdk_ecr::types::Tag> = Vec::new();
+        assert_eq!(ctx().owner(pairs(&untagged)), Owner::Nobody);
+        assert!(ctx().require_ours("x", pairs(&untagged)).is_err());
+        assert!(ctx().require_not_foreign("x", pairs(&untagged)).is_ok());
+    }
+}
