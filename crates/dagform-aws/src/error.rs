@@ -63,6 +63,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
+    // A call that never got an answer (connection reset, timeout) may or may not have been
+    // done: worth retrying, and the reconciler looks for a created object before it does.
+    let unanswered = matches!(
+        err,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
+    );
     let code = err.code().map(str::to_owned);
     let message = err
         .message()
@@ -77,7 +83,7 @@ where
             .iter()
             .any(|m| message.contains(m)),
         Some(c) => TRANSIENT_CODES.contains(&c),
-        None => false,
+        None => unanswered,
     };
     if transient {
         ResourceError::Transient(text)

@@ -72,6 +72,34 @@ where
     found(operation, result).map(|_| ())
 }
 
+/// Configuration overrides that make one call a single attempt. A create that carries no
+/// idempotency token must not be retried by the SDK after a reset connection (the first
+/// attempt may have gone through): its transient failure reaches the reconciler instead,
+/// which looks for the object ([`dagform_core::ResourceKind::find`]) before trying again.
+/// Use as `.customize().config_override(single_attempt::ec2())`.
+pub(crate) mod single_attempt {
+    use aws_config::retry::RetryConfig;
+
+    macro_rules! single_attempt {
+        ($($f:ident => $sdk:ident),+) => {$(
+            pub(crate) fn $f() -> $sdk::config::Builder {
+                $sdk::config::Builder::default().retry_config(RetryConfig::disabled())
+            }
+        )+};
+    }
+
+    single_attempt!(
+        ec2 => aws_sdk_ec2,
+        elbv2 => aws_sdk_elasticloadbalancingv2,
+        ecs => aws_sdk_ecs,
+        iam => aws_sdk_iam,
+        logs => aws_sdk_cloudwatchlogs,
+        ecr => aws_sdk_ecr,
+        rds => aws_sdk_rds,
+        route53 => aws_sdk_route53
+    );
+}
+
 macro_rules! tag_type {
     // Services whose tag key and value are optional strings.
     (optional $($t:ty),+) => {$(
