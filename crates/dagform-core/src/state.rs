@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
@@ -157,6 +157,40 @@ fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
         .open(path)
 }
 
+/// The complete entries of a journal, and how many bytes they take.
+struct Journal {
+    entries: Vec<JournalEntry>,
+    complete_len: u64,
+}
+
+/// Reads a journal; `None` when there is none. Every entry is written as one line ending in
+/// `\n`, so bytes after the last `\n` are a write a crash or a full disk interrupted: that
+/// write never happened and is ignored (it may end inside a multi-byte character, so the
+/// journal is read as bytes). A complete line that does not parse is corruption.
+fn read_journal(path: &Path) -> Result<Option<Journal>, Error> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let entries = bytes[..complete_len]
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(i, line)| {
+            serde_json::from_slice(line).map_err(|e| Error::StateCorrupt {
+                path: path.to_owned(),
+                message: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Journal {
+        entries,
+        complete_len: complete_len as u64,
+    }))
+}
+
 impl StateStore {
     /// Opens (or starts) the state of `stack` at `path`, taking its lock. A second writer
     /// fails at once with an error naming the holder.
@@ -165,7 +199,9 @@ impl StateStore {
             std::fs::create_dir_all(dir).map_err(io_err(path))?;
         }
         let lock = Self::lock(path)?;
-        let state = match Self::load(path)? {
+        let loaded = Self::load(path)?;
+        let is_new = loaded.is_none();
+        let state = match loaded {
             Some(s) if s.stack != stack => {
                 return Err(Error::StateStackMismatch {
                     path: path.to_owned(),
@@ -178,14 +214,32 @@ impl StateStore {
         };
         let journal_path = sibling(path, ".journal");
         let journal = open_private(&journal_path, true).map_err(io_err(&journal_path))?;
+        // Cut a torn tail off before anything is appended after it; shrinking a file needs no
+        // free space, so this works on a full disk too.
+        let replayed = match read_journal(&journal_path)? {
+            Some(j) => {
+                if journal.metadata().map_err(io_err(&journal_path))?.len() > j.complete_len {
+                    journal
+                        .set_len(j.complete_len)
+                        .and_then(|()| journal.sync_data())
+                        .map_err(io_err(&journal_path))?;
+                }
+                j.entries.len()
+            }
+            None => 0,
+        };
         let mut store = Self {
             path: path.to_owned(),
             state,
             journal,
-            journal_entries: 0,
+            journal_entries: replayed,
             _lock: lock,
         };
-        store.persist()?;
+        // An existing state is read as it is (main file plus journal), so opening one writes
+        // nothing: `destroy` still works when the disk is full. A new one is written at once.
+        if is_new {
+            store.persist()?;
+        }
         Ok(store)
     }
 
@@ -215,13 +269,21 @@ impl StateStore {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
-        file.set_len(0).map_err(io_err(&lock_path))?;
-        file.write_all(
-            serde_json::to_string(&holder)
-                .expect("plain data")
-                .as_bytes(),
-        )
-        .map_err(io_err(&lock_path))?;
+        // Naming the holder is a courtesy to a second writer; the lock itself is already held,
+        // so a full disk must not stop the run here.
+        let named = file.set_len(0).and_then(|()| {
+            file.write_all(
+                serde_json::to_string(&holder)
+                    .expect("plain data")
+                    .as_bytes(),
+            )
+        });
+        if let Err(e) = named {
+            tracing::debug!(
+                "could not name the lock holder in {}: {e}",
+                lock_path.display()
+            );
+        }
         Ok(file)
     }
 
@@ -260,27 +322,10 @@ impl StateStore {
             None => None,
         };
         let journal_path = sibling(path, ".journal");
-        let file = match File::open(&journal_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
-            Err(e) => return Err(io_err(&journal_path)(e)),
+        let Some(journal) = read_journal(&journal_path)? else {
+            return Ok(state);
         };
-        let lines: Vec<String> = BufReader::new(file)
-            .lines()
-            .collect::<Result<_, _>>()
-            .map_err(io_err(&journal_path))?;
-        for (i, line) in lines.iter().enumerate() {
-            let entry: JournalEntry = match serde_json::from_str(line) {
-                Ok(e) => e,
-                // A torn last line is a write the crash interrupted: it never happened.
-                Err(_) if i + 1 == lines.len() => break,
-                Err(e) => {
-                    return Err(Error::StateCorrupt {
-                        path: journal_path,
-                        message: format!("line {}: {e}", i + 1),
-                    });
-                }
-            };
+        for entry in journal.entries {
             let s = state.get_or_insert_with(|| State {
                 lineage: entry.lineage,
                 ..State::new("")
@@ -462,6 +507,92 @@ mod tests {
         j.write_all(b"{\"lineage\": \"trunc").unwrap();
         let state = StateStore::load(&path).unwrap().unwrap();
         assert!(state.resources.contains_key(&Address::from("a")));
+    }
+
+    #[test]
+    fn a_torn_multi_byte_character_is_ignored_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        {
+            let mut store = StateStore::open(&path, "s").unwrap();
+            store.put("a".into(), resource("a")).unwrap();
+        }
+        // An entry cut inside "é" (0xC3 0xA9): invalid UTF-8 at the very end.
+        let mut j = OpenOptions::new()
+            .append(true)
+            .open(sibling(&path, ".journal"))
+            .unwrap();
+        j.write_all(b"{\"lineage\": \"caf\xC3").unwrap();
+        let state = StateStore::load(&path).unwrap().unwrap();
+        assert!(state.resources.contains_key(&Address::from("a")));
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_before_the_next_entry_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        {
+            let mut store = StateStore::open(&path, "s").unwrap();
+            store.put("a".into(), resource("a")).unwrap();
+        }
+        let journal = sibling(&path, ".journal");
+        let mut j = OpenOptions::new().append(true).open(&journal).unwrap();
+        j.write_all(b"{\"lineage\": \"trunc").unwrap();
+        {
+            let mut store = StateStore::open(&path, "s").unwrap();
+            store.put("b".into(), resource("b")).unwrap();
+        }
+        // Were "b" appended after the torn bytes, its line would not parse and the state
+        // would be corrupt from here on.
+        let state = StateStore::load(&path).unwrap().unwrap();
+        assert!(state.resources.contains_key(&Address::from("a")));
+        assert!(state.resources.contains_key(&Address::from("b")));
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert!(!text.contains("trunc"), "{text}");
+    }
+
+    #[test]
+    fn a_corrupt_complete_line_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        {
+            let mut store = StateStore::open(&path, "s").unwrap();
+            store.put("a".into(), resource("a")).unwrap();
+        }
+        let mut j = OpenOptions::new()
+            .append(true)
+            .open(sibling(&path, ".journal"))
+            .unwrap();
+        j.write_all(b"not json\n").unwrap();
+        let err = StateStore::load(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn opening_an_existing_state_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        {
+            let mut store = StateStore::open(&path, "s").unwrap();
+            store.put("a".into(), resource("a")).unwrap();
+        }
+        let main_before = std::fs::read(&path).unwrap();
+        let journal_before = std::fs::read(sibling(&path, ".journal")).unwrap();
+        // A read-only folder stands in for a full disk: no new file can be written there.
+        let mut ro = std::fs::metadata(dir.path()).unwrap().permissions();
+        ro.set_mode(0o500);
+        std::fs::set_permissions(dir.path(), ro.clone()).unwrap();
+        let opened = StateStore::open(&path, "s");
+        ro.set_mode(0o700);
+        std::fs::set_permissions(dir.path(), ro).unwrap();
+        let store = opened.unwrap();
+        assert!(store.state().resources.contains_key(&Address::from("a")));
+        drop(store);
+        assert_eq!(std::fs::read(&path).unwrap(), main_before);
+        assert_eq!(
+            std::fs::read(sibling(&path, ".journal")).unwrap(),
+            journal_before
+        );
     }
 
     #[test]
