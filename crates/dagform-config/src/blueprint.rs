@@ -3,7 +3,9 @@
 //! service once per customer — or once, for a stack without customers.
 
 use crate::error::{ConfigError, Diagnostic};
-use crate::model::{Config, Customer, HttpListener, NatGateways, Secret, Service, Validation};
+use crate::model::{
+    Config, Customer, HttpListener, Logs, NatGateways, Secret, Service, Stack, Validation,
+};
 use crate::naming::{PRIORITY_BLOCK, allocate_priority_blocks, elb_name};
 use dagform_core::{Address, GraphBuilder, NodeSpec, ResourceGraph, State, Value, props};
 use serde_json::json;
@@ -85,11 +87,13 @@ struct Instance<'a> {
 }
 
 impl Instance<'_> {
-    fn log_group(&self, service: &str) -> String {
-        match self.customer {
-            Some((c, _)) => format!("/ecs/{c}-{service}"),
-            None => format!("/ecs/{service}"),
-        }
+    fn log_group(&self, logs: &Logs, stack: &Stack, service: &str) -> String {
+        let customer = self.customer.map(|(c, _)| c).unwrap_or_default();
+        logs.group_name_template(self.customer.is_some())
+            .replace("{environment}", stack.environment.get_ref())
+            .replace("{app}", stack.app.get_ref())
+            .replace("{customer}", customer)
+            .replace("{service}", service)
     }
 
     fn stream_prefix<'s>(&self, service: &'s str) -> &'s str {
@@ -100,10 +104,13 @@ impl Instance<'_> {
         }
     }
 
-    fn family(&self, env: &str, service: &str) -> String {
+    fn family(&self, prefix: &str, service: &str, svc: &Service) -> String {
+        if let Some(f) = &svc.family {
+            return f.get_ref().clone();
+        }
         match self.customer {
-            Some((c, _)) => format!("{env}-{c}-{service}"),
-            None => service.to_owned(),
+            Some((c, _)) => format!("{prefix}-{c}-{service}"),
+            None => format!("{prefix}-{service}"),
         }
     }
 
@@ -114,13 +121,13 @@ impl Instance<'_> {
         }
     }
 
-    fn target_group_name(&self, env: &str, service: &str, svc: &Service) -> String {
+    fn target_group_name(&self, prefix: &str, service: &str, svc: &Service) -> String {
         if let Some(n) = &svc.target_group_name {
             return n.get_ref().clone();
         }
         match self.customer {
-            Some((c, _)) => elb_name(&format!("{env}-{c}-{service}-tg")),
-            None => elb_name(&format!("{env}-{service}-tg")),
+            Some((c, _)) => elb_name(&format!("{prefix}-{c}-{service}")),
+            None => elb_name(&format!("{prefix}-{service}")),
         }
     }
 }
@@ -138,7 +145,6 @@ pub fn blueprint(
         config_path,
         source: &config.source,
         env: config.stack.environment.get_ref().as_str(),
-        app: config.stack.app.get_ref().as_str(),
         prefix: format!(
             "{}-{}",
             config.stack.environment.get_ref(),
@@ -189,7 +195,6 @@ struct Expander<'a> {
     /// The configuration's text, to locate errors in it.
     source: &'a str,
     env: &'a str,
-    app: &'a str,
     prefix: String,
     region: String,
     b: GraphBuilder,
@@ -213,10 +218,10 @@ impl Expander<'_> {
     fn registry(&mut self) {
         let reg = &self.config.registry;
         let mut ecr = props! {
-            "name" => reg.name.as_ref().map_or_else(|| self.app.to_owned(), |n| n.get_ref().clone()),
+            "name" => reg.name.as_ref().map_or_else(|| self.prefix.clone(), |n| n.get_ref().clone()),
             "image_tag_mutability" => if reg.immutable_tags { "IMMUTABLE" } else { "MUTABLE" },
             "scan_on_push" => true,
-            "force_delete" => true,
+            "force_delete" => reg.force_delete,
         };
         if let Some(n) = &reg.keep_last_images {
             ecr.insert("keep_last_images".into(), Value::from(*n.get_ref()));
@@ -821,7 +826,7 @@ impl Expander<'_> {
                 || {
                     format!(
                         "{}/{}",
-                        self.app,
+                        self.prefix,
                         key.to_ascii_lowercase().replace('_', "-")
                     )
                 },
@@ -995,7 +1000,6 @@ impl Expander<'_> {
         database_env: &BTreeMap<String, Value>,
     ) {
         let config = self.config;
-        let env = self.env;
         let base = &inst.base;
         let listener = if https {
             "shared.listener.https"
@@ -1015,7 +1019,7 @@ impl Expander<'_> {
             let s = sname.get_ref().as_str();
             let sv = svc.get_ref();
             let log_group = format!("{base}.log_group.{s}");
-            let group = self.log_group(inst.log_group(s));
+            let group = self.log_group(inst.log_group(&config.logs, &config.stack, s));
             self.add(NodeSpec::new(
                 log_group.as_str(),
                 "aws_cloudwatch_log_group",
@@ -1104,7 +1108,7 @@ impl Expander<'_> {
                 format!("{base}.task_definition.{s}"),
                 "aws_ecs_task_definition",
                 props! {
-                    "family" => inst.family(env, s),
+                    "family" => inst.family(&self.prefix, s, sv),
                     "cpu" => sv.cpu.get_ref().to_string(),
                     "memory" => sv.memory.get_ref().to_string(),
                     "network_mode" => "awsvpc",
@@ -1123,7 +1127,7 @@ impl Expander<'_> {
                     tg.as_str(),
                     "aws_lb_target_group",
                     target_group(
-                        &inst.target_group_name(env, s, sv),
+                        &inst.target_group_name(&self.prefix, s, sv),
                         &net.vpc_id,
                         port,
                         sv.health_check_path

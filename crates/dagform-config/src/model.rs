@@ -143,17 +143,39 @@ impl Certificate {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Registry {
-    /// Defaults to the app's name.
+    /// Defaults to `{environment}-{app}`, so environments of one app never share it.
     pub name: Option<Spanned<String>>,
     pub keep_last_images: Option<Spanned<u32>>,
     #[serde(default)]
     pub immutable_tags: bool,
+    /// Whether `destroy` may delete the repository while it still holds images.
+    #[serde(default)]
+    pub force_delete: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Logs {
     pub retention_days: Option<Spanned<u32>>,
+    /// The name of each service's log group, with `{environment}`, `{app}`, `{service}` and
+    /// (with customers) `{customer}` filled in. Defaults to
+    /// `/ecs/{environment}-{app}/{customer}-{service}` (`/ecs/{environment}-{app}/{service}`
+    /// without customers).
+    pub group_name: Option<Spanned<String>>,
+}
+
+/// The placeholders a log group name may use.
+pub const LOG_GROUP_PLACEHOLDERS: &[&str] = &["environment", "app", "customer", "service"];
+
+impl Logs {
+    /// The template each service's log group name is made from.
+    pub fn group_name_template(&self, with_customers: bool) -> &str {
+        match &self.group_name {
+            Some(t) => t.get_ref(),
+            None if with_customers => "/ecs/{environment}-{app}/{customer}-{service}",
+            None => "/ecs/{environment}-{app}/{service}",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -297,8 +319,12 @@ pub struct Service {
     pub health_check_interval_seconds: u32,
     #[serde(default = "default_retries")]
     pub unhealthy_threshold: u32,
-    /// Defaults to a name derived from the stack, customer and service.
+    /// Defaults to a name derived from the stack and service. Only without customers: each
+    /// customer has a target group of its own.
     pub target_group_name: Option<Spanned<String>>,
+    /// The task definition family; defaults to `{environment}-{app}-{service}` (with the
+    /// customer before the service). Only without customers.
+    pub family: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -372,8 +372,37 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
         }
         if let Some(n) = &s.target_group_name {
             k.name(n, &f("target_group_name"), crate::naming::ELB_NAME_MAX);
+            if c.has_customers() {
+                k.error(
+                    n,
+                    &f("target_group_name"),
+                    "cannot be fixed with [customers]: every customer needs a target group of its own (remove it to use the default names)",
+                );
+            }
+        }
+        if let Some(fam) = &s.family {
+            let v = fam.get_ref();
+            let ok = (1..=255).contains(&v.len())
+                && v.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+            if !ok {
+                k.error(
+                    fam,
+                    &f("family"),
+                    format!("`{v}` is not a valid task definition family: use 1 to 255 letters, digits, hyphens and underscores"),
+                );
+            }
+            if c.has_customers() {
+                k.error(
+                    fam,
+                    &f("family"),
+                    "cannot be fixed with [customers]: every customer's service has a family of its own",
+                );
+            }
         }
     }
+    check_fixed_names_unique(&mut k, c);
+    check_log_group_name(&mut k, c);
     if routed >= crate::naming::PRIORITY_BLOCK as usize {
         k.out.push(Diagnostic::at(
             path,
@@ -671,6 +700,106 @@ fn check_certificate(k: &mut Checker<'_>, c: &Config, cert: &Spanned<Certificate
             "certificate",
             "give either `domain` (a certificate to request) or `arn` (an existing one)",
         ),
+    }
+}
+
+/// Two resources must never be given one AWS object: names a configuration fixes must differ
+/// where AWS needs them to (target groups, task definition families, secrets).
+fn check_fixed_names_unique(k: &mut Checker<'_>, c: &Config) {
+    let mut seen: Vec<(&str, String, String)> = Vec::new();
+    let mut claim = |k: &mut Checker<'_>,
+                     what: &'static str,
+                     name: &Spanned<String>,
+                     field: String| {
+        let v = name.get_ref();
+        match seen.iter().find(|(w, _, n)| *w == what && *n == v.as_str()) {
+            Some((_, first, _)) => k.error(
+                name,
+                &field,
+                format!("{what} `{v}` is already the name of `{first}`: two resources cannot share one object"),
+            ),
+            None => seen.push((what, field, v.clone())),
+        }
+    };
+    for (name, svc) in &c.services {
+        let s = svc.get_ref();
+        let f = |field: &str| format!("services.{}.{field}", name.get_ref());
+        if let Some(n) = &s.target_group_name {
+            claim(k, "target group", n, f("target_group_name"));
+        }
+        if let Some(n) = &s.family {
+            claim(k, "task definition family", n, f("family"));
+        }
+    }
+    for (key, secret) in &c.secrets {
+        if let Some(n) = &secret.get_ref().name {
+            claim(k, "secret", n, format!("secrets.{}.name", key.get_ref()));
+        }
+    }
+}
+
+/// A log group name template must give every service (and every customer's copy of it) a
+/// group of its own, and use only known placeholders.
+fn check_log_group_name(k: &mut Checker<'_>, c: &Config) {
+    let Some(t) = &c.logs.group_name else {
+        return;
+    };
+    let v = t.get_ref();
+    let field = "logs.group_name";
+    let mut rest = v.as_str();
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            k.error(t, field, format!("`{v}` has an unclosed `{{`"));
+            return;
+        };
+        let name = &rest[open + 1..open + close];
+        if !crate::model::LOG_GROUP_PLACEHOLDERS.contains(&name) {
+            k.error(
+                t,
+                field,
+                format!(
+                    "`{{{name}}}` is not a placeholder; use {}",
+                    crate::model::LOG_GROUP_PLACEHOLDERS
+                        .iter()
+                        .map(|p| format!("{{{p}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        rest = &rest[open + close + 1..];
+    }
+    if c.services.len() > 1 && !v.contains("{service}") {
+        k.error(
+            t,
+            field,
+            "must contain `{service}`: every service needs a log group of its own",
+        );
+    }
+    if c.has_customers() && !v.contains("{customer}") {
+        k.error(
+            t,
+            field,
+            "must contain `{customer}`: every customer needs log groups of its own",
+        );
+    }
+    let literal: String = v
+        .split(['{', '}'])
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(_, part)| part)
+        .collect();
+    if v.is_empty()
+        || v.len() > 512
+        || !literal
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "._-/#".contains(ch))
+    {
+        k.error(
+            t,
+            field,
+            format!("`{v}` is not a valid log group name: letters, digits and `._-/#`, at most 512 characters"),
+        );
     }
 }
 

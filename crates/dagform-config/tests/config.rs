@@ -147,7 +147,123 @@ fn long_names_are_shortened_to_aws_limits() {
         .unwrap();
     let name = tg.properties["name"].as_data().unwrap().as_str().unwrap();
     assert!(name.len() <= 32, "{name}");
-    assert!(name.starts_with("dev-customer-with-long-"), "{name}");
+    assert!(name.starts_with("dev-task-manager-"), "{name}");
+}
+
+/// The name an account- or region-unique object gets from the blueprint.
+fn name_of(source: &str, address: &str, property: &str) -> String {
+    let config = parse(Path::new("dagform.toml"), source).unwrap();
+    let bp = blueprint(&config, Path::new("dagform.toml"), None).unwrap();
+    let node = bp.graph.get(&address.into()).unwrap();
+    node.properties[property]
+        .as_data()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn account_unique_names_include_the_environment_and_app() {
+    let dev = example();
+    let prod = dev.replace("environment = \"dev\"", "environment = \"prod\"");
+    let unique = [
+        ("shared.ecr", "name"),
+        ("customer.customer1.log_group.backend-api", "name"),
+        ("customer.customer1.task_definition.backend-api", "family"),
+        ("customer.customer1.target_group.backend-api", "name"),
+        ("shared.cluster", "name"),
+        ("shared.alb", "name"),
+    ];
+    for (address, property) in unique {
+        let (a, b) = (
+            name_of(&dev, address, property),
+            name_of(&prod, address, property),
+        );
+        assert_ne!(a, b, "{address}.{property} is shared by dev and prod");
+        assert!(a.contains("dev"), "{address}: {a}");
+    }
+    assert_eq!(name_of(&dev, "shared.ecr", "name"), "dev-task-manager");
+    assert_eq!(
+        name_of(&dev, "customer.customer1.log_group.frontend", "name"),
+        "/ecs/dev-task-manager/customer1-frontend"
+    );
+}
+
+#[test]
+fn the_seed_names_stay_reachable_through_explicit_names() {
+    let seed = example().replace(
+        "[logs]\n",
+        "[logs]\ngroup_name = \"/ecs/{customer}-{service}\"\n",
+    );
+    assert_eq!(
+        name_of(&seed, "customer.customer1.log_group.frontend", "name"),
+        "/ecs/customer1-frontend"
+    );
+    let seed = seed.replace("[registry]\n", "[registry]\nname = \"task-manager\"\n");
+    assert_eq!(name_of(&seed, "shared.ecr", "name"), "task-manager");
+}
+
+#[test]
+fn one_aws_object_for_two_resources_is_refused() {
+    // A fixed target group name would give every customer the same group.
+    let shared_tg = example().replace(
+        "port = 3001\n",
+        "port = 3001\ntarget_group_name = \"api-targets\"\n",
+    );
+    let e = errors(&shared_tg);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("services.backend-api.target_group_name")
+                && m.contains("target group of its own")
+                && m.contains("dagform.toml:")),
+        "{e:?}"
+    );
+    // A log group name without the customer, or without the service, is shared.
+    for (template, missing) in [
+        ("/ecs/{service}", "{customer}"),
+        ("/ecs/{customer}", "{service}"),
+    ] {
+        let bad = example().replace(
+            "[logs]\n",
+            &format!("[logs]\ngroup_name = \"{template}\"\n"),
+        );
+        let e = errors(&bad);
+        assert!(
+            e.iter()
+                .any(|m| m.contains("logs.group_name") && m.contains(missing)),
+            "{template}: {e:?}"
+        );
+    }
+    let bad = example().replace(
+        "[logs]\n",
+        "[logs]\ngroup_name = \"/ecs/{stack}/{customer}-{service}\"\n",
+    );
+    assert!(
+        errors(&bad)
+            .iter()
+            .any(|m| m.contains("`{stack}` is not a placeholder"))
+    );
+}
+
+#[test]
+fn fixed_names_must_differ_without_customers() {
+    let (path, source) = priceguard();
+    let config = parse(&path, &source).unwrap();
+    assert!(config.customers.is_empty());
+    let twice = source.replace(
+        "name = \"priceguard/allowed-origins\"",
+        "name = \"priceguard/database-url\"",
+    );
+    let e = match parse(&path, &twice) {
+        Err(ConfigError::Invalid(d)) => d.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        other => panic!("accepted: {:?}", other.map(|_| ())),
+    };
+    assert!(
+        e.iter().any(|m| m.contains("secrets.ALLOWED_ORIGINS.name")
+            && m.contains("secrets.DATABASE_URL.name")),
+        "{e:?}"
+    );
 }
 
 #[test]
