@@ -4,6 +4,11 @@
 
 mod support;
 
+/// The name the example gives a customer's target group (`customer-service`).
+fn tg_name(customer_service: &str) -> String {
+    dagform_config::naming::elb_name(&format!("dev-task-manager-{customer_service}"))
+}
+
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -331,7 +336,7 @@ async fn status_reports_what_aws_reports_for_services_targets_certificate_and_ru
         (
             vec!["customer1.freeinterestcal.com".to_owned()],
             vec!["/api/*".to_owned()],
-            "dev-customer1-backend-api-tg".to_owned()
+            tg_name("customer1-backend-api")
         )
     );
 
@@ -430,7 +435,7 @@ async fn status_for_one_customer_shows_only_its_services_and_rules() {
         .collect();
     assert_eq!(
         groups,
-        ["dev-customer1-backend-api-tg", "dev-customer1-frontend-tg"]
+        [tg_name("customer1-backend-api"), tg_name("customer1-frontend")]
     );
 
     let text = run_ok(&mut p.dagform(&["status", "--customer", "customer1"]));
@@ -509,7 +514,7 @@ async fn logs_prints_a_customers_service_events_and_follows_new_ones() {
     let stream = "frontend/frontend/0123456789abcdef";
     put_events(
         &p,
-        "/ecs/customer1-frontend",
+        "/ecs/dev-task-manager/customer1-frontend",
         stream,
         &[
             (now - 2 * 3_600_000, "too old for --since 1h"),
@@ -520,7 +525,7 @@ async fn logs_prints_a_customers_service_events_and_follows_new_ones() {
     .await;
     put_events(
         &p,
-        "/ecs/global-frontend",
+        "/ecs/dev-task-manager/global-frontend",
         "frontend/frontend/fedcba9876543210",
         &[(now - 60_000, "another customer's line")],
     )
@@ -575,7 +580,7 @@ async fn logs_prints_a_customers_service_events_and_follows_new_ones() {
     assert!(next().ends_with("GET /tasks 200"));
     put_events(
         &p,
-        "/ecs/customer1-frontend",
+        "/ecs/dev-task-manager/customer1-frontend",
         stream,
         &[(now_ms(), "POST /tasks 201")],
     )

@@ -11,6 +11,11 @@ use support::{Emulator, Project, create_zone, run, run_ok};
 const ZONE: &str = "freeinterestcal.com";
 const CLUSTER: &str = "dev-task-manager-cluster";
 
+/// The name the example gives a customer's target group (`customer-service`).
+fn tg_name(customer_service: &str) -> String {
+    dagform_config::naming::elb_name(&format!("dev-task-manager-{customer_service}"))
+}
+
 struct Platform {
     emu: Emulator,
     clients: dagform_aws::AwsClients,
@@ -424,19 +429,19 @@ async fn provision_builds_the_whole_platform_as_the_seed_describes_and_destroy_r
                 expect(
                     "freeinterestcal.com",
                     &["/api/*"],
-                    "dev-global-backend-api-tg"
+                    &tg_name("global-backend-api")
                 )
             ),
             (
                 11,
-                expect("freeinterestcal.com", &[], "dev-global-frontend-tg")
+                expect("freeinterestcal.com", &[], &tg_name("global-frontend"))
             ),
             (
                 20,
                 expect(
                     "customer1.freeinterestcal.com",
                     &["/api/*"],
-                    "dev-customer1-backend-api-tg"
+                    &tg_name("customer1-backend-api")
                 )
             ),
             (
@@ -444,7 +449,7 @@ async fn provision_builds_the_whole_platform_as_the_seed_describes_and_destroy_r
                 expect(
                     "customer1.freeinterestcal.com",
                     &[],
-                    "dev-customer1-frontend-tg"
+                    &tg_name("customer1-frontend")
                 )
             ),
         ])
@@ -455,8 +460,8 @@ async fn provision_builds_the_whole_platform_as_the_seed_describes_and_destroy_r
         .clients
         .elbv2
         .describe_target_groups()
-        .names("dev-customer1-backend-api-tg")
-        .names("dev-customer1-frontend-tg")
+        .names(tg_name("customer1-backend-api"))
+        .names(tg_name("customer1-frontend"))
         .send()
         .await
         .unwrap();
@@ -474,8 +479,8 @@ async fn provision_builds_the_whole_platform_as_the_seed_describes_and_destroy_r
             )
         })
         .collect();
-    assert_eq!(tg["dev-customer1-backend-api-tg"], (3001, "/health", "ip"));
-    assert_eq!(tg["dev-customer1-frontend-tg"], (3000, "/", "ip"));
+    assert_eq!(tg[tg_name("customer1-backend-api").as_str()], (3001, "/health", "ip"));
+    assert_eq!(tg[tg_name("customer1-frontend").as_str()], (3000, "/", "ip"));
 
     // The HTTPS listener uses the issued wildcard certificate; HTTP redirects to HTTPS.
     let https = p.https_listener().await;
@@ -608,7 +613,7 @@ async fn provision_builds_the_whole_platform_as_the_seed_describes_and_destroy_r
         assert!(
             c.image()
                 .unwrap()
-                .ends_with(&format!("/task-manager:{service}-latest")),
+                .ends_with(&format!("/dev-task-manager:{service}-latest")),
             "{:?}",
             c.image()
         );
@@ -616,7 +621,7 @@ async fn provision_builds_the_whole_platform_as_the_seed_describes_and_destroy_r
         assert_eq!(log.log_driver().as_str(), "awslogs");
         assert_eq!(
             log.options().unwrap()["awslogs-group"],
-            format!("/ecs/customer1-{service}")
+            format!("/ecs/dev-task-manager/customer1-{service}")
         );
         let env: BTreeMap<&str, &str> = c
             .environment()
@@ -906,7 +911,7 @@ async fn customers_come_and_go_without_touching_anyone_else() {
         .clients
         .logs
         .describe_log_groups()
-        .log_group_name_prefix("/ecs/customer1-")
+        .log_group_name_prefix("/ecs/dev-task-manager/customer1-")
         .send()
         .await
         .unwrap();
