@@ -642,7 +642,16 @@ async fn finish_adopted(
     let Some(observed) = kind.read(ctx, as_wanted).await? else {
         return kind.create(ctx, props).await;
     };
-    let unmatched = unmatched_properties(props, &observed.properties, kind.sensitive_properties());
+    let mut unmatched =
+        unmatched_properties(props, &observed.properties, kind.sensitive_properties());
+    // A property the kind cannot read back may be exactly what the unfinished create never
+    // set: set it again, unless that would mean replacing the object on a guess.
+    unmatched.extend(
+        props
+            .keys()
+            .filter(|k| !observed.properties.contains_key(*k) && !kind.forces_replacement(k))
+            .cloned(),
+    );
     if unmatched.iter().any(|p| kind.forces_replacement(p)) {
         // Nothing can refer to an object that never reached the state: replace it right away.
         tracing::info!(address = %ctx.address, id = %found.id, ?unmatched, "replacing an adopted object that differs from the configuration");

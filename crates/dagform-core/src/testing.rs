@@ -2,12 +2,16 @@
 //!
 //! The cloud behaves like a strict provider: deleting an object another object still refers to
 //! fails with a transient "dependency violation", and creating with a reference to a missing
-//! object fails, so ordering mistakes show up as test failures. It records every call and the
-//! highest number of calls in flight at once.
+//! object fails, so ordering mistakes show up as test failures. Objects remember the stack and
+//! address that made them (as AWS tags do) and a `name` property is unique per kind, so the
+//! ownership rules can be tested too. It records every call and the highest number of calls in
+//! flight at once, and can lose a create's answer or fail a create halfway.
 
 use crate::address::Address;
 use crate::error::ResourceError;
-use crate::kind::{Applied, Current, Observed, OpContext, Properties, ResourceKind};
+use crate::kind::{
+    ADDRESS_TAG, Applied, Current, Observed, OpContext, Owner, Properties, ResourceKind, STACK_TAG,
+};
 use async_trait::async_trait;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
@@ -17,8 +21,19 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct StoredObject {
     pub kind: String,
+    /// The stack and address it was made for: its ownership tags.
+    pub stack: String,
     pub address: Address,
     pub properties: Properties,
+}
+
+impl StoredObject {
+    fn owner(&self, ctx: &OpContext) -> Owner {
+        ctx.owner([
+            (STACK_TAG, self.stack.as_str()),
+            (ADDRESS_TAG, self.address.as_str()),
+        ])
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -27,6 +42,8 @@ pub struct Call {
     pub operation: &'static str,
     pub started: Instant,
     pub ended: Instant,
+    /// The idempotency token a create presented.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +57,11 @@ struct Inner {
     transient_failures: HashMap<Address, usize>,
     /// Addresses whose calls always fail.
     broken: HashMap<Address, String>,
+    /// Address → remaining creates that succeed but whose answer is lost on the way back.
+    lost_answers: HashMap<Address, usize>,
+    /// Address → a property the next create leaves unset before failing, as a multi-call
+    /// create stopped after its first call does.
+    halfway: HashMap<Address, String>,
 }
 
 /// A shared in-memory "cloud".
@@ -66,6 +88,17 @@ impl MemoryCloud {
 
     pub fn break_resource(&self, address: &str, message: &str) {
         self.lock().broken.insert(address.into(), message.into());
+    }
+
+    /// The next `times` creates at `address` happen, but their answer is lost (a reset
+    /// connection): the caller sees a transient error.
+    pub fn lose_answers(&self, address: &str, times: usize) {
+        self.lock().lost_answers.insert(address.into(), times);
+    }
+
+    /// The next create at `address` makes its object without `property` and then fails.
+    pub fn fail_halfway(&self, address: &str, property: &str) {
+        self.lock().halfway.insert(address.into(), property.into());
     }
 
     pub fn repair(&self, address: &str) {
@@ -96,8 +129,19 @@ impl MemoryCloud {
         self.lock().objects.remove(id);
     }
 
-    /// Creates an object as if an interrupted run had done so.
+    /// Creates an object as if an interrupted run of stack `test` had done so.
     pub fn insert(&self, kind: &str, address: &str, properties: Properties) -> String {
+        self.insert_for("test", kind, address, properties)
+    }
+
+    /// Creates an object tagged for `stack` and `address`, e.g. another environment's.
+    pub fn insert_for(
+        &self,
+        stack: &str,
+        kind: &str,
+        address: &str,
+        properties: Properties,
+    ) -> String {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = format!("mem-{kind}-{}", inner.next_id);
@@ -105,6 +149,7 @@ impl MemoryCloud {
             id.clone(),
             StoredObject {
                 kind: kind.into(),
+                stack: stack.into(),
                 address: address.into(),
                 properties,
             },
@@ -131,6 +176,18 @@ impl MemoryCloud {
         latency: Option<Duration>,
         body: impl FnOnce(&mut Inner) -> Result<T, ResourceError>,
     ) -> Result<T, ResourceError> {
+        self.call_with_token(address, operation, None, latency, body)
+            .await
+    }
+
+    async fn call_with_token<T>(
+        &self,
+        address: &Address,
+        operation: &'static str,
+        token: Option<String>,
+        latency: Option<Duration>,
+        body: impl FnOnce(&mut Inner) -> Result<T, ResourceError>,
+    ) -> Result<T, ResourceError> {
         let started = Instant::now();
         {
             let mut inner = self.lock();
@@ -148,6 +205,7 @@ impl MemoryCloud {
             operation,
             started,
             ended: Instant::now(),
+            token,
         });
         if let Some(message) = inner.broken.get(address) {
             return Err(ResourceError::Failed(message.clone()));
@@ -270,8 +328,9 @@ impl ResourceKind for MemoryKind {
 
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let kind = self.name;
+        let token = ctx.client_token(32);
         self.cloud
-            .call(&ctx.address, "create", self.latency, |inner| {
+            .call_with_token(&ctx.address, "create", Some(token), self.latency, |inner| {
                 for v in props.values() {
                     if let Some(s) = v.as_str().filter(|s| s.starts_with("mem-"))
                         && !inner.objects.contains_key(s)
@@ -279,16 +338,41 @@ impl ResourceKind for MemoryKind {
                         return Err(ResourceError::Failed(format!("{s} does not exist")));
                     }
                 }
+                if let Some(name) = props.get("name")
+                    && let Some(other) = inner
+                        .objects
+                        .values()
+                        .find(|o| o.kind == kind && o.properties.get("name") == Some(name))
+                {
+                    return Err(ctx.not_owned(&format!("{kind} {name}"), &other.owner(ctx)));
+                }
                 inner.next_id += 1;
                 let id = format!("mem-{kind}-{}", inner.next_id);
+                let mut stored = props.clone();
+                let halfway = inner.halfway.remove(&ctx.address);
+                if let Some(p) = &halfway {
+                    stored.remove(p);
+                }
                 inner.objects.insert(
                     id.clone(),
                     StoredObject {
                         kind: kind.into(),
+                        stack: ctx.stack.clone(),
                         address: ctx.address.clone(),
-                        properties: props.clone(),
+                        properties: stored,
                     },
                 );
+                if let Some(p) = halfway {
+                    return Err(ResourceError::Failed(format!(
+                        "{id} was made, but setting `{p}` failed"
+                    )));
+                }
+                if let Some(n) = inner.lost_answers.get_mut(&ctx.address)
+                    && *n > 0
+                {
+                    *n -= 1;
+                    return Err(ResourceError::Transient("connection reset".into()));
+                }
                 Ok(self.applied(&id, props))
             })
             .await
@@ -331,6 +415,11 @@ impl ResourceKind for MemoryKind {
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         self.cloud
             .call(&ctx.address, "delete", self.latency, |inner| {
+                if let Some(o) = inner.objects.get(current.id)
+                    && !matches!(o.owner(ctx), Owner::Ours | Owner::Nobody)
+                {
+                    return Err(ctx.not_owned(current.id, &o.owner(ctx)));
+                }
                 if let Some((_, user)) = inner.objects.iter().find(|(id, o)| {
                     id.as_str() != current.id && mentions(&o.properties, current.id)
                 }) {
@@ -348,11 +437,26 @@ impl ResourceKind for MemoryKind {
     async fn find(
         &self,
         ctx: &OpContext,
-        _props: &Properties,
+        props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
-        Ok(self
-            .cloud
-            .object_at(ctx.address.as_str())
-            .map(|(id, o)| self.applied(&id, &o.properties)))
+        let inner = self.cloud.lock();
+        let ours = inner.objects.iter().find(|(id, o)| {
+            o.kind == self.name
+                && o.owner(ctx) == Owner::Ours
+                && !ctx.superseded.iter().any(|s| s == *id)
+        });
+        if let Some((id, o)) = ours {
+            return Ok(Some(self.applied(id, &o.properties)));
+        }
+        // Something else under the wanted name is never ours to adopt.
+        if let Some(name) = props.get("name")
+            && let Some(other) = inner
+                .objects
+                .values()
+                .find(|o| o.kind == self.name && o.properties.get("name") == Some(name))
+        {
+            return Err(ctx.not_owned(&format!("{} {name}", self.name), &other.owner(ctx)));
+        }
+        Ok(None)
     }
 }

@@ -546,3 +546,172 @@ fn plan_snapshot() {
     assert_eq!(summary.create, 5);
     insta::assert_json_snapshot!("initial_plan", p);
 }
+
+fn objects_at(f: &Fixture, address: &str) -> Vec<String> {
+    f.cloud
+        .objects()
+        .into_iter()
+        .filter(|(_, o)| o.address.as_str() == address)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn create_tokens(f: &Fixture, address: &str) -> Vec<String> {
+    f.cloud
+        .calls()
+        .iter()
+        .filter(|c| c.address.as_str() == address && c.operation == "create")
+        .filter_map(|c| c.token.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_found_not_repeated() {
+    let f = fixture(0);
+    // The VPC is made, but the connection drops before the answer arrives.
+    f.cloud.lose_answers("shared.vpc", 1);
+    let report = f.converge(&platform("10.0.0.0/16")).await;
+    assert!(report.is_success(), "{report:?}");
+    let made = objects_at(&f, "shared.vpc");
+    assert_eq!(made.len(), 1, "looked for before retrying: {made:?}");
+    assert_eq!(
+        f.state().resources[&Address::from("shared.vpc")]
+            .id
+            .as_deref(),
+        Some(made[0].as_str())
+    );
+    assert_eq!(create_tokens(&f, "shared.vpc").len(), 1, "no second create");
+}
+
+#[tokio::test]
+async fn a_create_that_failed_halfway_is_adopted_and_finished() {
+    let f = fixture(0);
+    let g = platform("10.0.0.0/16");
+    // The load balancer is made, but its second call (setting `size`) fails.
+    f.cloud.fail_halfway("shared.lb", "size");
+    let report = f.converge(&g).await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let record = &f.state().resources[&Address::from("shared.lb")];
+    assert_eq!(record.status, dagform_core::state::ResourceStatus::Creating);
+    let first_intent = record.intent.clone().expect("intent kept");
+    let made = objects_at(&f, "shared.lb");
+    assert_eq!(made.len(), 1);
+    assert!(!f.cloud.objects()[&made[0]].properties.contains_key("size"));
+
+    // The next run adopts the half-built object and brings it to the configuration in place.
+    let report = f.converge(&g).await;
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(objects_at(&f, "shared.lb"), made, "adopted, not duplicated");
+    assert_eq!(f.cloud.objects()[&made[0]].properties["size"], json!(2));
+    let record = &f.state().resources[&Address::from("shared.lb")];
+    assert_eq!(record.id.as_deref(), Some(made[0].as_str()));
+    assert!(record.intent.is_none(), "a finished create needs no intent");
+    assert!(f.call_index("shared.lb", "update") > f.call_index("shared.lb", "create"));
+    assert!(!first_intent.is_empty());
+    assert!(
+        f.plan(&g)
+            .resources
+            .iter()
+            .all(|r| r.action == Action::NoOp)
+    );
+}
+
+#[tokio::test]
+async fn one_intent_presents_one_token_across_runs() {
+    let f = fixture(0);
+    let g = platform("10.0.0.0/16");
+    f.cloud.break_resource("shared.log", "throttled for good");
+    f.converge(&g).await;
+    f.converge(&g).await;
+    let tokens = create_tokens(&f, "shared.log");
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(
+        tokens[0], tokens[1],
+        "the re-run repeats the same intended create"
+    );
+    // A changed configuration is a new intent, with a new token.
+    let changed = graph(vec![NodeSpec::new(
+        "shared.log",
+        "thing",
+        props! { "zone" => "elsewhere" },
+    )]);
+    f.converge(&changed).await;
+    let tokens = create_tokens(&f, "shared.log");
+    assert_ne!(tokens[2], tokens[0]);
+    // Another address never shares a token.
+    assert!(
+        !create_tokens(&f, "shared.vpc").contains(&tokens[0]),
+        "tokens are per address"
+    );
+}
+
+#[tokio::test]
+async fn another_stacks_object_under_the_name_is_refused_and_left_alone() {
+    let f = fixture(0);
+    let theirs = f.cloud.insert_for(
+        "prod-app",
+        "thing",
+        "shared.log",
+        props_of(json!({"name": "app-logs", "zone": "none"})),
+    );
+    let g = graph(vec![
+        NodeSpec::new(
+            "shared.log",
+            "thing",
+            props! { "name" => "app-logs", "zone" => "none" },
+        ),
+        NodeSpec::new("shared.vpc", "net", props! { "cidr" => "10.0.0.0/16" }),
+    ]);
+    let report = f.converge(&g).await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let error = &report.failed[0].error;
+    assert!(error.contains("belongs to stack `prod-app`"), "{error}");
+    assert!(error.contains("app-logs"), "{error}");
+    // The rest of the run went on; the other stack's object is as it was.
+    assert!(
+        f.state().resources[&Address::from("shared.vpc")]
+            .id
+            .is_some()
+    );
+    assert_eq!(f.cloud.objects()[&theirs].stack, "prod-app");
+    // A re-run after the crash-like failure does not adopt it either.
+    let report = f.converge(&g).await;
+    assert_eq!(report.failed.len(), 1);
+    // Destroying this stack deletes what it made and nothing of theirs.
+    let report = f.destroy(&g).await;
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(f.cloud.objects().keys().collect::<Vec<_>>(), [&theirs]);
+    assert!(f.state().resources.is_empty());
+}
+
+#[tokio::test]
+async fn a_replaced_object_is_never_adopted_as_its_successor() {
+    let f = fixture(0);
+    let g = |image: &str| {
+        graph(vec![
+            NodeSpec::new("svc.rev", "revision", props! { "image" => image }),
+            NodeSpec::new(
+                "svc.service",
+                "thing",
+                props! { "task" => r("svc.rev"), "zone" => "z" },
+            ),
+        ])
+    };
+    f.converge(&g("v1")).await;
+    let old = objects_at(&f, "svc.rev");
+    // The new revision's create fails: the old one, same stack and address, is still there.
+    f.cloud.break_resource("svc.rev", "capacity");
+    let report = f.converge(&g("v2")).await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    f.cloud.repair("svc.rev");
+    let report = f.converge(&g("v2")).await;
+    assert!(report.is_success(), "{report:?}");
+    let now = objects_at(&f, "svc.rev");
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, old, "the deposed revision was replaced, not adopted");
+    assert_eq!(f.cloud.objects()[&now[0]].properties["image"], json!("v2"));
+}
+
+fn props_of(v: serde_json::Value) -> dagform_core::Properties {
+    v.as_object().unwrap().clone()
+}
