@@ -172,6 +172,75 @@ impl NewTag for aws_sdk_acm::types::Tag {
     }
 }
 
+// --- Elastic Load Balancing and ACM ---
+
+/// `live` in the order of the recorded list when both hold the same items, so that AWS
+/// reporting a list in another order is not taken for drift.
+pub(crate) fn in_recorded_order(
+    live: Vec<String>,
+    recorded: Option<&serde_json::Value>,
+) -> Vec<String> {
+    let Some(recorded) = recorded.and_then(serde_json::Value::as_array) else {
+        return live;
+    };
+    let recorded: Vec<String> = recorded
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    let mut a = live.clone();
+    let mut b = recorded.clone();
+    a.sort();
+    b.sort();
+    if a == b { recorded } else { live }
+}
+
+/// Brings an object of this node's that a create met under its unique name (port, priority)
+/// to the desired properties, the way the reconciler finishes an adopted object: its tags say
+/// it is this resource's, but no state records it (a lost record, or a create retried without
+/// a `find`). A difference in a property that cannot change in place is an error rather than
+/// a replacement: deleting an object is not a create's decision to make.
+pub(crate) async fn finish_existing(
+    kind: &dyn dagform_core::ResourceKind,
+    ctx: &OpContext,
+    object: &str,
+    found: dagform_core::Applied,
+    props: &dagform_core::Properties,
+) -> Result<dagform_core::Applied, ResourceError> {
+    let as_wanted = dagform_core::Current {
+        id: &found.id,
+        properties: props,
+        outputs: &found.outputs,
+    };
+    let Some(observed) = kind.read(ctx, as_wanted).await? else {
+        return Err(ResourceError::Transient(format!(
+            "{object} disappeared while being adopted"
+        )));
+    };
+    let unmatched = dagform_core::plan::unmatched_properties(
+        props,
+        &observed.properties,
+        kind.sensitive_properties(),
+    );
+    if let Some(fixed) = unmatched.iter().find(|p| kind.forces_replacement(p)) {
+        return Err(ResourceError::failed(format!(
+            "{object} already exists for this resource with another `{fixed}` ({}); delete it \
+             or change the configuration to match",
+            observed.properties.get(fixed).cloned().unwrap_or_default()
+        )));
+    }
+    if unmatched.is_empty() {
+        let mut applied = found;
+        applied.outputs.extend(observed.outputs);
+        return Ok(applied);
+    }
+    let current = dagform_core::Current {
+        id: &found.id,
+        properties: &observed.properties,
+        outputs: &observed.outputs,
+    };
+    kind.update(ctx, current, props, &unmatched).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

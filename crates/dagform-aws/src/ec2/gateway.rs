@@ -1,12 +1,13 @@
 //! `aws_internet_gateway`, `aws_eip` and `aws_nat_gateway`.
 
 use super::{
-    FILTER_BATCH, check_name, filter_ids, is_owned, owned_by, set_name, tag_spec, tag_value,
-    until_visible,
+    FILTER_BATCH, adoptable, check_name, filter_ids, name_property, pick_adoptable, set_name,
+    tag_spec, tagged_for, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
 use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{found, gone, pairs, single_attempt};
 use aws_sdk_ec2::types::{DomainType, Filter, NatGatewayState, ResourceType};
 use dagform_core::{
     Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
@@ -47,18 +48,28 @@ impl InternetGateway {
         &self,
         id: &str,
     ) -> Result<Option<aws_sdk_ec2::types::InternetGateway>, ResourceError> {
-        match self
+        let result = self
             .clients
             .ec2
             .describe_internet_gateways()
             .internet_gateway_ids(id)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.internet_gateways().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("DescribeInternetGateways", e)),
+            .await;
+        Ok(found("DescribeInternetGateways", result)?
+            .and_then(|out| out.internet_gateways().first().cloned()))
+    }
+
+    /// The gateway, when it may be changed or deleted (it carries no other owner's tags).
+    async fn describe_not_foreign(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::InternetGateway>, ResourceError> {
+        let igw = self.describe(id).await?;
+        if let Some(igw) = &igw {
+            ctx.require_not_foreign(&format!("internet gateway `{id}`"), pairs(igw.tags()))?;
         }
+        Ok(igw)
     }
 }
 
@@ -95,6 +106,9 @@ impl ResourceKind for InternetGateway {
             .ec2
             .create_internet_gateway()
             .tag_specifications(tag_spec(ResourceType::InternetGateway, ctx, Some(&p.name)))
+            // No idempotency token: a lost answer must reach `find`, not a blind re-send.
+            .customize()
+            .config_override(single_attempt::ec2())
             .send()
             .await
             .map_err(|e| classify("CreateInternetGateway", e))?;
@@ -126,9 +140,7 @@ impl ResourceKind for InternetGateway {
             return Ok(None);
         };
         let mut properties = Properties::new();
-        if let Some(name) = tag_value(igw.tags(), "Name") {
-            properties.insert("name".into(), json!(name));
-        }
+        properties.insert("name".into(), name_property(igw.tags()));
         // Detached shows as null, so the planner sees the drift and re-creates the gateway.
         properties.insert(
             "vpc_id".into(),
@@ -142,13 +154,19 @@ impl ResourceKind for InternetGateway {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p: InternetGatewayProps = parse(desired)?;
         check_name(&p.name)?;
+        if self.describe_not_foreign(ctx, current.id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "internet gateway {} is gone",
+                current.id
+            )));
+        }
         if changed.iter().any(|c| c == "name") {
             set_name(&self.clients, current.id, &p.name).await?;
         }
@@ -156,8 +174,8 @@ impl ResourceKind for InternetGateway {
     }
 
     /// Detaches from every VPC (a gateway already detached is fine), then deletes.
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        let Some(igw) = self.describe(current.id).await? else {
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let Some(igw) = self.describe_not_foreign(ctx, current.id).await? else {
             return Ok(());
         };
         for vpc in igw.attachments().iter().filter_map(|a| a.vpc_id()) {
@@ -175,18 +193,14 @@ impl ResourceKind for InternetGateway {
                 Err(e) => return Err(classify("DetachInternetGateway", e)),
             }
         }
-        match self
+        let result = self
             .clients
             .ec2
             .delete_internet_gateway()
             .internet_gateway_id(current.id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteInternetGateway", e)),
-        }
+            .await;
+        gone("DeleteInternetGateway", result)
     }
 
     /// Adopts a gateway tagged for this address, attaching it if the crash came before that.
@@ -196,20 +210,21 @@ impl ResourceKind for InternetGateway {
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p: InternetGatewayProps = parse(props)?;
-        let out = self
+        let gateways: Vec<_> = self
             .clients
             .ec2
             .describe_internet_gateways()
-            .set_filters(Some(owned_by(ctx)))
+            .set_filters(Some(tagged_for(ctx)))
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(|e| classify("DescribeInternetGateways", e))?;
-        let Some(igw) = out.internet_gateways().first() else {
+        let Some(igw) = pick_adoptable(ctx, &gateways) else {
             return Ok(None);
         };
-        let Some(id) = igw.internet_gateway_id() else {
-            return Ok(None);
-        };
+        let id = igw.internet_gateway_id().unwrap_or_default();
         if attached_vpc(igw).is_none() {
             self.attach(ctx, id, &p.vpc_id).await?;
         }
@@ -237,18 +252,27 @@ impl Eip {
         &self,
         allocation_id: &str,
     ) -> Result<Option<aws_sdk_ec2::types::Address>, ResourceError> {
-        match self
+        let result = self
             .clients
             .ec2
             .describe_addresses()
             .allocation_ids(allocation_id)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.addresses().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("DescribeAddresses", e)),
+            .await;
+        Ok(found("DescribeAddresses", result)?.and_then(|out| out.addresses().first().cloned()))
+    }
+
+    /// The address, when it may be changed or released (it carries no other owner's tags).
+    async fn describe_not_foreign(
+        &self,
+        ctx: &OpContext,
+        allocation_id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::Address>, ResourceError> {
+        let address = self.describe(allocation_id).await?;
+        if let Some(a) = &address {
+            ctx.require_not_foreign(&format!("Elastic IP `{allocation_id}`"), pairs(a.tags()))?;
         }
+        Ok(address)
     }
 }
 
@@ -271,9 +295,7 @@ fn eip_applied(address: &aws_sdk_ec2::types::Address) -> Option<Applied> {
 /// A live address in the shape of the desired properties.
 fn observe_eip(address: &aws_sdk_ec2::types::Address) -> Option<Observed> {
     let mut properties = Properties::new();
-    if let Some(name) = tag_value(address.tags(), "Name") {
-        properties.insert("name".into(), json!(name));
-    }
+    properties.insert("name".into(), name_property(address.tags()));
     eip_applied(address).map(|a| Observed {
         properties,
         outputs: a.outputs,
@@ -299,6 +321,9 @@ impl ResourceKind for Eip {
             .allocate_address()
             .domain(DomainType::Vpc)
             .tag_specifications(tag_spec(ResourceType::ElasticIp, ctx, Some(&p.name)))
+            // No idempotency token: a lost answer must reach `find`, not a blind re-send.
+            .customize()
+            .config_override(single_attempt::ec2())
             .send()
             .await
             .map_err(|e| classify("AllocateAddress", e))?;
@@ -344,13 +369,19 @@ impl ResourceKind for Eip {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         _changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p: EipProps = parse(desired)?;
         check_name(&p.name)?;
+        if self.describe_not_foreign(ctx, current.id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "Elastic IP {} is gone",
+                current.id
+            )));
+        }
         set_name(&self.clients, current.id, &p.name).await?;
         self.describe(current.id)
             .await?
@@ -359,7 +390,10 @@ impl ResourceKind for Eip {
             .ok_or_else(|| ResourceError::failed(format!("Elastic IP {} is gone", current.id)))
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        if self.describe_not_foreign(ctx, current.id).await?.is_none() {
+            return Ok(());
+        }
         match self
             .clients
             .ec2
@@ -389,11 +423,11 @@ impl ResourceKind for Eip {
             .clients
             .ec2
             .describe_addresses()
-            .set_filters(Some(owned_by(ctx)))
+            .set_filters(Some(tagged_for(ctx)))
             .send()
             .await
             .map_err(|e| classify("DescribeAddresses", e))?;
-        Ok(out.addresses().first().and_then(eip_applied))
+        Ok(pick_adoptable(ctx, out.addresses()).and_then(eip_applied))
     }
 }
 
@@ -421,38 +455,55 @@ impl NatGateway {
         &self,
         id: &str,
     ) -> Result<Option<aws_sdk_ec2::types::NatGateway>, ResourceError> {
-        match self
+        let result = self
             .clients
             .ec2
             .describe_nat_gateways()
             .nat_gateway_ids(id)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.nat_gateways().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("DescribeNatGateways", e)),
-        }
+            .await;
+        Ok(found("DescribeNatGateways", result)?
+            .and_then(|out| out.nat_gateways().first().cloned()))
     }
 
-    async fn wait_available(&self, ctx: &OpContext, id: &str) -> Result<(), ResourceError> {
+    /// The gateway, when it may be changed or deleted (it carries no other owner's tags).
+    async fn describe_not_foreign(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::NatGateway>, ResourceError> {
+        let nat = self.describe(id).await?;
+        if let Some(nat) = &nat {
+            ctx.require_not_foreign(&format!("NAT gateway `{id}`"), pairs(nat.tags()))?;
+        }
+        Ok(nat)
+    }
+
+    /// Waits while the gateway is pending and returns it once it has settled: available, or
+    /// failed. A wait that times out leaves a pending gateway that `find` adopts next time.
+    async fn wait_settled(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+    ) -> Result<aws_sdk_ec2::types::NatGateway, ResourceError> {
         ctx.wait_for("NAT gateway to become available", || async move {
-            let Some(nat) = self.describe(id).await? else {
-                // Not visible yet right after the create.
-                return Ok(None);
-            };
-            match nat.state() {
-                Some(NatGatewayState::Available) => Ok(Some(())),
-                Some(NatGatewayState::Pending) | None => Ok(None),
-                Some(state) => Err(ResourceError::failed(format!(
-                    "NAT gateway {id} is {state}: {} {}",
-                    nat.failure_code().unwrap_or_default(),
-                    nat.failure_message().unwrap_or_default()
-                ))),
-            }
+            Ok(self.describe(id).await?.filter(|nat| {
+                // Not visible yet right after the create, or still starting.
+                !matches!(nat.state(), Some(NatGatewayState::Pending) | None)
+            }))
         })
         .await
     }
+}
+
+fn nat_failure(nat: &aws_sdk_ec2::types::NatGateway) -> ResourceError {
+    ResourceError::failed(format!(
+        "NAT gateway {} is {}: {} {}",
+        nat.nat_gateway_id().unwrap_or_default(),
+        nat.state().map(|s| s.as_str()).unwrap_or_default(),
+        nat.failure_code().unwrap_or_default(),
+        nat.failure_message().unwrap_or_default()
+    ))
 }
 
 /// Whether a NAT gateway is gone or going: AWS lists deleted ones for about an hour.
@@ -469,9 +520,7 @@ fn observe_nat(nat: &aws_sdk_ec2::types::NatGateway, current: Current<'_>) -> Op
         return None;
     }
     let mut properties = Properties::new();
-    if let Some(name) = tag_value(nat.tags(), "Name") {
-        properties.insert("name".into(), json!(name));
-    }
+    properties.insert("name".into(), name_property(nat.tags()));
     if let Some(subnet) = nat.subnet_id() {
         properties.insert("subnet_id".into(), json!(subnet));
     }
@@ -508,14 +557,19 @@ impl ResourceKind for NatGateway {
             .create_nat_gateway()
             .subnet_id(&p.subnet_id)
             .allocation_id(&p.allocation_id)
-            .tag_specifications(tag_spec(ResourceType::Natgateway, ctx, Some(&p.name)));
+            .tag_specifications(tag_spec(ResourceType::Natgateway, ctx, Some(&p.name)))
+            // Every retry, and a re-run of this intended create, gets the same gateway back.
+            .client_token(ctx.client_token(64));
         let out = until_visible(ctx, "CreateNatGateway", move || req.clone().send()).await?;
         let id = out
             .nat_gateway()
             .and_then(|n| n.nat_gateway_id())
             .ok_or_else(|| ResourceError::failed("CreateNatGateway returned no id"))?
             .to_string();
-        self.wait_available(ctx, &id).await?;
+        let nat = self.wait_settled(ctx, &id).await?;
+        if nat.state() != Some(&NatGatewayState::Available) {
+            return Err(nat_failure(&nat));
+        }
         Ok(Applied::new(id))
     }
 
@@ -558,13 +612,19 @@ impl ResourceKind for NatGateway {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         _changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p: NatGatewayProps = parse(desired)?;
         check_name(&p.name)?;
+        if self.describe_not_foreign(ctx, current.id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "NAT gateway {} is gone",
+                current.id
+            )));
+        }
         set_name(&self.clients, current.id, &p.name).await?;
         Ok(Applied::new(current.id))
     }
@@ -572,22 +632,20 @@ impl ResourceKind for NatGateway {
     /// Deletes and waits until `deleted`: only then is the Elastic IP free to be released.
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         let id = current.id;
-        match self.describe(id).await? {
+        match self.describe_not_foreign(ctx, id).await? {
             None => return Ok(()),
             Some(nat) if nat.state() == Some(&NatGatewayState::Deleted) => return Ok(()),
             Some(_) => {}
         }
-        match self
+        let result = self
             .clients
             .ec2
             .delete_nat_gateway()
             .nat_gateway_id(id)
             .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(classify("DeleteNatGateway", e)),
+            .await;
+        if found("DeleteNatGateway", result)?.is_none() {
+            return Ok(());
         }
         ctx.wait_for("NAT gateway to be deleted", || async move {
             Ok(match self.describe(id).await? {
@@ -599,37 +657,43 @@ impl ResourceKind for NatGateway {
         .await
     }
 
-    /// Adopts a live gateway tagged for this address, waiting for it if it is still pending.
+    /// Adopts a live gateway tagged for this address, waiting for it while it is pending (a
+    /// create whose wait was cut short left it so). Failed, deleting and deleted gateways,
+    /// which AWS lists for about an hour, are not adopted.
     async fn find(
         &self,
         ctx: &OpContext,
         _props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
-        let out = self
+        let live = Filter::builder()
+            .name("state")
+            .values("pending")
+            .values("available")
+            .build();
+        let nats: Vec<_> = self
             .clients
             .ec2
             .describe_nat_gateways()
-            .set_filter(Some(owned_by(ctx)))
-            .filter(
-                Filter::builder()
-                    .name("state")
-                    .values("pending")
-                    .values("available")
-                    .build(),
-            )
+            .set_filter(Some(tagged_for(ctx)))
+            .filter(live)
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(|e| classify("DescribeNatGateways", e))?;
-        let Some(id) = out
-            .nat_gateways()
+        // The newest, should there be several: a create makes a new gateway only after the
+        // last one failed, so the newest live one is what the latest create made.
+        let Some(id) = nats
             .iter()
-            // Checked here too: moto ignores tag filters on this call.
-            .filter(|n| !nat_gone(n) && is_owned(n.tags(), ctx))
-            .find_map(|n| n.nat_gateway_id())
+            .filter(|n| !nat_gone(n) && adoptable(ctx, *n))
+            .max_by_key(|n| (n.create_time().copied(), n.nat_gateway_id()))
+            .and_then(|n| n.nat_gateway_id())
         else {
             return Ok(None);
         };
-        self.wait_available(ctx, id).await?;
-        Ok(Some(Applied::new(id)))
+        let nat = self.wait_settled(ctx, id).await?;
+        // One that failed while we waited is nothing to adopt: the create makes a new one.
+        Ok((nat.state() == Some(&NatGatewayState::Available)).then(|| Applied::new(id)))
     }
 }

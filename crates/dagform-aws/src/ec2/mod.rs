@@ -9,9 +9,11 @@ mod vpc;
 
 use crate::AwsClients;
 use crate::error::{classify, is_not_found};
+use crate::ownership;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use dagform_core::kind::Owner;
 use dagform_core::{Current, Kinds, OpContext, ResourceError};
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -41,14 +43,9 @@ pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
 
 /// The tags of an object created for `ctx`: the dagform tags, plus `Name` when given.
 fn tag_spec(resource: ResourceType, ctx: &OpContext, name: Option<&str>) -> TagSpecification {
-    let tags = ctx
-        .tags()
-        .into_iter()
-        .chain(name.map(|n| ("Name".to_string(), n.to_string())))
-        .map(|(k, v)| Tag::builder().key(k).value(v).build());
     TagSpecification::builder()
         .resource_type(resource)
-        .set_tags(Some(tags.collect()))
+        .set_tags(Some(ownership::tags_for::<Tag>(ctx, name)))
         .build()
 }
 
@@ -68,25 +65,103 @@ fn filter_ids(name: &str, items: &[Current<'_>]) -> Filter {
         .build()
 }
 
-/// Filters matching the objects tagged for `ctx`'s stack and address (used by `find`).
-fn owned_by(ctx: &OpContext) -> Vec<Filter> {
-    ctx.tags()
+/// Filters narrowing a describe to the objects tagged for `ctx`'s stack and address (used by
+/// `find`; what they return is checked again with [`adoptable`]).
+fn tagged_for(ctx: &OpContext) -> Vec<Filter> {
+    ctx.tag_pairs()
         .into_iter()
         .map(|(k, v)| filter(&format!("tag:{k}"), v))
         .collect()
 }
 
-/// Whether `tags` mark an object created for `ctx`'s stack and address.
-fn is_owned(tags: &[Tag], ctx: &OpContext) -> bool {
-    ctx.tags()
-        .iter()
-        .all(|(k, v)| tag_value(tags, k) == Some(v.as_str()))
+/// An EC2 object as `find` sees it: its id and its tags.
+trait Ec2Object {
+    fn object_id(&self) -> Option<&str>;
+    fn object_tags(&self) -> &[Tag];
 }
 
-fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
-    tags.iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
+macro_rules! ec2_object {
+    ($($t:ty => $id:ident),+ $(,)?) => {$(
+        impl Ec2Object for $t {
+            fn object_id(&self) -> Option<&str> {
+                self.$id()
+            }
+            fn object_tags(&self) -> &[Tag] {
+                self.tags()
+            }
+        }
+    )+};
+}
+
+ec2_object!(
+    aws_sdk_ec2::types::Vpc => vpc_id,
+    aws_sdk_ec2::types::Subnet => subnet_id,
+    aws_sdk_ec2::types::InternetGateway => internet_gateway_id,
+    aws_sdk_ec2::types::Address => allocation_id,
+    aws_sdk_ec2::types::NatGateway => nat_gateway_id,
+    aws_sdk_ec2::types::RouteTable => route_table_id,
+    aws_sdk_ec2::types::SecurityGroup => group_id,
+    aws_sdk_ec2::types::SecurityGroupRule => security_group_rule_id,
+);
+
+/// Whether `ctx` may adopt `object`: tagged for this very stack and address (checked here even
+/// after a tag filter, as the emulator ignores some) and not an older object of this address
+/// that awaits deletion.
+fn adoptable(ctx: &OpContext, object: &impl Ec2Object) -> bool {
+    object
+        .object_id()
+        .is_some_and(|id| !ctx.superseded.iter().any(|s| s == id))
+        && ctx.owner(ownership::pairs(object.object_tags())) == Owner::Ours
+}
+
+/// The object `find` adopts among those it listed. Several can only be left by duplicated
+/// creates, and EC2 reports no creation time for most objects: the lowest id is taken, so every
+/// run adopts the same one.
+fn pick_adoptable<'a, T: Ec2Object>(
+    ctx: &OpContext,
+    objects: impl IntoIterator<Item = &'a T>,
+) -> Option<&'a T> {
+    objects
+        .into_iter()
+        .filter(|o| adoptable(ctx, *o))
+        .min_by_key(|o| o.object_id())
+}
+
+/// The `Name` tag of an object.
+fn name_tag(tags: &[Tag]) -> Option<&str> {
+    ownership::pairs(tags).find_map(|(k, v)| (k == "Name").then_some(v))
+}
+
+/// The `Name` tag as the `name` property: null when missing, so that an object without it
+/// shows the difference and gets it.
+fn name_property(tags: &[Tag]) -> serde_json::Value {
+    name_tag(tags).map_or(serde_json::Value::Null, Into::into)
+}
+
+/// Fails unless the object with `id` may be changed or deleted by `ctx`: it must not carry
+/// another stack's or resource's tags. For kinds that do not describe the object anyway; an
+/// object already gone has no tags and passes (its delete then succeeds as already gone).
+async fn require_not_foreign(
+    clients: &AwsClients,
+    ctx: &OpContext,
+    what: &str,
+    id: &str,
+) -> Result<(), ResourceError> {
+    let tags: Vec<_> = clients
+        .ec2
+        .describe_tags()
+        .filters(filter("resource-id", id))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| classify("DescribeTags", e))?;
+    ctx.require_not_foreign(
+        &format!("{what} `{id}`"),
+        tags.iter()
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+    )
 }
 
 /// Sets the `Name` tag of an existing object (a rename is an in-place update).

@@ -1,13 +1,15 @@
 //! `aws_route_table` (with its routes managed in place) and `aws_route_table_association`.
 
 use super::{
-    FILTER_BATCH, check_cidr, check_name, filter, filter_ids, not_yet_visible, owned_by, set_name,
-    tag_spec, tag_value, until_visible,
+    FILTER_BATCH, check_cidr, check_name, filter, filter_ids, name_property, pick_adoptable,
+    set_name, tag_spec, tagged_for, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
-use crate::error::{classify, is_not_found, parse};
+use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{found, gone, pairs};
 use aws_sdk_ec2::types::{ResourceType, RouteOrigin, RouteTableAssociationStateCode};
+use dagform_core::kind::Owner;
 use dagform_core::{
     Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
 };
@@ -110,9 +112,7 @@ fn observe_table(
         (pos, r.destination_cidr_block.clone())
     });
     let mut properties = Properties::new();
-    if let Some(name) = tag_value(table.tags(), "Name") {
-        properties.insert("name".into(), json!(name));
-    }
+    properties.insert("name".into(), name_property(table.tags()));
     if let Some(vpc) = table.vpc_id() {
         properties.insert("vpc_id".into(), json!(vpc));
     }
@@ -137,18 +137,28 @@ impl RouteTable {
         &self,
         id: &str,
     ) -> Result<Option<aws_sdk_ec2::types::RouteTable>, ResourceError> {
-        match self
+        let result = self
             .clients
             .ec2
             .describe_route_tables()
             .route_table_ids(id)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.route_tables().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("DescribeRouteTables", e)),
+            .await;
+        Ok(found("DescribeRouteTables", result)?
+            .and_then(|out| out.route_tables().first().cloned()))
+    }
+
+    /// The table, when it may be changed or deleted (it carries no other owner's tags).
+    async fn describe_not_foreign(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::RouteTable>, ResourceError> {
+        let table = self.describe(id).await?;
+        if let Some(t) = &table {
+            ctx.require_not_foreign(&format!("route table `{id}`"), pairs(t.tags()))?;
         }
+        Ok(table)
     }
 
     /// Brings the table's managed routes from `live` to `desired`.
@@ -221,20 +231,22 @@ impl ResourceKind for RouteTable {
 
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = RouteTableProps::parse(props)?;
-        let out = self
+        let req = self
             .clients
             .ec2
             .create_route_table()
             .vpc_id(&p.vpc_id)
             .tag_specifications(tag_spec(ResourceType::RouteTable, ctx, Some(&p.name)))
-            .send()
-            .await
-            .map_err(|e| not_yet_visible("CreateRouteTable", e))?;
+            // Every retry, and a re-run of this intended create, gets the same table back.
+            .client_token(ctx.client_token(64));
+        let out = until_visible(ctx, "CreateRouteTable", move || req.clone().send()).await?;
         let id = out
             .route_table()
             .and_then(|t| t.route_table_id())
             .ok_or_else(|| ResourceError::failed("CreateRouteTable returned no id"))?
             .to_string();
+        // A run killed before the routes are in leaves a table that `find` adopts: `read`
+        // then reports its routes, and `update` adds the missing ones.
         self.sync_routes(ctx, &id, &[], &p.routes).await?;
         Ok(Applied::new(id))
     }
@@ -284,51 +296,56 @@ impl ResourceKind for RouteTable {
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = RouteTableProps::parse(desired)?;
+        let table = self
+            .describe_not_foreign(ctx, current.id)
+            .await?
+            .ok_or_else(|| ResourceError::failed(format!("route table {} is gone", current.id)))?;
         if changed.iter().any(|c| c == "name") {
             set_name(&self.clients, current.id, &p.name).await?;
         }
         if changed.iter().any(|c| c == "routes") {
-            let table = self.describe(current.id).await?.ok_or_else(|| {
-                ResourceError::failed(format!("route table {} is gone", current.id))
-            })?;
             self.sync_routes(ctx, current.id, &managed_routes(&table), &p.routes)
                 .await?;
         }
         Ok(Applied::new(current.id))
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        if self.describe_not_foreign(ctx, current.id).await?.is_none() {
+            return Ok(());
+        }
+        let result = self
             .clients
             .ec2
             .delete_route_table()
             .route_table_id(current.id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteRouteTable", e)),
-        }
+            .await;
+        gone("DeleteRouteTable", result)
     }
 
+    /// A table of this VPC tagged for this address. Route tables have no unique name: only
+    /// the tags tell whose a table is.
     async fn find(
         &self,
         ctx: &OpContext,
-        _props: &Properties,
+        props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
-        let out = self
+        let p = RouteTableProps::parse(props)?;
+        let tables: Vec<_> = self
             .clients
             .ec2
             .describe_route_tables()
-            .set_filters(Some(owned_by(ctx)))
+            .set_filters(Some(tagged_for(ctx)))
+            .filters(filter("vpc-id", &p.vpc_id))
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(|e| classify("DescribeRouteTables", e))?;
-        Ok(out
-            .route_tables()
-            .iter()
-            .find_map(|t| t.route_table_id())
+        Ok(pick_adoptable(ctx, &tables)
+            .and_then(|t| t.route_table_id())
             .map(Applied::new))
     }
 }
@@ -368,6 +385,61 @@ impl RouteTableAssociation {
     pub fn new(clients: Arc<AwsClients>) -> Self {
         Self { clients }
     }
+
+    /// The route table holding the live association of `subnet_id`, if any.
+    async fn table_of_subnet(
+        &self,
+        subnet_id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::RouteTable>, ResourceError> {
+        let out = self
+            .clients
+            .ec2
+            .describe_route_tables()
+            .filters(filter("association.subnet-id", subnet_id))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeRouteTables", e))?;
+        Ok(out
+            .route_tables()
+            .iter()
+            .find(|t| {
+                t.associations()
+                    .iter()
+                    .any(|a| a.subnet_id() == Some(subnet_id) && is_live(a))
+            })
+            .cloned())
+    }
+
+    /// After `Resource.AlreadyAssociated`: the subnet's association with this very table is
+    /// what an earlier attempt made (adopted); an association with another table is not
+    /// this node's to take over.
+    async fn resolve_already_associated(
+        &self,
+        ctx: &OpContext,
+        p: &AssociationProps,
+    ) -> Result<Applied, ResourceError> {
+        let table = self.table_of_subnet(&p.subnet_id).await?.ok_or_else(|| {
+            ResourceError::Transient(format!(
+                "AssociateRouteTable: subnet {} is associated, but not visibly yet",
+                p.subnet_id
+            ))
+        })?;
+        let association = table
+            .associations()
+            .iter()
+            .find(|a| a.subnet_id() == Some(p.subnet_id.as_str()) && is_live(a));
+        let table_id = table.route_table_id().unwrap_or_default();
+        match association.and_then(|a| a.route_table_association_id()) {
+            Some(id) if table_id == p.route_table_id => Ok(Applied::new(id)),
+            _ => {
+                let what = format!(
+                    "association of subnet `{}` with route table `{table_id}`",
+                    p.subnet_id
+                );
+                Err(ctx.not_owned(&what, &ctx.owner(pairs(table.tags()))))
+            }
+        }
+    }
 }
 
 /// Whether an association is in force (not being removed).
@@ -400,7 +472,22 @@ impl ResourceKind for RouteTableAssociation {
             .associate_route_table()
             .route_table_id(&p.route_table_id)
             .subnet_id(&p.subnet_id);
-        let out = until_visible(ctx, "AssociateRouteTable", move || req.clone().send()).await?;
+        // No idempotency token, but no duplicate either: AWS refuses a second association of
+        // a subnet, so a re-sent call answers `Resource.AlreadyAssociated`.
+        let associated = until_visible(ctx, "AssociateRouteTable", move || {
+            let req = req.clone();
+            async move {
+                match req.send().await {
+                    Ok(out) => Ok(Some(out)),
+                    Err(e) if code(&e) == Some("Resource.AlreadyAssociated") => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await?;
+        let Some(out) = associated else {
+            return self.resolve_already_associated(ctx, &p).await;
+        };
         let id = out
             .association_id()
             .ok_or_else(|| ResourceError::failed("AssociateRouteTable returned no id"))?;
@@ -479,46 +566,65 @@ impl ResourceKind for RouteTableAssociation {
         ))
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
+    /// An association carries no tags: it may be removed unless its route table belongs to
+    /// another stack (the table is usually another node of this stack).
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let out = self
+            .clients
+            .ec2
+            .describe_route_tables()
+            .filters(filter("association.route-table-association-id", current.id))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeRouteTables", e))?;
+        let Some(table) = out.route_tables().first() else {
+            return Ok(());
+        };
+        if let owner @ Owner::OtherStack { .. } = ctx.owner(pairs(table.tags())) {
+            return Err(ctx.not_owned(
+                &format!(
+                    "association `{}` of route table `{}`",
+                    current.id,
+                    table.route_table_id().unwrap_or_default()
+                ),
+                &owner,
+            ));
+        }
+        let result = self
             .clients
             .ec2
             .disassociate_route_table()
             .association_id(current.id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DisassociateRouteTable", e)),
-        }
+            .await;
+        gone("DisassociateRouteTable", result)
     }
 
-    /// The association of this subnet with this route table, if it exists already.
+    /// The association of this subnet with this route table, if it exists already. It
+    /// carries no tags; both ends are this stack's objects, named by the configuration.
     async fn find(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p: AssociationProps = parse(props)?;
-        let out = match self
+        let result = self
             .clients
             .ec2
             .describe_route_tables()
             .route_table_ids(&p.route_table_id)
             .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(classify("DescribeRouteTables", e)),
+            .await;
+        let Some(out) = found("DescribeRouteTables", result)? else {
+            return Ok(None);
         };
         Ok(out
             .route_tables()
             .iter()
             .flat_map(|t| t.associations())
             .filter(|a| a.subnet_id() == Some(p.subnet_id.as_str()) && is_live(a))
-            .find_map(|a| a.route_table_association_id())
+            .filter_map(|a| a.route_table_association_id())
+            .find(|id| !ctx.superseded.iter().any(|s| s == id))
             .map(Applied::new))
     }
 }

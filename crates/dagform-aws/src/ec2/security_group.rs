@@ -2,21 +2,26 @@
 //! node, so groups can reference each other without a cycle).
 
 use super::{
-    FILTER_BATCH, check_cidr, filter, filter_ids, is_owned, not_yet_visible, owned_by, tag_spec,
+    FILTER_BATCH, adoptable, check_cidr, filter, filter_ids, not_yet_visible, tag_spec,
     until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
 use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{found, gone, pairs, single_attempt};
 use aws_sdk_ec2::types::{
     IpPermission, IpRange, ResourceType, SecurityGroupRuleRequest, SecurityGroupRuleUpdate,
     UserIdGroupPair,
 };
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use dagform_core::kind::Owner;
 use dagform_core::{
     Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
 };
 use serde::Deserialize;
 use serde_json::json;
+use std::future::Future;
 use std::sync::Arc;
 
 /// Characters AWS allows in a VPC security group's name and description, and in a rule's
@@ -162,18 +167,65 @@ impl SecurityGroup {
         &self,
         id: &str,
     ) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, ResourceError> {
-        match self
+        let result = self
             .clients
             .ec2
             .describe_security_groups()
             .group_ids(id)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.security_groups().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("DescribeSecurityGroups", e)),
+            .await;
+        Ok(found("DescribeSecurityGroups", result)?
+            .and_then(|out| out.security_groups().first().cloned()))
+    }
+
+    /// The group, when it may be changed or deleted (it carries no other owner's tags).
+    async fn describe_not_foreign(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, ResourceError> {
+        let group = self.describe(id).await?;
+        if let Some(g) = &group {
+            ctx.require_not_foreign(&format!("security group `{id}`"), pairs(g.tags()))?;
         }
+        Ok(group)
+    }
+
+    /// The group holding `name` in `vpc_id` (names are unique per VPC), whoever owns it.
+    async fn by_name(
+        &self,
+        name: &str,
+        vpc_id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, ResourceError> {
+        let out = self
+            .clients
+            .ec2
+            .describe_security_groups()
+            .filters(filter("group-name", name))
+            .filters(filter("vpc-id", vpc_id))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeSecurityGroups", e))?;
+        Ok(out.security_groups().first().cloned())
+    }
+}
+
+/// Whether the group holding the wanted name may be adopted: its id when it is this node's;
+/// `None` when it is an older group of this node awaiting deletion; not owned otherwise.
+fn claim<'g>(
+    ctx: &OpContext,
+    p: &SecurityGroupProps,
+    group: &'g aws_sdk_ec2::types::SecurityGroup,
+) -> Result<Option<&'g str>, ResourceError> {
+    if adoptable(ctx, group) {
+        return Ok(group.group_id());
+    }
+    match ctx.owner(pairs(group.tags())) {
+        Owner::Ours => Ok(None),
+        owner => Err(ctx.not_owned(
+            &format!("security group `{}` in VPC `{}`", p.name, p.vpc_id),
+            &owner,
+        )),
     }
 }
 
@@ -189,7 +241,7 @@ impl ResourceKind for SecurityGroup {
 
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = SecurityGroupProps::parse(props)?;
-        let out = self
+        let result = self
             .clients
             .ec2
             .create_security_group()
@@ -197,13 +249,39 @@ impl ResourceKind for SecurityGroup {
             .description(&p.description)
             .vpc_id(&p.vpc_id)
             .tag_specifications(tag_spec(ResourceType::SecurityGroup, ctx, Some(&p.name)))
+            // No idempotency token: a lost answer must reach `find`, not a blind re-send.
+            .customize()
+            .config_override(single_attempt::ec2())
             .send()
-            .await
-            .map_err(|e| not_yet_visible("CreateSecurityGroup", e))?;
-        let id = out
-            .group_id()
-            .ok_or_else(|| ResourceError::failed("CreateSecurityGroup returned no group id"))?
-            .to_string();
+            .await;
+        let id = match result {
+            Ok(out) => out
+                .group_id()
+                .ok_or_else(|| ResourceError::failed("CreateSecurityGroup returned no group id"))?
+                .to_string(),
+            Err(e) if code(&e) == Some("InvalidGroup.Duplicate") => {
+                let group = self.by_name(&p.name, &p.vpc_id).await?.ok_or_else(|| {
+                    ResourceError::Transient(format!(
+                        "CreateSecurityGroup: `{}` exists, but is not visible yet",
+                        p.name
+                    ))
+                })?;
+                let Some(id) = claim(ctx, &p, &group)? else {
+                    return Err(ResourceError::failed(format!(
+                        "security group `{}` in VPC `{}` is an older group of this resource \
+                         awaiting deletion; its name is not free yet",
+                        p.name, p.vpc_id
+                    )));
+                };
+                // Ours, made by an attempt whose answer was lost: finish it either way.
+                self.set_default_egress(ctx, id, p.revoke_default_egress)
+                    .await?;
+                return Ok(Applied::new(id));
+            }
+            Err(e) => return Err(not_yet_visible("CreateSecurityGroup", e)),
+        };
+        // A run killed before the revoke leaves a group that `find` adopts: `read` reports the
+        // default egress as still there, and `update` revokes it.
         if p.revoke_default_egress {
             self.set_default_egress(ctx, &id, true).await?;
         }
@@ -257,6 +335,12 @@ impl ResourceKind for SecurityGroup {
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = SecurityGroupProps::parse(desired)?;
+        if self.describe_not_foreign(ctx, current.id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "security group {} is gone",
+                current.id
+            )));
+        }
         if changed.iter().any(|c| c == "revoke_default_egress") {
             self.set_default_egress(ctx, current.id, p.revoke_default_egress)
                 .await?;
@@ -266,45 +350,32 @@ impl ResourceKind for SecurityGroup {
 
     /// A group still used by network interfaces or referenced by another group's rules fails
     /// with `DependencyViolation`, which is retried: rule nodes and services go away first.
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        if self.describe_not_foreign(ctx, current.id).await?.is_none() {
+            return Ok(());
+        }
+        let result = self
             .clients
             .ec2
             .delete_security_group()
             .group_id(current.id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteSecurityGroup", e)),
-        }
+            .await;
+        gone("DeleteSecurityGroup", result)
     }
 
-    /// A group with this name in this VPC, tagged for this address (a same-named group that
-    /// is not ours is left alone, and the create fails on the duplicate name).
+    /// The group holding this name in this VPC, when it is this node's; another owner's group
+    /// under the name is reported as not ours.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = SecurityGroupProps::parse(props)?;
-        let out = self
-            .clients
-            .ec2
-            .describe_security_groups()
-            .set_filters(Some(owned_by(ctx)))
-            .filters(filter("group-name", &p.name))
-            .filters(filter("vpc-id", &p.vpc_id))
-            .send()
-            .await
-            .map_err(|e| classify("DescribeSecurityGroups", e))?;
-        Ok(out
-            .security_groups()
-            .iter()
-            .filter(|g| is_owned(g.tags(), ctx))
-            .find_map(|g| g.group_id())
-            .map(Applied::new))
+        let Some(group) = self.by_name(&p.name, &p.vpc_id).await? else {
+            return Ok(None);
+        };
+        Ok(claim(ctx, &p, &group)?.map(Applied::new))
     }
 }
 
@@ -404,6 +475,24 @@ impl RuleProps {
         perm.build()
     }
 
+    /// How an error names a live rule like this one.
+    fn describe_rule(&self, rule_id: &str) -> String {
+        let direction = match self.direction {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        };
+        let (from, to) = self.ports();
+        let peer = self
+            .cidr_ipv4
+            .as_deref()
+            .or(self.peer_security_group_id.as_deref())
+            .unwrap_or_default();
+        format!(
+            "{direction} rule `{rule_id}` ({} {from}-{to}, {peer}) of security group `{}`",
+            self.protocol, self.security_group_id
+        )
+    }
+
     /// Whether a live rule is this one (for finding its id when AWS did not return it).
     fn matches(&self, rule: &aws_sdk_ec2::types::SecurityGroupRule) -> bool {
         let (from, to) = self.ports();
@@ -484,6 +573,107 @@ impl SecurityGroupRule {
         }
         Ok(rules)
     }
+
+    async fn describe(
+        &self,
+        id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::SecurityGroupRule>, ResourceError> {
+        let result = self
+            .clients
+            .ec2
+            .describe_security_group_rules()
+            .security_group_rule_ids(id)
+            .send()
+            .await;
+        Ok(
+            found("DescribeSecurityGroupRules", result)?.and_then(|out| {
+                out.security_group_rules()
+                    .iter()
+                    .find(|r| r.security_group_rule_id() == Some(id))
+                    .cloned()
+            }),
+        )
+    }
+
+    /// The rule, when it may be changed or revoked (it carries no other owner's tags).
+    async fn describe_not_foreign(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+    ) -> Result<Option<aws_sdk_ec2::types::SecurityGroupRule>, ResourceError> {
+        let rule = self.describe(id).await?;
+        if let Some(r) = &rule {
+            ctx.require_not_foreign(&format!("security group rule `{id}`"), pairs(r.tags()))?;
+        }
+        Ok(rule)
+    }
+
+    /// The live rule of the group that is this one (a group holds a rule only once): its id
+    /// when it is this node's, `None` when there is none (or only an older one of this node's
+    /// awaiting deletion), not owned when another owner's rule, or AWS's default, is it.
+    async fn claim_matching(
+        &self,
+        ctx: &OpContext,
+        p: &RuleProps,
+    ) -> Result<Option<String>, ResourceError> {
+        let rules = self.rules_of_group(&p.security_group_id).await?;
+        let matching: Vec<_> = rules.iter().filter(|r| p.matches(r)).collect();
+        if let Some(ours) = matching.iter().find(|r| adoptable(ctx, **r)) {
+            return Ok(ours.security_group_rule_id().map(str::to_owned));
+        }
+        let other = matching
+            .iter()
+            .map(|r| (r, ctx.owner(pairs(r.tags()))))
+            .find(|(_, owner)| *owner != Owner::Ours);
+        match other {
+            Some((rule, owner)) => Err(ctx.not_owned(
+                &p.describe_rule(rule.security_group_rule_id().unwrap_or_default()),
+                &owner,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_description(&self, p: &RuleProps, id: &str) -> Result<(), ResourceError> {
+        let (from, to) = p.ports();
+        let request = SecurityGroupRuleRequest::builder()
+            .ip_protocol(&p.protocol)
+            .from_port(from)
+            .to_port(to)
+            .set_cidr_ipv4(p.cidr_ipv4.clone())
+            .set_referenced_group_id(p.peer_security_group_id.clone())
+            // An empty description clears it.
+            .description(p.description.clone().unwrap_or_default())
+            .build();
+        self.clients
+            .ec2
+            .modify_security_group_rules()
+            .group_id(&p.security_group_id)
+            .security_group_rules(
+                SecurityGroupRuleUpdate::builder()
+                    .security_group_rule_id(id)
+                    .security_group_rule(request)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("ModifySecurityGroupRules", e))?;
+        Ok(())
+    }
+}
+
+/// Sends an authorize call; `None` when AWS answers that the group holds the rule already.
+async fn authorized<T, E, R>(
+    call: impl Future<Output = Result<T, SdkError<E, R>>>,
+) -> Result<Option<T>, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata,
+{
+    match call.await {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if code(&e) == Some("InvalidPermission.Duplicate") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[async_trait::async_trait]
@@ -500,6 +690,8 @@ impl ResourceKind for SecurityGroupRule {
         let p = RuleProps::parse(props)?;
         let ec2 = &self.clients.ec2;
         let tags = tag_spec(ResourceType::SecurityGroupRule, ctx, None);
+        // No idempotency token, but no duplicate either: a group holds a rule only once, so a
+        // re-sent call answers `InvalidPermission.Duplicate`, handled below.
         let returned = match p.direction {
             Direction::Ingress => {
                 let req = ec2
@@ -508,11 +700,10 @@ impl ResourceKind for SecurityGroupRule {
                     .ip_permissions(p.permission())
                     .tag_specifications(tags);
                 until_visible(ctx, "AuthorizeSecurityGroupIngress", move || {
-                    req.clone().send()
+                    authorized(req.clone().send())
                 })
                 .await?
-                .security_group_rules()
-                .to_vec()
+                .map(|out| out.security_group_rules().to_vec())
             }
             Direction::Egress => {
                 let req = ec2
@@ -521,12 +712,23 @@ impl ResourceKind for SecurityGroupRule {
                     .ip_permissions(p.permission())
                     .tag_specifications(tags);
                 until_visible(ctx, "AuthorizeSecurityGroupEgress", move || {
-                    req.clone().send()
+                    authorized(req.clone().send())
                 })
                 .await?
-                .security_group_rules()
-                .to_vec()
+                .map(|out| out.security_group_rules().to_vec())
             }
+        };
+        let Some(returned) = returned else {
+            // The group holds this rule already: adopted when it is this node's.
+            let id = self.claim_matching(ctx, &p).await?.ok_or_else(|| {
+                ResourceError::failed(format!(
+                    "security group `{}` holds this rule already, as an older rule of this \
+                     resource awaiting removal",
+                    p.security_group_id
+                ))
+            })?;
+            self.set_description(&p, &id).await?;
+            return Ok(Applied::new(id));
         };
         let id = match returned.iter().find_map(|r| r.security_group_rule_id()) {
             Some(id) => id.to_string(),
@@ -598,42 +800,29 @@ impl ResourceKind for SecurityGroupRule {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         _changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = RuleProps::parse(desired)?;
-        let (from, to) = p.ports();
-        let request = SecurityGroupRuleRequest::builder()
-            .ip_protocol(&p.protocol)
-            .from_port(from)
-            .to_port(to)
-            .set_cidr_ipv4(p.cidr_ipv4.clone())
-            .set_referenced_group_id(p.peer_security_group_id.clone())
-            // An empty description clears it.
-            .description(p.description.clone().unwrap_or_default())
-            .build();
-        self.clients
-            .ec2
-            .modify_security_group_rules()
-            .group_id(&p.security_group_id)
-            .security_group_rules(
-                SecurityGroupRuleUpdate::builder()
-                    .security_group_rule_id(current.id)
-                    .security_group_rule(request)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| classify("ModifySecurityGroupRules", e))?;
+        if self.describe_not_foreign(ctx, current.id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "security group rule {} is gone",
+                current.id
+            )));
+        }
+        self.set_description(&p, current.id).await?;
         Ok(Applied::new(current.id))
     }
 
     /// Revokes the rule by id; a rule or group already gone is success.
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         // Only the group and the direction are needed; no re-validation of recorded values.
         let p: RuleProps = parse(current.properties)?;
+        if self.describe_not_foreign(ctx, current.id).await?.is_none() {
+            return Ok(());
+        }
         let ec2 = &self.clients.ec2;
         let result = match p.direction {
             Direction::Ingress => ec2
@@ -659,19 +848,14 @@ impl ResourceKind for SecurityGroupRule {
         }
     }
 
-    /// A rule of this group tagged for this address.
+    /// This rule in its group, when it is this node's; another owner's identical rule is
+    /// reported as not ours.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = RuleProps::parse(props)?;
-        Ok(self
-            .rules_of_group(&p.security_group_id)
-            .await?
-            .iter()
-            .filter(|r| is_owned(r.tags(), ctx) && p.matches(r))
-            .find_map(|r| r.security_group_rule_id())
-            .map(Applied::new))
+        Ok(self.claim_matching(ctx, &p).await?.map(Applied::new))
     }
 }

@@ -1,18 +1,21 @@
 //! `aws_subnet`.
 
 use super::{
-    FILTER_BATCH, check_cidr, check_name, filter_ids, not_yet_visible, owned_by, set_name,
-    tag_spec, tag_value, until_visible,
+    FILTER_BATCH, adoptable, check_cidr, check_name, filter, filter_ids, name_property, name_tag,
+    not_yet_visible, pick_adoptable, require_not_foreign, set_name, tag_spec, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
-use crate::error::{classify, is_not_found, parse};
+use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{gone, pairs, single_attempt};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+use dagform_core::kind::Owner;
 use dagform_core::{
     Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
 };
 use serde::Deserialize;
 use serde_json::json;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 #[derive(Deserialize)]
@@ -64,6 +67,98 @@ impl Subnet {
         until_visible(ctx, "ModifySubnetAttribute", move || req.clone().send()).await?;
         Ok(())
     }
+
+    async fn subnets_of(
+        &self,
+        vpc_id: &str,
+    ) -> Result<Vec<aws_sdk_ec2::types::Subnet>, ResourceError> {
+        self.clients
+            .ec2
+            .describe_subnets()
+            .filters(filter("vpc-id", vpc_id))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("DescribeSubnets", e))
+    }
+
+    /// After `InvalidSubnet.Conflict`: a subnet of ours at exactly this block is what an
+    /// earlier attempt made (its answer lost), adopted and brought to the desired properties;
+    /// any other subnet overlapping the block is not ours to take.
+    async fn resolve_conflict(
+        &self,
+        ctx: &OpContext,
+        p: &SubnetProps,
+    ) -> Result<Applied, ResourceError> {
+        let subnets = self.subnets_of(&p.vpc_id).await?;
+        let ours = subnets
+            .iter()
+            .find(|s| adoptable(ctx, *s) && s.cidr_block() == Some(p.cidr_block.as_str()));
+        let Some(subnet) = ours else {
+            return Err(conflict_error(ctx, p, &subnets));
+        };
+        let id = subnet.subnet_id().unwrap_or_default();
+        if name_tag(subnet.tags()) != Some(p.name.as_str()) {
+            set_name(&self.clients, id, &p.name).await?;
+        }
+        if subnet.map_public_ip_on_launch().unwrap_or(false) != p.map_public_ip_on_launch {
+            self.set_map_public_ip(ctx, id, p.map_public_ip_on_launch)
+                .await?;
+        }
+        // Another AZ shows in the next read, and the subnet is replaced.
+        Ok(applied(id, subnet.availability_zone().unwrap_or_default()))
+    }
+}
+
+/// The first and last address of a CIDR block.
+fn address_range(cidr: &str) -> Option<(u32, u32)> {
+    let (addr, len) = cidr.split_once('/')?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    let len: u32 = len.parse().ok().filter(|l| *l <= 32)?;
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    let first = u32::from(addr) & mask;
+    Some((first, first | !mask))
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    match (address_range(a), address_range(b)) {
+        (Some((a0, a1)), Some((b0, b1))) => a0 <= b1 && b0 <= a1,
+        _ => false,
+    }
+}
+
+/// The error for a block that overlaps a subnet this node may not adopt, naming that subnet
+/// and its owner.
+fn conflict_error(
+    ctx: &OpContext,
+    p: &SubnetProps,
+    subnets: &[aws_sdk_ec2::types::Subnet],
+) -> ResourceError {
+    let Some(other) = subnets
+        .iter()
+        .find(|s| s.cidr_block().is_some_and(|c| overlaps(c, &p.cidr_block)))
+    else {
+        // AWS saw a subnet this describe does not show yet.
+        return ResourceError::Transient(format!(
+            "CreateSubnet: {} conflicts with a subnet of VPC `{}` not visible yet",
+            p.cidr_block, p.vpc_id
+        ));
+    };
+    let what = format!(
+        "subnet `{}` ({}, overlapping {}) in VPC `{}`",
+        other.subnet_id().unwrap_or_default(),
+        other.cidr_block().unwrap_or_default(),
+        p.cidr_block,
+        p.vpc_id
+    );
+    match ctx.owner(pairs(other.tags())) {
+        Owner::Ours => ResourceError::failed(format!(
+            "{what} is an older subnet of this resource; it must be deleted first"
+        )),
+        owner => ctx.not_owned(&what, &owner),
+    }
 }
 
 fn applied(id: &str, availability_zone: &str) -> Applied {
@@ -73,9 +168,7 @@ fn applied(id: &str, availability_zone: &str) -> Applied {
 /// A live subnet in the shape of the desired properties.
 fn observe(s: &aws_sdk_ec2::types::Subnet, current: Current<'_>) -> Observed {
     let mut properties = Properties::new();
-    if let Some(name) = tag_value(s.tags(), "Name") {
-        properties.insert("name".into(), json!(name));
-    }
+    properties.insert("name".into(), name_property(s.tags()));
     let fields = [
         ("vpc_id", s.vpc_id()),
         ("cidr_block", s.cidr_block()),
@@ -108,7 +201,7 @@ impl ResourceKind for Subnet {
 
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = SubnetProps::parse(props)?;
-        let out = self
+        let result = self
             .clients
             .ec2
             .create_subnet()
@@ -116,9 +209,18 @@ impl ResourceKind for Subnet {
             .cidr_block(&p.cidr_block)
             .availability_zone(&p.availability_zone)
             .tag_specifications(tag_spec(ResourceType::Subnet, ctx, Some(&p.name)))
+            // No idempotency token: a lost answer must reach `find`, not a blind re-send.
+            .customize()
+            .config_override(single_attempt::ec2())
             .send()
-            .await
-            .map_err(|e| not_yet_visible("CreateSubnet", e))?;
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) if code(&e) == Some("InvalidSubnet.Conflict") => {
+                return self.resolve_conflict(ctx, &p).await;
+            }
+            Err(e) => return Err(not_yet_visible("CreateSubnet", e)),
+        };
         let id = out
             .subnet()
             .and_then(|s| s.subnet_id())
@@ -183,6 +285,7 @@ impl ResourceKind for Subnet {
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = SubnetProps::parse(desired)?;
+        require_not_foreign(&self.clients, ctx, "subnet", current.id).await?;
         if changed.iter().any(|c| c == "name") {
             set_name(&self.clients, current.id, &p.name).await?;
         }
@@ -193,39 +296,62 @@ impl ResourceKind for Subnet {
         Ok(applied(current.id, &p.availability_zone))
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        require_not_foreign(&self.clients, ctx, "subnet", current.id).await?;
+        let result = self
             .clients
             .ec2
             .delete_subnet()
             .subnet_id(current.id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteSubnet", e)),
-        }
+            .await;
+        gone("DeleteSubnet", result)
     }
 
+    /// A subnet of this VPC tagged for this address; failing that, another owner's subnet at
+    /// the wanted block (a VPC holds one subnet per block) is reported as not ours.
     async fn find(
         &self,
         ctx: &OpContext,
-        _props: &Properties,
+        props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
-        let out = self
-            .clients
-            .ec2
-            .describe_subnets()
-            .set_filters(Some(owned_by(ctx)))
-            .send()
-            .await
-            .map_err(|e| classify("DescribeSubnets", e))?;
-        Ok(out.subnets().first().and_then(|s| {
-            Some(applied(
-                s.subnet_id()?,
-                s.availability_zone().unwrap_or_default(),
-            ))
-        }))
+        let p = SubnetProps::parse(props)?;
+        let subnets = self.subnets_of(&p.vpc_id).await?;
+        if let Some(s) = pick_adoptable(ctx, &subnets) {
+            let id = s.subnet_id().unwrap_or_default();
+            return Ok(Some(applied(id, s.availability_zone().unwrap_or_default())));
+        }
+        let at_block = subnets
+            .iter()
+            .find(|s| s.cidr_block() == Some(p.cidr_block.as_str()));
+        match at_block.map(|s| (s, ctx.owner(pairs(s.tags())))) {
+            // An older subnet of this address, awaiting deletion: nothing to adopt.
+            None | Some((_, Owner::Ours)) => Ok(None),
+            Some((s, owner)) => Err(ctx.not_owned(
+                &format!(
+                    "subnet `{}` ({}) in VPC `{}`",
+                    s.subnet_id().unwrap_or_default(),
+                    p.cidr_block,
+                    p.vpc_id
+                ),
+                &owner,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlaps;
+
+    #[test]
+    fn blocks_overlap_when_they_share_an_address() {
+        assert!(overlaps("10.0.1.0/24", "10.0.1.0/24"));
+        assert!(overlaps("10.0.1.0/24", "10.0.1.128/25"));
+        assert!(overlaps("10.0.0.0/16", "10.0.255.240/28"));
+        assert!(overlaps("0.0.0.0/0", "192.168.0.0/16"));
+        assert!(!overlaps("10.0.1.0/24", "10.0.2.0/24"));
+        assert!(!overlaps("10.0.1.0/25", "10.0.1.128/25"));
+        assert!(!overlaps("10.0.1.0/24", "not a block"));
     }
 }

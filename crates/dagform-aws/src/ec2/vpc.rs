@@ -1,12 +1,13 @@
 //! `aws_vpc` and the `data_default_vpc` data source.
 
 use super::{
-    FILTER_BATCH, check_cidr, check_name, filter, filter_ids, owned_by, set_name, tag_spec,
-    tag_value, until_visible,
+    FILTER_BATCH, check_cidr, check_name, filter, filter_ids, name_property, pick_adoptable,
+    require_not_foreign, set_name, tag_spec, tagged_for, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, fail_all};
 use crate::error::{classify, is_not_found, parse};
+use crate::ownership::{gone, single_attempt};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use dagform_core::{
     Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
@@ -92,9 +93,7 @@ impl Vpc {
         current: Current<'_>,
     ) -> Result<Observed, ResourceError> {
         let mut properties = Properties::new();
-        if let Some(name) = tag_value(vpc.tags(), "Name") {
-            properties.insert("name".into(), json!(name));
-        }
+        properties.insert("name".into(), name_property(vpc.tags()));
         if let Some(cidr) = vpc.cidr_block() {
             properties.insert("cidr_block".into(), json!(cidr));
         }
@@ -148,6 +147,9 @@ impl ResourceKind for Vpc {
             .create_vpc()
             .cidr_block(&p.cidr_block)
             .tag_specifications(tag_spec(ResourceType::Vpc, ctx, Some(&p.name)))
+            // No idempotency token: a lost answer must reach `find`, not a blind re-send.
+            .customize()
+            .config_override(single_attempt::ec2())
             .send()
             .await
             .map_err(|e| classify("CreateVpc", e))?;
@@ -156,7 +158,8 @@ impl ResourceKind for Vpc {
             .and_then(|v| v.vpc_id())
             .ok_or_else(|| ResourceError::failed("CreateVpc returned no VPC id"))?
             .to_string();
-        // A new VPC has DNS support on and DNS hostnames off.
+        // A new VPC has DNS support on and DNS hostnames off. A run killed before this is
+        // finished on adoption: `read` reports the live attributes, and `update` sets them.
         self.set_dns(
             ctx,
             &id,
@@ -235,6 +238,7 @@ impl ResourceKind for Vpc {
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = VpcProps::parse(desired)?;
+        require_not_foreign(&self.clients, ctx, "VPC", current.id).await?;
         let changed = |k: &str| changed.iter().any(|c| c == k);
         if changed("name") {
             set_name(&self.clients, current.id, &p.name).await?;
@@ -249,35 +253,39 @@ impl ResourceKind for Vpc {
         Ok(Applied::new(current.id))
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        require_not_foreign(&self.clients, ctx, "VPC", current.id).await?;
+        let result = self
             .clients
             .ec2
             .delete_vpc()
             .vpc_id(current.id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteVpc", e)),
-        }
+            .await;
+        gone("DeleteVpc", result)
     }
 
+    /// A VPC tagged for this address. VPCs have no unique name, so another stack's VPC can
+    /// never be mistaken for ours: only the tags tell.
     async fn find(
         &self,
         ctx: &OpContext,
         _props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
-        let out = self
+        let vpcs: Vec<_> = self
             .clients
             .ec2
             .describe_vpcs()
-            .set_filters(Some(owned_by(ctx)))
+            .set_filters(Some(tagged_for(ctx)))
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(|e| classify("DescribeVpcs", e))?;
-        Ok(out.vpcs().iter().find_map(|v| v.vpc_id()).map(Applied::new))
+        Ok(pick_adoptable(ctx, &vpcs)
+            .and_then(|v| v.vpc_id())
+            .map(Applied::new))
     }
 }
 
