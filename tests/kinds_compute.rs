@@ -6,7 +6,7 @@ mod support;
 use dagform_aws::AwsClients;
 use dagform_core::{Properties, ResourceError};
 use serde_json::{Value as Json, json};
-use support::{current, kind, op_context, props, setup, without};
+use support::{current, kind, op_context, props, setup};
 
 const EXECUTION_POLICY: &str =
     "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy";
@@ -71,18 +71,16 @@ async fn ecr_repository_lifecycle() {
 
     let cur = current(&applied.id, &desired, &applied.outputs);
     let observed = repo.read(&ctx, cur).await.unwrap().unwrap();
-    assert_eq!(observed.properties, without(&desired, &["force_delete"]));
+    assert_eq!(observed.properties, desired);
     assert_eq!(observed.outputs, applied.outputs);
 
     // A crashed create is adopted by its address tag, and only by it.
     let found = repo.find(&ctx, &desired).await.unwrap().unwrap();
     assert_eq!(found.id, applied.id);
-    assert!(
-        repo.find(&op_context("someone.else"), &desired)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(matches!(
+        repo.find(&op_context("someone.else"), &desired).await,
+        Err(ResourceError::NotOwned(_))
+    ));
     // A retried create carries on with what its first attempt made; someone else's is refused.
     assert_eq!(repo.create(&ctx, &desired).await.unwrap(), applied);
     assert!(
@@ -127,7 +125,7 @@ async fn ecr_repository_lifecycle() {
     assert!(dagform_aws::error::is_not_found(&err), "{err:?}");
     let cur = current(&after.id, &updated, &after.outputs);
     let observed = repo.read(&ctx, cur).await.unwrap().unwrap();
-    assert_eq!(observed.properties, without(&updated, &["force_delete"]));
+    assert_eq!(observed.properties, updated);
 
     // force_delete removes a repository that still holds images.
     clients
@@ -223,12 +221,10 @@ async fn log_group_lifecycle() {
     assert_eq!(observed.properties, desired);
     assert_eq!(observed.outputs, applied.outputs);
     assert_eq!(logs.find(&ctx, &desired).await.unwrap().unwrap().id, name);
-    assert!(
-        logs.find(&op_context("other"), &desired)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(matches!(
+        logs.find(&op_context("other"), &desired).await,
+        Err(ResourceError::NotOwned(_))
+    ));
     assert_eq!(logs.create(&ctx, &desired).await.unwrap(), applied);
     assert!(logs.create(&op_context("other"), &desired).await.is_err());
 
@@ -392,12 +388,10 @@ async fn iam_role_lifecycle() {
         role.find(&ctx, &desired).await.unwrap().unwrap().id,
         applied.id
     );
-    assert!(
-        role.find(&op_context("customer.other.role"), &desired)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(matches!(
+        role.find(&op_context("customer.other.role"), &desired).await,
+        Err(ResourceError::NotOwned(_))
+    ));
     // Retrying a create that got as far as CreateRole converges instead of failing.
     assert_eq!(role.create(&ctx, &desired).await.unwrap().id, applied.id);
     assert!(
@@ -526,11 +520,10 @@ async fn ecs_cluster_lifecycle() {
         applied.id
     );
     assert!(
-        cluster
-            .find(&op_context("other"), &desired)
-            .await
-            .unwrap()
-            .is_none()
+        matches!(
+            cluster.find(&op_context("other"), &desired).await,
+            Err(ResourceError::NotOwned(_))
+        )
     );
 
     let off = props(json!({ "name": "acme-dev", "container_insights": false }));

@@ -2,7 +2,8 @@
 
 use crate::AwsClients;
 use crate::error::{classify, code, is_not_found, parse};
-use aws_sdk_iam::types::{Role, Tag};
+use crate::ownership::{finish_existing, found, gone, pairs, single_attempt, tags_for};
+use aws_sdk_iam::types::Role;
 use dagform_core::{
     Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
 };
@@ -154,19 +155,18 @@ fn applied(role: &Role) -> Applied {
         .output("arn", role.arn())
 }
 
-fn owned_by(role: &Role, ctx: &OpContext) -> bool {
-    role.tags()
-        .iter()
-        .any(|t| t.key() == "dagform:address" && t.value() == ctx.address.as_str())
+fn what(name: &str) -> String {
+    format!("IAM role `{name}`")
 }
 
 impl IamRole {
+    /// The role with its tags (GetRole returns them), or `None` when there is none.
     async fn get(&self, name: &str) -> Result<Option<Role>, ResourceError> {
-        match self.clients.iam.get_role().role_name(name).send().await {
-            Ok(out) => Ok(out.role().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("GetRole", e)),
-        }
+        let out = found(
+            "GetRole",
+            self.clients.iam.get_role().role_name(name).send().await,
+        )?;
+        Ok(out.and_then(|out| out.role().cloned()))
     }
 
     async fn attached_policies(&self, name: &str) -> Result<Vec<String>, ResourceError> {
@@ -206,17 +206,7 @@ impl IamRole {
         let live: BTreeSet<String> = self.attached_policies(&p.name).await?.into_iter().collect();
         let desired: BTreeSet<&String> = p.managed_policy_arns.iter().collect();
         for arn in live.iter().filter(|a| !desired.contains(a)) {
-            match iam
-                .detach_role_policy()
-                .role_name(&p.name)
-                .policy_arn(arn)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(classify("DetachRolePolicy", e)),
-            }
+            detach(iam, &p.name, arn).await?;
         }
         for arn in desired.into_iter().filter(|a| !live.contains(*a)) {
             iam.attach_role_policy()
@@ -244,22 +234,30 @@ impl IamRole {
     }
 }
 
+async fn detach(iam: &aws_sdk_iam::Client, role: &str, arn: &str) -> Result<(), ResourceError> {
+    gone(
+        "DetachRolePolicy",
+        iam.detach_role_policy()
+            .role_name(role)
+            .policy_arn(arn)
+            .send()
+            .await,
+    )
+}
+
 async fn delete_inline(
     iam: &aws_sdk_iam::Client,
     role: &str,
     policy: &str,
 ) -> Result<(), ResourceError> {
-    match iam
-        .delete_role_policy()
-        .role_name(role)
-        .policy_name(policy)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(classify("DeleteRolePolicy", e)),
-    }
+    gone(
+        "DeleteRolePolicy",
+        iam.delete_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await,
+    )
 }
 
 #[async_trait::async_trait]
@@ -272,52 +270,38 @@ impl ResourceKind for IamRole {
         property == "name"
     }
 
-    /// Safe to retry: a role this node already created (tagged with its address) is taken
-    /// over and brought to the desired policies rather than failing as a duplicate.
+    /// CreateRole takes no idempotency token, so it is a single attempt: after a lost answer
+    /// the reconciler's `find` looks for the role first. A role of this name that this node
+    /// tagged is adopted and finished (trust policy, description, policies: a create killed
+    /// after CreateRole left them out); anyone else's is refused.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = RoleProps::from(props)?;
-        let iam = &self.clients.iam;
-        let mut req = iam
+        let created = self
+            .clients
+            .iam
             .create_role()
             .role_name(&p.name)
             .assume_role_policy_document(p.trust_policy())
-            .set_description(p.description.clone());
-        for (k, v) in ctx
-            .tags()
-            .into_iter()
-            .chain([("Name".into(), p.name.clone())])
-        {
-            req = req.tags(
-                Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .map_err(|e| ResourceError::failed(e.to_string()))?,
-            );
-        }
-        let role = match req.send().await {
+            .set_description(p.description.clone())
+            .set_tags(Some(tags_for(ctx, Some(&p.name))))
+            .customize()
+            .config_override(single_attempt::iam())
+            .send()
+            .await;
+        let role = match created {
             Ok(out) => out
                 .role()
                 .cloned()
                 .ok_or_else(|| ResourceError::failed("CreateRole returned no role"))?,
             Err(e) if code(&e) == Some("EntityAlreadyExists") => {
-                let existing = self.get(&p.name).await?.filter(|r| owned_by(r, ctx));
-                let Some(role) = existing else {
-                    return Err(classify("CreateRole", e));
+                let Some(existing) = self.get(&p.name).await? else {
+                    // Deleted again since: the next attempt creates it.
+                    return Err(ResourceError::Transient(
+                        classify("CreateRole", e).to_string(),
+                    ));
                 };
-                iam.update_assume_role_policy()
-                    .role_name(&p.name)
-                    .policy_document(p.trust_policy())
-                    .send()
-                    .await
-                    .map_err(|e| classify("UpdateAssumeRolePolicy", e))?;
-                iam.update_role()
-                    .role_name(&p.name)
-                    .description(p.description.clone().unwrap_or_default())
-                    .send()
-                    .await
-                    .map_err(|e| classify("UpdateRole", e))?;
-                role
+                ctx.require_ours(&what(&p.name), pairs(existing.tags()))?;
+                return finish_existing(self, ctx, &what(&p.name), applied(&existing), props).await;
             }
             Err(e) => return Err(classify("CreateRole", e)),
         };
@@ -380,13 +364,18 @@ impl ResourceKind for IamRole {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = RoleProps::from(desired)?;
         let iam = &self.clients.iam;
+        let role = self
+            .get(current.id)
+            .await?
+            .ok_or_else(|| ResourceError::failed(format!("role {} is gone", current.id)))?;
+        ctx.require_not_foreign(&what(current.id), pairs(role.tags()))?;
         let is_changed = |key: &str| changed.iter().any(|c| c == key);
         if is_changed("trusted_service") {
             iam.update_assume_role_policy()
@@ -407,32 +396,20 @@ impl ResourceKind for IamRole {
         if is_changed("managed_policy_arns") || is_changed("inline_policies") {
             self.sync_policies(&p).await?;
         }
-        let role = self
-            .get(current.id)
-            .await?
-            .ok_or_else(|| ResourceError::failed(format!("role {} is gone", current.id)))?;
+        // The outputs (name and ARN) do not change in place.
         Ok(applied(&role))
     }
 
     /// IAM refuses to delete a role with policies: detach and delete them first.
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         let iam = &self.clients.iam;
         let name = current.id;
-        if self.get(name).await?.is_none() {
+        let Some(role) = self.get(name).await? else {
             return Ok(());
-        }
+        };
+        ctx.require_not_foreign(&what(name), pairs(role.tags()))?;
         for arn in self.attached_policies(name).await? {
-            match iam
-                .detach_role_policy()
-                .role_name(name)
-                .policy_arn(&arn)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(classify("DetachRolePolicy", e)),
-            }
+            detach(iam, name, &arn).await?;
         }
         for policy in self.inline_policy_names(name).await? {
             delete_inline(iam, name, &policy).await?;
@@ -448,18 +425,22 @@ impl ResourceKind for IamRole {
         }
     }
 
-    /// Adopts a role of this name only if it carries this node's address tag.
+    /// The role of this name when it is this node's; anyone else's is `NotOwned`. `read`
+    /// then shows whatever a create killed after CreateRole left out.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = RoleProps::from(props)?;
-        Ok(self
-            .get(&p.name)
-            .await?
-            .filter(|r| owned_by(r, ctx))
-            .map(|r| applied(&r)))
+        let Some(role) = self.get(&p.name).await? else {
+            return Ok(None);
+        };
+        ctx.require_ours(&what(&p.name), pairs(role.tags()))?;
+        if ctx.superseded.contains(&p.name) {
+            return Ok(None);
+        }
+        Ok(Some(applied(&role)))
     }
 }
 

@@ -9,8 +9,7 @@ pub use service::{EcsService, Stability, stability, wait_until_stable};
 pub use task_definition::EcsTaskDefinition;
 
 use crate::AwsClients;
-use aws_sdk_ecs::types::Tag;
-use dagform_core::{Kinds, OpContext, Properties};
+use dagform_core::{Kinds, Properties};
 use serde_json::Value as Json;
 use std::sync::Arc;
 
@@ -26,20 +25,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// The tags every ECS object carries: the node's tags, plus `Name` where it has a name.
-fn tags(ctx: &OpContext, name: Option<&str>) -> Vec<Tag> {
-    ctx.tags()
-        .into_iter()
-        .chain(name.map(|n| ("Name".to_string(), n.to_string())))
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-fn has_address_tag(tags: &[Tag], ctx: &OpContext) -> bool {
-    tags.iter()
-        .any(|t| t.key() == Some("dagform:address") && t.value() == Some(ctx.address.as_str()))
 }
 
 /// Records an optional property as read: shown when it was asked for or when it differs from

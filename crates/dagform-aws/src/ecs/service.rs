@@ -1,8 +1,10 @@
 //! `aws_ecs_service`, and the opt-in wait for a service to become stable.
 
-use super::{has_address_tag, observe_optional, tags, valid_name};
+use super::{observe_optional, valid_name};
 use crate::AwsClients;
 use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{finish_existing, pairs, tags_for};
+use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentConfiguration, DeploymentRolloutState,
     LaunchType, LoadBalancer, NetworkConfiguration, Service, ServiceField,
@@ -191,6 +193,28 @@ fn is_live(service: &Service) -> bool {
     service.status() != Some("INACTIVE")
 }
 
+/// A service being deleted: it still holds its name, but is nothing to adopt.
+fn is_draining(service: &Service) -> bool {
+    service.status() == Some("DRAINING")
+}
+
+/// The service for error messages, e.g. "ECS service `api` in cluster `dev`".
+fn what(cluster: &str, name: &str) -> String {
+    let cluster = cluster.rsplit('/').next().unwrap_or(cluster);
+    format!("ECS service `{name}` in cluster `{cluster}`")
+}
+
+/// CreateService's answers for a name its cluster already holds: a live service created with
+/// other parameters or another token, or one still draining.
+fn name_taken(code: Option<&str>, message: Option<&str>) -> bool {
+    code == Some("InvalidParameterException")
+        && message.is_some_and(|m| {
+            ["not idempotent", "already exists", "still Draining"]
+                .iter()
+                .any(|taken| m.contains(taken))
+        })
+}
+
 /// Where the service lives: the cluster ARN recorded at create, else the configured cluster.
 fn cluster_of<'a>(current: &Current<'a>) -> &'a str {
     current
@@ -310,6 +334,27 @@ impl EcsService {
     pub fn new(clients: Arc<AwsClients>) -> Self {
         Self { clients }
     }
+
+    /// Takes over a live service found under the wanted name when it is this node's, and
+    /// brings it to the desired properties.
+    async fn adopt(
+        &self,
+        ctx: &OpContext,
+        props: &Properties,
+        existing: Service,
+    ) -> Result<Applied, ResourceError> {
+        let object = what(
+            existing.cluster_arn().unwrap_or_default(),
+            existing.service_name().unwrap_or_default(),
+        );
+        ctx.require_ours(&object, pairs(existing.tags()))?;
+        if is_draining(&existing) {
+            return Err(ResourceError::Transient(format!(
+                "{object} is still being deleted (DRAINING)"
+            )));
+        }
+        finish_existing(self, ctx, &object, applied(&existing), props).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -324,14 +369,26 @@ impl ResourceKind for EcsService {
 
     /// "Unable to assume role" and "does not have an associated load balancer" (IAM or the
     /// listener not yet visible to ECS) come back Transient from `classify` and are retried.
+    /// A service name is unique in its cluster (and the emulator replaces a service created
+    /// again), so the name is looked up first: this node's service is adopted, anyone else's
+    /// refused.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = ServiceProps::from(props)?;
-        let out = self
+        if let Some(existing) = describe(&self.clients, &p.cluster, &p.name, true)
+            .await?
+            .filter(is_live)
+        {
+            return self.adopt(ctx, props, existing).await;
+        }
+        let created = self
             .clients
             .ecs
             .create_service()
             .cluster(&p.cluster)
             .service_name(&p.name)
+            // The same token for every retry of this create: a retry after a lost answer
+            // gets the service the first attempt made.
+            .client_token(ctx.client_token(36))
             .task_definition(&p.task_definition_arn)
             .desired_count(p.desired_count)
             .launch_type(LaunchType::from(p.launch_type.as_str()))
@@ -340,15 +397,29 @@ impl ResourceKind for EcsService {
             .set_health_check_grace_period_seconds(p.health_check_grace_period_seconds)
             .set_deployment_configuration(p.deployment_configuration())
             .set_enable_execute_command(p.enable_execute_command)
-            .set_tags(Some(tags(ctx, Some(&p.name))))
+            .set_tags(Some(tags_for(ctx, Some(&p.name))))
             .send()
-            .await
-            .map_err(|e| classify("CreateService", e))?;
+            .await;
+        let out = match created {
+            Ok(out) => out,
+            // Made by someone between the look-up and the create: whose is it?
+            Err(e) if name_taken(code(&e), e.message()) => {
+                let existing = describe(&self.clients, &p.cluster, &p.name, true)
+                    .await?
+                    .filter(is_live);
+                return match existing {
+                    Some(existing) => self.adopt(ctx, props, existing).await,
+                    None => Err(classify("CreateService", e)),
+                };
+            }
+            Err(e) => return Err(classify("CreateService", e)),
+        };
         let service = out
             .service()
             .ok_or_else(|| ResourceError::failed("CreateService returned no service"))?;
         // Some ECS implementations drop these settings on create; set them explicitly then, so
-        // what exists is what was asked for (on AWS they stick and no call is made).
+        // what exists is what was asked for (on AWS they stick and no call is made). A run
+        // killed before this call leaves a service whose `read` shows the difference.
         let grace_dropped = p
             .health_check_grace_period_seconds
             .is_some_and(|g| service.health_check_grace_period_seconds() != Some(g));
@@ -442,7 +513,7 @@ impl ResourceKind for EcsService {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
@@ -450,6 +521,11 @@ impl ResourceKind for EcsService {
         let p = ServiceProps::from(desired)?;
         let is_changed = |keys: &[&str]| changed.iter().any(|c| keys.contains(&c.as_str()));
         let cluster = cluster_of(&current);
+        let live = describe(&self.clients, cluster, current.id, true)
+            .await?
+            .filter(is_live)
+            .ok_or_else(|| ResourceError::failed(format!("service {} is gone", current.id)))?;
+        ctx.require_not_foreign(&what(cluster, &p.name), pairs(live.tags()))?;
         let mut req = self
             .clients
             .ecs
@@ -495,7 +571,7 @@ impl ResourceKind for EcsService {
                 .service()
                 .cloned()
         } else {
-            describe(&self.clients, cluster, current.id, false).await?
+            Some(live)
         };
         let service = service
             .filter(is_live)
@@ -508,6 +584,16 @@ impl ResourceKind for EcsService {
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         let ecs = &self.clients.ecs;
         let cluster = cluster_of(&current);
+        let Some(live) = describe(&self.clients, cluster, current.id, true)
+            .await?
+            .filter(is_live)
+        else {
+            return Ok(());
+        };
+        ctx.require_not_foreign(
+            &what(cluster, live.service_name().unwrap_or(current.id)),
+            pairs(live.tags()),
+        )?;
         // ServiceNotActiveException: already being deleted; only the wait is left.
         let gone_or_going = |c: Option<&str>| c == Some("ServiceNotActiveException");
         match ecs
@@ -546,17 +632,26 @@ impl ResourceKind for EcsService {
         .await
     }
 
-    /// Adopts a live service of this name only if it carries this node's address tag.
+    /// This node's ACTIVE service of this name (one still DRAINING is going away, not
+    /// adoptable); a live service of anyone else under the name is `NotOwned`.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = ServiceProps::from(props)?;
-        Ok(describe(&self.clients, &p.cluster, &p.name, true)
+        let Some(service) = describe(&self.clients, &p.cluster, &p.name, true)
             .await?
-            .filter(|s| is_live(s) && has_address_tag(s.tags(), ctx))
-            .map(|s| applied(&s)))
+            .filter(is_live)
+        else {
+            return Ok(None);
+        };
+        ctx.require_ours(&what(&p.cluster, &p.name), pairs(service.tags()))?;
+        let arn = service.service_arn().unwrap_or_default();
+        if is_draining(&service) || ctx.superseded.iter().any(|s| s == arn) {
+            return Ok(None);
+        }
+        Ok(Some(applied(&service)))
     }
 }
 
@@ -704,6 +799,24 @@ mod tests {
         }
         let draining = Service::builder().status("DRAINING").build();
         assert!(matches!(stability(&draining), Stability::Failed(_)));
+    }
+
+    #[test]
+    fn a_taken_name_is_told_apart_from_other_invalid_parameters() {
+        let invalid = Some("InvalidParameterException");
+        assert!(name_taken(
+            invalid,
+            Some("Creation of service was not idempotent.")
+        ));
+        assert!(name_taken(
+            invalid,
+            Some("Unable to Start a service that is still Draining.")
+        ));
+        assert!(!name_taken(invalid, Some("Unable to assume role")));
+        assert!(!name_taken(
+            Some("ClientException"),
+            Some("Creation of service was not idempotent.")
+        ));
     }
 
     #[test]

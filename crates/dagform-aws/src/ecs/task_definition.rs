@@ -1,13 +1,16 @@
 //! `aws_ecs_task_definition`: immutable revisions, replaced create-before-destroy.
 
-use super::{tags, valid_name};
+use super::valid_name;
 use crate::AwsClients;
 use crate::error::{classify, code, parse};
+use crate::ownership::{pairs, single_attempt, tags_for};
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, HealthCheck, KeyValuePair, LogConfiguration, LogDriver,
-    NetworkMode, PortMapping, Secret, TaskDefinition, TaskDefinitionStatus, TransportProtocol,
+    NetworkMode, PortMapping, Secret, SortOrder, Tag, TaskDefinition, TaskDefinitionField,
+    TaskDefinitionStatus, TransportProtocol,
 };
+use dagform_core::kind::Owner;
 use dagform_core::{
     Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
 };
@@ -372,25 +375,42 @@ fn applied(td: &TaskDefinition) -> Applied {
         .output("revision", td.revision())
 }
 
+/// The family and revision of a task definition ARN (`…:task-definition/api:3`).
+fn family_revision(arn: &str) -> Option<(&str, i32)> {
+    let (family, revision) = arn.rsplit('/').next()?.rsplit_once(':')?;
+    Some((family, revision.parse().ok()?))
+}
+
+fn what(family: &str) -> String {
+    format!("task definition family `{family}`")
+}
+
 impl EcsTaskDefinition {
     pub fn new(clients: Arc<AwsClients>) -> Self {
         Self { clients }
     }
 
-    /// The revision, or `None` when it does not exist or was deregistered.
-    async fn describe(&self, arn: &str) -> Result<Option<TaskDefinition>, ResourceError> {
+    /// The revision and its tags, or `None` when it does not exist or was deregistered.
+    async fn describe(
+        &self,
+        arn: &str,
+    ) -> Result<Option<(TaskDefinition, Vec<Tag>)>, ResourceError> {
         match self
             .clients
             .ecs
             .describe_task_definition()
             .task_definition(arn)
+            .include(TaskDefinitionField::Tags)
             .send()
             .await
         {
-            Ok(out) => Ok(out.task_definition().cloned().filter(|td| {
-                td.status()
-                    .is_none_or(|s| *s == TaskDefinitionStatus::Active)
-            })),
+            Ok(out) => Ok(out
+                .task_definition()
+                .filter(|td| {
+                    td.status()
+                        .is_none_or(|s| *s == TaskDefinitionStatus::Active)
+                })
+                .map(|td| (td.clone(), out.tags().to_vec()))),
             // ECS says "ClientException: Unable to describe task definition." for a
             // revision it does not know.
             Err(e)
@@ -402,6 +422,74 @@ impl EcsTaskDefinition {
             }
             Err(e) => Err(classify("DescribeTaskDefinition", e)),
         }
+    }
+
+    /// The ACTIVE revisions of `family` as (revision, ARN), newest first.
+    async fn active_revisions(&self, family: &str) -> Result<Vec<(i32, String)>, ResourceError> {
+        let arns: Vec<String> = self
+            .clients
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(TaskDefinitionStatus::Active)
+            .sort(SortOrder::Desc)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("ListTaskDefinitions", e))?;
+        // Sorted here too: not every implementation honours `sort`.
+        let mut revisions: Vec<(i32, String)> = arns
+            .into_iter()
+            .filter_map(|arn| match family_revision(&arn) {
+                Some((f, revision)) if f == family => Some((revision, arn)),
+                _ => None,
+            })
+            .collect();
+        revisions.sort_by_key(|(revision, _)| std::cmp::Reverse(*revision));
+        Ok(revisions)
+    }
+
+    /// Deregisters a revision; one already deregistered or never there is done.
+    async fn deregister(&self, arn: &str) -> Result<(), ResourceError> {
+        match self
+            .clients
+            .ecs
+            .deregister_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if self.describe(arn).await?.is_none() {
+                    Ok(())
+                } else {
+                    Err(classify("DeregisterTaskDefinition", e))
+                }
+            }
+        }
+    }
+
+    /// Refuses to register in a family whose ACTIVE revisions are not all this node's:
+    /// families are account-wide, and a new revision would become another stack's (or a
+    /// hand-made family's) latest. Revisions the state records as replaced are this node's.
+    async fn require_family_ours(
+        &self,
+        ctx: &OpContext,
+        family: &str,
+    ) -> Result<(), ResourceError> {
+        for (_, arn) in self.active_revisions(family).await? {
+            if ctx.superseded.contains(&arn) {
+                continue;
+            }
+            let Some((_, tags)) = self.describe(&arn).await? else {
+                continue;
+            };
+            ctx.require_ours(&what(family), pairs(&tags))?;
+        }
+        Ok(())
     }
 }
 
@@ -428,6 +516,7 @@ impl ResourceKind for EcsTaskDefinition {
             .iter()
             .map(ContainerProps::definition)
             .collect::<Result<Vec<_>, _>>()?;
+        self.require_family_ours(ctx, &p.family).await?;
         let out = self
             .clients
             .ecs
@@ -445,7 +534,11 @@ impl ResourceKind for EcsTaskDefinition {
             .execution_role_arn(&p.execution_role_arn)
             .set_task_role_arn(p.task_role_arn.clone())
             .set_container_definitions(Some(containers))
-            .set_tags(Some(tags(ctx, None)))
+            .set_tags(Some(tags_for(ctx, None)))
+            // No idempotency token: a retry after a lost answer would register a second
+            // revision, so the reconciler's `find` decides instead.
+            .customize()
+            .config_override(single_attempt::ecs())
             .send()
             .await
             .map_err(|e| classify("RegisterTaskDefinition", e))?;
@@ -460,7 +553,7 @@ impl ResourceKind for EcsTaskDefinition {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(td) = self.describe(current.id).await? else {
+        let Some((td, _)) = self.describe(current.id).await? else {
             return Ok(None);
         };
         let mut properties = Properties::new();
@@ -528,26 +621,77 @@ impl ResourceKind for EcsTaskDefinition {
         )))
     }
 
-    /// Deregisters the revision (ECS keeps INACTIVE revisions; there is nothing more to delete
-    /// for services still draining tasks of it).
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
-            .clients
-            .ecs
-            .deregister_task_definition()
-            .task_definition(current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                // Already deregistered or never there: done. Anything else is a real error.
-                if self.describe(current.id).await?.is_none() {
-                    Ok(())
-                } else {
-                    Err(classify("DeregisterTaskDefinition", e))
+    /// Deregisters the revision, and with it every older ACTIVE revision of the family this
+    /// node tagged: the live revision is always the newest, so older ones can only be
+    /// leftovers of creates that never reached the state. Revisions of anyone else stay.
+    /// (ECS keeps INACTIVE revisions; there is nothing more to delete for services still
+    /// draining tasks of it.)
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let Some((family, revision)) = family_revision(current.id) else {
+            return Err(ResourceError::failed(format!(
+                "`{}` is not a task definition ARN",
+                current.id
+            )));
+        };
+        if let Some((_, tags)) = self.describe(current.id).await? {
+            ctx.require_not_foreign(
+                &format!("task definition `{family}:{revision}`"),
+                pairs(&tags),
+            )?;
+            self.deregister(current.id).await?;
+        }
+        for (older, arn) in self.active_revisions(family).await? {
+            // A replaced revision still recorded (a service may run it until it moves on) is
+            // deleted by its own step, not as a leftover.
+            if older >= revision || ctx.superseded.contains(&arn) {
+                continue;
+            }
+            let Some((_, tags)) = self.describe(&arn).await? else {
+                continue;
+            };
+            if ctx.owner(pairs(&tags)) == Owner::Ours {
+                self.deregister(&arn).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest ACTIVE revision of the family this node tagged, newer than every revision
+    /// it replaces: a create may have registered it without its ARN reaching the state.
+    /// Older ones are not what this create made (revisions only grow). A family holding only
+    /// others' revisions is `NotOwned`, as registering in it would be.
+    async fn find(
+        &self,
+        ctx: &OpContext,
+        props: &Properties,
+    ) -> Result<Option<Applied>, ResourceError> {
+        let p = TaskDefinitionProps::from(props)?;
+        let replaced_up_to = ctx
+            .superseded
+            .iter()
+            .filter_map(|id| family_revision(id))
+            .filter(|(f, _)| *f == p.family)
+            .map(|(_, revision)| revision)
+            .max()
+            .unwrap_or(0);
+        let mut foreign = None;
+        for (revision, arn) in self.active_revisions(&p.family).await? {
+            if revision <= replaced_up_to {
+                break;
+            }
+            let Some((td, tags)) = self.describe(&arn).await? else {
+                continue;
+            };
+            match ctx.owner(pairs(&tags)) {
+                Owner::Ours => return Ok(Some(applied(&td))),
+                other => {
+                    foreign.get_or_insert(other);
                 }
             }
+        }
+        match foreign {
+            Some(owner) => Err(ctx.not_owned(&what(&p.family), &owner)),
+            None => Ok(None),
         }
     }
 }
@@ -555,6 +699,17 @@ impl ResourceKind for EcsTaskDefinition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_family_and_revision_from_an_arn() {
+        let arn = "arn:aws:ecs:us-east-1:123456789012:task-definition/dev-api:12";
+        assert_eq!(family_revision(arn), Some(("dev-api", 12)));
+        assert_eq!(family_revision("dev-api:3"), Some(("dev-api", 3)));
+        assert_eq!(
+            family_revision("arn:aws:ecs:us-east-1:1:task-definition/api"),
+            None
+        );
+    }
 
     #[test]
     fn fargate_sizes() {
