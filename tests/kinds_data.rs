@@ -19,6 +19,10 @@ fn is_invalid(result: Result<impl std::fmt::Debug, ResourceError>) -> bool {
     matches!(result, Err(ResourceError::InvalidProperties(_)))
 }
 
+fn is_not_owned(result: Result<impl std::fmt::Debug, ResourceError>) -> bool {
+    matches!(result, Err(ResourceError::NotOwned(_)))
+}
+
 async fn secret_value(clients: &AwsClients, id: &str) -> String {
     clients
         .secretsmanager
@@ -114,25 +118,19 @@ async fn secret_lifecycle() {
             .contains("first-value")
     );
 
-    // Adopted by its address tag only; a retried create carries on, someone else's fails.
+    // Adopted by its own tags only; a retried create carries on, another resource's is
+    // refused as not its own.
     assert_eq!(
         secret.find(&ctx, &desired).await.unwrap().unwrap().id,
         applied.id
     );
-    assert!(
-        secret
-            .find(&op_context("someone.else"), &desired)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(is_not_owned(
+        secret.find(&op_context("someone.else"), &desired).await
+    ));
     assert_eq!(secret.create(&ctx, &desired).await.unwrap(), applied);
-    assert!(
-        secret
-            .create(&op_context("someone.else"), &desired)
-            .await
-            .is_err()
-    );
+    assert!(is_not_owned(
+        secret.create(&op_context("someone.else"), &desired).await
+    ));
 
     // A new value and description are set in place.
     assert!(secret.forces_replacement("name"));
@@ -313,7 +311,7 @@ async fn secret_scheduled_for_deletion_is_restored_by_its_owner() {
         .await
         .unwrap();
     let theirs = props(json!({ "name": "other/token", "value": "mine" }));
-    assert!(secret.create(&ctx, &theirs).await.is_err());
+    assert!(is_not_owned(secret.create(&ctx, &theirs).await));
     let live = clients
         .secretsmanager
         .describe_secret()
@@ -495,13 +493,9 @@ async fn db_subnet_group_and_parameter_group() {
         groups.find(&ctx, &desired).await.unwrap(),
         Some(applied.clone())
     );
-    assert!(
-        groups
-            .find(&op_context("other"), &desired)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(is_not_owned(
+        groups.find(&op_context("other"), &desired).await
+    ));
     assert!(groups.forces_replacement("name"));
     assert!(!groups.forces_replacement("subnet_ids"));
     assert!(!groups.forces_replacement("description"));
@@ -775,14 +769,11 @@ async fn db_instance_lifecycle() {
         db.find(&ctx, &desired).await.unwrap(),
         Some(applied.clone())
     );
-    assert!(
-        db.find(&op_context("other"), &desired)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(is_not_owned(db.find(&op_context("other"), &desired).await));
     assert_eq!(db.create(&ctx, &desired).await.unwrap(), applied);
-    assert!(db.create(&op_context("other"), &desired).await.is_err());
+    assert!(is_not_owned(
+        db.create(&op_context("other"), &desired).await
+    ));
 
     // An existing database is referenced through the data source, which never changes it.
     let lookup = kind(&kinds, "data_db_instance");

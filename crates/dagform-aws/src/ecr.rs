@@ -1,7 +1,8 @@
 //! ECR: the image repositories services pull from.
 
 use crate::AwsClients;
-use crate::error::{classify, code, is_not_found, parse};
+use crate::error::{classify, code, parse};
+use crate::ownership::{finish_existing, found, gone, pairs, single_attempt, tags_for};
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Repository, Tag};
 use dagform_core::{
     Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
@@ -27,6 +28,8 @@ struct RepositoryProps {
     name: String,
     image_tag_mutability: String,
     scan_on_push: bool,
+    /// Whether destroying the repository may delete the images it still holds: a dagform
+    /// setting (`[registry] force_delete`), not an attribute of the repository.
     force_delete: bool,
     #[serde(default)]
     keep_last_images: Option<i32>,
@@ -127,20 +130,69 @@ fn applied(repo: &Repository) -> Applied {
         .output("repository_uri", repo.repository_uri().unwrap_or_default())
 }
 
+/// How errors name a repository.
+fn object(name: &str) -> String {
+    format!("repository `{name}`")
+}
+
 impl EcrRepository {
     async fn describe(&self, name: &str) -> Result<Option<Repository>, ResourceError> {
-        match self
+        let described = self
             .clients
             .ecr
             .describe_repositories()
             .repository_names(name)
             .send()
+            .await;
+        Ok(found("DescribeRepositories", described)?
+            .and_then(|out| out.repositories().first().cloned()))
+    }
+
+    /// The repository's tags (DescribeRepositories reports none); `None` when it is gone.
+    async fn tags(&self, repo: &Repository) -> Result<Option<Vec<Tag>>, ResourceError> {
+        let listed = self
+            .clients
+            .ecr
+            .list_tags_for_resource()
+            .resource_arn(repo.repository_arn().unwrap_or_default())
+            .send()
+            .await;
+        Ok(found("ListTagsForResource", listed)?.map(|out| out.tags.unwrap_or_default()))
+    }
+
+    /// The live repository `name` a recorded resource may change or delete: `None` when it is
+    /// gone, `NotOwned` when it carries another stack's or resource's tags.
+    async fn not_foreign(
+        &self,
+        ctx: &OpContext,
+        name: &str,
+    ) -> Result<Option<Repository>, ResourceError> {
+        let Some(repo) = self.describe(name).await? else {
+            return Ok(None);
+        };
+        let Some(tags) = self.tags(&repo).await? else {
+            return Ok(None);
+        };
+        ctx.require_not_foreign(&object(name), pairs(&tags))?;
+        Ok(Some(repo))
+    }
+
+    /// How many images the repository holds (each digest once, however many tags it has).
+    async fn image_count(&self, name: &str) -> Result<usize, ResourceError> {
+        let images: Vec<_> = self
+            .clients
+            .ecr
+            .describe_images()
+            .repository_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
             .await
-        {
-            Ok(out) => Ok(out.repositories().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("DescribeRepositories", e)),
-        }
+            .map_err(|e| classify("DescribeImages", e))?;
+        let digests: std::collections::HashSet<_> =
+            images.iter().filter_map(|i| i.image_digest()).collect();
+        Ok(digests.len())
     }
 
     async fn set_lifecycle(&self, name: &str, keep_last: Option<i32>) -> Result<(), ResourceError> {
@@ -154,17 +206,15 @@ impl EcrRepository {
                     .await
                     .map_err(|e| classify("PutLifecyclePolicy", e))?;
             }
-            None => match ecr
-                .delete_lifecycle_policy()
-                .repository_name(name)
-                .send()
-                .await
-            {
+            None => {
                 // LifecyclePolicyNotFoundException: nothing to remove.
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(classify("DeleteLifecyclePolicy", e)),
-            },
+                let deleted = ecr
+                    .delete_lifecycle_policy()
+                    .repository_name(name)
+                    .send()
+                    .await;
+                gone("DeleteLifecyclePolicy", deleted)?;
+            }
         }
         Ok(())
     }
@@ -180,9 +230,11 @@ impl ResourceKind for EcrRepository {
         property == "name"
     }
 
+    /// Repository names are unique in the registry: a name already taken is adopted only when
+    /// its tags say it is this node's.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = RepositoryProps::from(props)?;
-        let mut req = self
+        let created = self
             .clients
             .ecr
             .create_repository()
@@ -192,38 +244,32 @@ impl ResourceKind for EcrRepository {
                 ImageScanningConfiguration::builder()
                     .scan_on_push(p.scan_on_push)
                     .build(),
-            );
-        for (k, v) in ctx
-            .tags()
-            .into_iter()
-            .chain([("Name".into(), p.name.clone())])
-        {
-            req = req.tags(
-                Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .map_err(|e| ResourceError::failed(e.to_string()))?,
-            );
-        }
-        let created =
-            match req.send().await {
-                Ok(out) => applied(out.repository().ok_or_else(|| {
-                    ResourceError::failed("CreateRepository returned no repository")
-                })?),
-                // A retried create whose first attempt made the repository: carry on with it.
-                Err(e) if code(&e) == Some("RepositoryAlreadyExistsException") => {
-                    match self.find(ctx, props).await? {
-                        Some(found) => found,
-                        None => return Err(classify("CreateRepository", e)),
+            )
+            .set_tags(Some(tags_for(ctx, Some(&p.name))))
+            .customize()
+            .config_override(single_attempt::ecr())
+            .send()
+            .await;
+        let out = match created {
+            Ok(out) => out,
+            Err(e) if code(&e) == Some("RepositoryAlreadyExistsException") => {
+                return match self.find(ctx, props).await? {
+                    Some(existing) => {
+                        finish_existing(self, ctx, &object(&p.name), existing, props).await
                     }
-                }
-                Err(e) => return Err(classify("CreateRepository", e)),
-            };
+                    // Ours, but the replaced repository still awaiting deletion.
+                    None => Err(classify("CreateRepository", e)),
+                };
+            }
+            Err(e) => return Err(classify("CreateRepository", e)),
+        };
+        let repo = out
+            .repository()
+            .ok_or_else(|| ResourceError::failed("CreateRepository returned no repository"))?;
         if p.keep_last_images.is_some() {
             self.set_lifecycle(&p.name, p.keep_last_images).await?;
         }
-        Ok(created)
+        Ok(applied(repo))
     }
 
     async fn read(
@@ -242,18 +288,15 @@ impl ResourceKind for EcrRepository {
         if let Some(scan) = repo.image_scanning_configuration() {
             properties.insert("scan_on_push".into(), scan.scan_on_push().into());
         }
-        let policy = match self
+        let policy = self
             .clients
             .ecr
             .get_lifecycle_policy()
             .repository_name(current.id)
             .send()
-            .await
-        {
-            Ok(out) => out.lifecycle_policy_text().map(observed_keep_last),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(classify("GetLifecyclePolicy", e)),
-        };
+            .await;
+        let policy = found("GetLifecyclePolicy", policy)?
+            .and_then(|out| out.lifecycle_policy_text().map(observed_keep_last));
         match policy {
             Some(v) => {
                 properties.insert("keep_last_images".into(), v);
@@ -263,6 +306,11 @@ impl ResourceKind for EcrRepository {
             }
             None => {}
         }
+        // Not a property of the repository: the setting recorded (or asked for) is the one
+        // in force, so it never shows as drift.
+        if let Some(force) = current.properties.get("force_delete") {
+            properties.insert("force_delete".into(), force.clone());
+        }
         Ok(Some(Observed {
             properties,
             outputs: applied(&repo).outputs,
@@ -271,12 +319,18 @@ impl ResourceKind for EcrRepository {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = RepositoryProps::from(desired)?;
+        if self.not_foreign(ctx, current.id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "repository {} is gone",
+                current.id
+            )));
+        }
         let ecr = &self.clients.ecr;
         let is_changed = |key: &str| changed.iter().any(|c| c == key);
         if is_changed("image_tag_mutability") {
@@ -310,25 +364,47 @@ impl ResourceKind for EcrRepository {
         Ok(applied(&repo))
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        // Properties recorded by an older dagform may not parse: then delete without force.
-        let force = parse::<RepositoryProps>(current.properties).is_ok_and(|p| p.force_delete);
-        match self
+    /// Images are deleted with their repository only when the configuration allows it;
+    /// otherwise a repository still holding images is left as it is.
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        if self.not_foreign(ctx, current.id).await?.is_none() {
+            return Ok(());
+        }
+        let force = match parse::<RepositoryProps>(current.properties) {
+            Ok(p) => p.force_delete,
+            // Recorded in another shape by an older dagform: images go only if it said so.
+            Err(_) => current
+                .properties
+                .get("force_delete")
+                .and_then(Json::as_bool)
+                .unwrap_or(false),
+        };
+        if !force {
+            let images = self.image_count(current.id).await?;
+            if images > 0 {
+                return Err(holds_images(current.id, images));
+            }
+        }
+        let deleted = self
             .clients
             .ecr
             .delete_repository()
             .repository_name(current.id)
             .force(force)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteRepository", e)),
+            .await;
+        match deleted {
+            // An image pushed since the count above.
+            Err(e) if code(&e) == Some("RepositoryNotEmptyException") => Err(holds_images(
+                current.id,
+                self.image_count(current.id).await?,
+            )),
+            other => gone("DeleteRepository", other),
         }
     }
 
-    /// Adopts a repository of this name only if it carries this node's address tag.
+    /// The repository of this name, if its tags say it is this node's; a repository of this
+    /// name that is anyone else's is an error, since the name cannot be had.
     async fn find(
         &self,
         ctx: &OpContext,
@@ -338,20 +414,24 @@ impl ResourceKind for EcrRepository {
         let Some(repo) = self.describe(&p.name).await? else {
             return Ok(None);
         };
-        let tags = self
-            .clients
-            .ecr
-            .list_tags_for_resource()
-            .resource_arn(repo.repository_arn().unwrap_or_default())
-            .send()
-            .await
-            .map_err(|e| classify("ListTagsForResource", e))?;
-        let ours = tags
-            .tags()
-            .iter()
-            .any(|t| t.key() == "dagform:address" && t.value() == ctx.address.as_str());
-        Ok(ours.then(|| applied(&repo)))
+        let Some(tags) = self.tags(&repo).await? else {
+            return Ok(None);
+        };
+        ctx.require_ours(&object(&p.name), pairs(&tags))?;
+        if ctx.superseded.contains(&p.name) {
+            return Ok(None);
+        }
+        Ok(Some(applied(&repo)))
     }
+}
+
+/// The refusal to delete a repository whose images the configuration does not let go.
+fn holds_images(name: &str, images: usize) -> ResourceError {
+    let noun = if images == 1 { "image" } else { "images" };
+    ResourceError::failed(format!(
+        "repository `{name}` still holds {images} {noun} and was left as it is; delete the \
+         images, or set `[registry] force_delete = true` to delete them with the repository"
+    ))
 }
 
 #[cfg(test)]

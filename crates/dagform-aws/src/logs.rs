@@ -2,13 +2,14 @@
 
 use crate::AwsClients;
 use crate::clients::{by_id, each_item, read_each};
-use crate::error::{classify, code, is_not_found, parse};
+use crate::error::{classify, code, parse};
+use crate::ownership::{finish_existing, found, gone, map_pairs, single_attempt};
 use dagform_core::{
     Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
 };
 use serde::Deserialize;
 use serde_json::Value as Json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
@@ -108,6 +109,43 @@ impl LogGroup {
         }
         Ok(())
     }
+
+    /// The group's tags (DescribeLogGroups reports none); `None` when the group is gone.
+    async fn tags(
+        &self,
+        group: &aws_sdk_cloudwatchlogs::types::LogGroup,
+    ) -> Result<Option<HashMap<String, String>>, ResourceError> {
+        let listed = self
+            .clients
+            .logs
+            .list_tags_for_resource()
+            .resource_arn(group_arn(group))
+            .send()
+            .await;
+        Ok(found("ListTagsForResource", listed)?.map(|out| out.tags.unwrap_or_default()))
+    }
+
+    /// The live group `id` a recorded resource may change or delete: `None` when it is gone,
+    /// `NotOwned` when it carries another stack's or resource's tags.
+    async fn not_foreign(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+    ) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogGroup>, ResourceError> {
+        let Some(group) = self.describe(id).await? else {
+            return Ok(None);
+        };
+        let Some(tags) = self.tags(&group).await? else {
+            return Ok(None);
+        };
+        ctx.require_not_foreign(&object(id), map_pairs(Some(&tags)))?;
+        Ok(Some(group))
+    }
+}
+
+/// How errors name a group.
+fn object(name: &str) -> String {
+    format!("log group `{name}`")
 }
 
 /// The group's ARN without the `:*` suffix `arn` carries (what IAM policies and tags use).
@@ -172,24 +210,36 @@ impl ResourceKind for LogGroup {
         property == "name"
     }
 
+    /// Log group names are unique in the region: a name already taken is adopted only when
+    /// its tags say it is this node's.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = LogGroupProps::from(props)?;
-        let mut req = self
+        let tags: HashMap<String, String> = ctx
+            .tag_pairs()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain([("Name".to_owned(), p.name.clone())])
+            .collect();
+        let created = self
             .clients
             .logs
             .create_log_group()
             .log_group_name(&p.name)
-            .tags("Name", &p.name);
-        for (k, v) in ctx.tags() {
-            req = req.tags(k, v);
-        }
-        match req.send().await {
+            .set_tags(Some(tags))
+            .customize()
+            .config_override(single_attempt::logs())
+            .send()
+            .await;
+        match created {
             Ok(_) => {}
-            // A retried create whose first attempt made the group: carry on with it.
             Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => {
-                if self.find(ctx, props).await?.is_none() {
-                    return Err(classify("CreateLogGroup", e));
-                }
+                return match self.find(ctx, props).await? {
+                    Some(existing) => {
+                        finish_existing(self, ctx, &object(&p.name), existing, props).await
+                    }
+                    // Ours, but the replaced group still awaiting deletion.
+                    None => Err(classify("CreateLogGroup", e)),
+                };
             }
             Err(e) => return Err(classify("CreateLogGroup", e)),
         }
@@ -263,38 +313,38 @@ impl ResourceKind for LogGroup {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = LogGroupProps::from(desired)?;
+        let group = self
+            .not_foreign(ctx, current.id)
+            .await?
+            .ok_or_else(|| ResourceError::failed(format!("log group {} is gone", current.id)))?;
         if changed.iter().any(|c| c == "retention_in_days") {
             self.set_retention(current.id, p.retention_in_days).await?;
         }
-        let group = self
-            .describe(current.id)
-            .await?
-            .ok_or_else(|| ResourceError::failed(format!("log group {} is gone", current.id)))?;
         Ok(applied(current.id, group_arn(&group)))
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        if self.not_foreign(ctx, current.id).await?.is_none() {
+            return Ok(());
+        }
+        let deleted = self
             .clients
             .logs
             .delete_log_group()
             .log_group_name(current.id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteLogGroup", e)),
-        }
+            .await;
+        gone("DeleteLogGroup", deleted)
     }
 
-    /// Adopts a group of this name only if it carries this node's address tag.
+    /// The group of this name, if its tags say it is this node's; a group of this name that
+    /// is anyone else's is an error, since the name cannot be had.
     async fn find(
         &self,
         ctx: &OpContext,
@@ -304,20 +354,14 @@ impl ResourceKind for LogGroup {
         let Some(group) = self.describe(&p.name).await? else {
             return Ok(None);
         };
-        let arn = group_arn(&group);
-        let tags = self
-            .clients
-            .logs
-            .list_tags_for_resource()
-            .resource_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| classify("ListTagsForResource", e))?;
-        let ours = tags
-            .tags()
-            .and_then(|t| t.get("dagform:address"))
-            .is_some_and(|a| a == ctx.address.as_str());
-        Ok(ours.then(|| applied(&p.name, arn)))
+        let Some(tags) = self.tags(&group).await? else {
+            return Ok(None);
+        };
+        ctx.require_ours(&object(&p.name), map_pairs(Some(&tags)))?;
+        if ctx.superseded.contains(&p.name) {
+            return Ok(None);
+        }
+        Ok(Some(applied(&p.name, group_arn(&group))))
     }
 }
 

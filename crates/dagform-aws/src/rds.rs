@@ -2,8 +2,10 @@
 //! stack only refers to.
 
 use crate::AwsClients;
-use crate::elbv2::in_recorded_order;
 use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{
+    finish_existing, found, in_recorded_order, pairs, single_attempt, tags_for,
+};
 use aws_sdk_rds::types::{
     ApplyMethod, DbInstance, DbParameterGroup, DbSubnetGroup, Parameter, Tag,
 };
@@ -63,33 +65,39 @@ where
     }
 }
 
-fn tags(ctx: &OpContext) -> Vec<Tag> {
-    ctx.tags()
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-fn has_address_tag(tags: &[Tag], ctx: &OpContext) -> bool {
-    tags.iter()
-        .any(|t| t.key() == Some("dagform:address") && t.value() == Some(ctx.address.as_str()))
-}
-
-/// Whether the object at `arn` carries `ctx`'s address tag (groups report no tags in their
-/// describe calls).
-async fn tagged_for(
-    clients: &AwsClients,
-    arn: &str,
-    ctx: &OpContext,
-) -> Result<bool, ResourceError> {
-    let out = clients
+/// The tags of the object at `arn` (the group describe calls report none); `None` when it
+/// is gone.
+async fn tags_of(clients: &AwsClients, arn: &str) -> Result<Option<Vec<Tag>>, ResourceError> {
+    let listed = clients
         .rds
         .list_tags_for_resource()
         .resource_name(arn)
         .send()
-        .await
-        .map_err(|e| classify("ListTagsForResource", e))?;
-    Ok(has_address_tag(out.tag_list(), ctx))
+        .await;
+    Ok(found("ListTagsForResource", listed)?.map(|out| out.tag_list.unwrap_or_default()))
+}
+
+/// Whether `id` is an older object of this node, replaced and awaiting deletion.
+fn is_superseded(ctx: &OpContext, id: &str) -> bool {
+    ctx.superseded.iter().any(|s| s.eq_ignore_ascii_case(id))
+}
+
+/// Adopts the object of this node's that holds the name a create asked for, bringing it to
+/// the desired properties. Identifiers are unique in the region, so anyone else's object
+/// under the name is an error (from `find`).
+async fn adopt_existing(
+    kind: &dyn ResourceKind,
+    ctx: &OpContext,
+    object: &str,
+    props: &Properties,
+) -> Result<Applied, ResourceError> {
+    match kind.find(ctx, props).await? {
+        Some(existing) => finish_existing(kind, ctx, object, existing, props).await,
+        None => Err(ResourceError::failed(format!(
+            "{object} is held by an object this resource replaced, which is still to be \
+             deleted"
+        ))),
+    }
 }
 
 /// RDS keeps names in lower case: the recorded spelling is reported when it differs only in
@@ -177,6 +185,10 @@ impl SubnetGroupProps {
     }
 }
 
+fn subnet_group_object(name: &str) -> String {
+    format!("DB subnet group `{name}`")
+}
+
 fn subnet_group_applied(group: &DbSubnetGroup) -> Applied {
     let name = group.db_subnet_group_name().unwrap_or_default();
     Applied::new(name)
@@ -186,18 +198,33 @@ fn subnet_group_applied(group: &DbSubnetGroup) -> Applied {
 
 impl SubnetGroup {
     async fn describe(&self, name: &str) -> Result<Option<DbSubnetGroup>, ResourceError> {
-        match self
+        let described = self
             .clients
             .rds
             .describe_db_subnet_groups()
             .db_subnet_group_name(name)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.db_subnet_groups().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("DescribeDBSubnetGroups", e)),
-        }
+            .await;
+        Ok(found("DescribeDBSubnetGroups", described)?
+            .and_then(|out| out.db_subnet_groups().first().cloned()))
+    }
+
+    /// The live group `name` a recorded resource may change or delete: `None` when it is
+    /// gone, `NotOwned` when it carries another stack's or resource's tags.
+    async fn not_foreign(
+        &self,
+        ctx: &OpContext,
+        name: &str,
+    ) -> Result<Option<DbSubnetGroup>, ResourceError> {
+        let Some(group) = self.describe(name).await? else {
+            return Ok(None);
+        };
+        let arn = group.db_subnet_group_arn().unwrap_or_default();
+        let Some(tags) = tags_of(&self.clients, arn).await? else {
+            return Ok(None);
+        };
+        ctx.require_not_foreign(&subnet_group_object(name), pairs(&tags))?;
+        Ok(Some(group))
     }
 
     async fn modify(&self, name: &str, p: &SubnetGroupProps) -> Result<(), ResourceError> {
@@ -231,8 +258,15 @@ impl ResourceKind for SubnetGroup {
         property == "name"
     }
 
+    /// Whatever holds the name is checked before the create, as well as when the create
+    /// answers that it exists: the emulator's CreateDBSubnetGroup replaces an existing group
+    /// instead of refusing, and another stack's group must never be replaced.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = SubnetGroupProps::from(props)?;
+        let object = subnet_group_object(&p.name);
+        if self.describe(&p.name).await?.is_some() {
+            return adopt_existing(self, ctx, &object, props).await;
+        }
         let result = self
             .clients
             .rds
@@ -240,7 +274,9 @@ impl ResourceKind for SubnetGroup {
             .db_subnet_group_name(&p.name)
             .db_subnet_group_description(&p.description)
             .set_subnet_ids(Some(p.subnet_ids.clone()))
-            .set_tags(Some(tags(ctx)))
+            .set_tags(Some(tags_for(ctx, None)))
+            .customize()
+            .config_override(single_attempt::rds())
             .send()
             .await;
         match result {
@@ -248,14 +284,8 @@ impl ResourceKind for SubnetGroup {
                 Some(group) => Ok(subnet_group_applied(group)),
                 None => self.described(&p.name).await,
             },
-            // A retried create whose first attempt made the group: bring it to the desired
-            // subnets; someone else's group is left alone.
             Err(e) if code(&e) == Some("DBSubnetGroupAlreadyExists") => {
-                if self.find(ctx, props).await?.is_none() {
-                    return Err(classify("CreateDBSubnetGroup", e));
-                }
-                self.modify(&p.name, &p).await?;
-                self.described(&p.name).await
+                adopt_existing(self, ctx, &object, props).await
             }
             Err(e) => Err(rds_error("CreateDBSubnetGroup", e)),
         }
@@ -299,32 +329,43 @@ impl ResourceKind for SubnetGroup {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         _changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = SubnetGroupProps::from(desired)?;
+        if self.not_foreign(ctx, current.id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "{} is gone",
+                subnet_group_object(current.id)
+            )));
+        }
         self.modify(current.id, &p).await?;
         self.described(current.id).await
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        if self.not_foreign(ctx, current.id).await?.is_none() {
+            return Ok(());
+        }
+        let deleted = self
             .clients
             .rds
             .delete_db_subnet_group()
             .db_subnet_group_name(current.id)
             .send()
-            .await
-        {
+            .await;
+        match deleted {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
+            // Still used by a database that is going away: retried.
             Err(e) => Err(rds_error("DeleteDBSubnetGroup", e)),
         }
     }
 
-    /// Adopts a group of this name only if it carries this node's address tag.
+    /// The group of this name, if its tags say it is this node's; a group of this name that
+    /// is anyone else's is an error, since the name cannot be had.
     async fn find(
         &self,
         ctx: &OpContext,
@@ -335,9 +376,14 @@ impl ResourceKind for SubnetGroup {
             return Ok(None);
         };
         let arn = group.db_subnet_group_arn().unwrap_or_default();
-        Ok(tagged_for(&self.clients, arn, ctx)
-            .await?
-            .then(|| subnet_group_applied(&group)))
+        let Some(tags) = tags_of(&self.clients, arn).await? else {
+            return Ok(None);
+        };
+        ctx.require_ours(&subnet_group_object(&p.name), pairs(&tags))?;
+        if is_superseded(ctx, &p.name) {
+            return Ok(None);
+        }
+        Ok(Some(subnet_group_applied(&group)))
     }
 }
 
@@ -386,6 +432,10 @@ impl ParameterGroupProps {
     }
 }
 
+fn parameter_group_object(name: &str) -> String {
+    format!("DB parameter group `{name}`")
+}
+
 fn parameter_group_applied(group: &DbParameterGroup) -> Applied {
     let name = group.db_parameter_group_name().unwrap_or_default();
     Applied::new(name)
@@ -414,6 +464,24 @@ impl ParameterGroup {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(classify("DescribeDBParameterGroups", e)),
         }
+    }
+
+    /// The live group `name` a recorded resource may change or delete: `None` when it is
+    /// gone, `NotOwned` when it carries another stack's or resource's tags.
+    async fn not_foreign(
+        &self,
+        ctx: &OpContext,
+        name: &str,
+    ) -> Result<Option<DbParameterGroup>, ResourceError> {
+        let Some(group) = self.describe(name).await? else {
+            return Ok(None);
+        };
+        let arn = group.db_parameter_group_arn().unwrap_or_default();
+        let Some(tags) = tags_of(&self.clients, arn).await? else {
+            return Ok(None);
+        };
+        ctx.require_not_foreign(&parameter_group_object(name), pairs(&tags))?;
+        Ok(Some(group))
     }
 
     /// The group's parameters, all of them or only those set by the user (`source = user`).
@@ -605,7 +673,9 @@ impl ResourceKind for ParameterGroup {
             .db_parameter_group_name(&p.name)
             .db_parameter_group_family(&p.family)
             .description(&p.description)
-            .set_tags(Some(tags(ctx)))
+            .set_tags(Some(tags_for(ctx, None)))
+            .customize()
+            .config_override(single_attempt::rds())
             .send()
             .await;
         let applied = match result {
@@ -613,12 +683,9 @@ impl ResourceKind for ParameterGroup {
                 Some(group) => parameter_group_applied(group),
                 None => self.described(&p.name).await?,
             },
-            // A retried create whose first attempt made the group carries on with it.
             Err(e) if code(&e) == Some("DBParameterGroupAlreadyExists") => {
-                match self.find(ctx, props).await? {
-                    Some(found) => found,
-                    None => return Err(classify("CreateDBParameterGroup", e)),
-                }
+                let object = parameter_group_object(&p.name);
+                return adopt_existing(self, ctx, &object, props).await;
             }
             Err(e) => return Err(rds_error("CreateDBParameterGroup", e)),
         };
@@ -665,12 +732,18 @@ impl ResourceKind for ParameterGroup {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = ParameterGroupProps::from(desired)?;
+        if self.not_foreign(ctx, current.id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "{} is gone",
+                parameter_group_object(current.id)
+            )));
+        }
         if changed.iter().any(|c| c == "parameters") {
             let previous = recorded_parameters(current.properties);
             self.reconcile(current.id, &p.parameters, &previous).await?;
@@ -678,7 +751,10 @@ impl ResourceKind for ParameterGroup {
         self.described(current.id).await
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        if self.not_foreign(ctx, current.id).await?.is_none() {
+            return Ok(());
+        }
         match self
             .clients
             .rds
@@ -693,7 +769,8 @@ impl ResourceKind for ParameterGroup {
         }
     }
 
-    /// Adopts a group of this name only if it carries this node's address tag.
+    /// The group of this name, if its tags say it is this node's; a group of this name that
+    /// is anyone else's is an error, since the name cannot be had.
     async fn find(
         &self,
         ctx: &OpContext,
@@ -704,9 +781,14 @@ impl ResourceKind for ParameterGroup {
             return Ok(None);
         };
         let arn = group.db_parameter_group_arn().unwrap_or_default();
-        Ok(tagged_for(&self.clients, arn, ctx)
-            .await?
-            .then(|| parameter_group_applied(&group)))
+        let Some(tags) = tags_of(&self.clients, arn).await? else {
+            return Ok(None);
+        };
+        ctx.require_ours(&parameter_group_object(&p.name), pairs(&tags))?;
+        if is_superseded(ctx, &p.name) {
+            return Ok(None);
+        }
+        Ok(Some(parameter_group_applied(&group)))
     }
 }
 
@@ -891,12 +973,23 @@ impl Instance {
         .await
     }
 
-    async fn owned(&self, ctx: &OpContext, id: &str) -> Result<bool, ResourceError> {
-        Ok(self
-            .describe(id)
-            .await?
-            .is_some_and(|db| has_address_tag(db.tag_list(), ctx)))
+    /// The live instance `id` a recorded resource may change or delete: `None` when it is
+    /// gone, `NotOwned` when it carries another stack's or resource's tags.
+    async fn not_foreign(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+    ) -> Result<Option<DbInstance>, ResourceError> {
+        let Some(db) = self.describe(id).await? else {
+            return Ok(None);
+        };
+        ctx.require_not_foreign(&instance_object(id), pairs(db.tag_list()))?;
+        Ok(Some(db))
     }
+}
+
+fn instance_object(id: &str) -> String {
+    format!("DB instance `{id}`")
 }
 
 /// The instance, or `None` when it does not exist.
@@ -958,17 +1051,23 @@ impl ResourceKind for Instance {
             .backup_retention_period(p.backup_retention_period as i32)
             .deletion_protection(p.deletion_protection)
             .multi_az(p.multi_az)
-            .set_tags(Some(tags(ctx)))
+            .set_tags(Some(tags_for(ctx, None)))
+            // No idempotency token: a reset connection reaches the reconciler, which looks for
+            // the instance before it tries again.
+            .customize()
+            .config_override(single_attempt::rds())
             .send()
             .await;
         match result {
             Ok(_) => {}
-            // A retried create whose first attempt made the instance waits for it; someone
-            // else's instance is left alone.
             Err(e) if code(&e) == Some("DBInstanceAlreadyExists") => {
-                if !self.owned(ctx, &p.identifier).await? {
-                    return Err(classify("CreateDBInstance", e));
+                let object = instance_object(&p.identifier);
+                // This node's instance in a state it does not leave is reported as such.
+                if let Some(db) = self.describe(&p.identifier).await? {
+                    ctx.require_ours(&object, pairs(db.tag_list()))?;
+                    check_not_failed(&db)?;
                 }
+                return adopt_existing(self, ctx, &object, props).await;
             }
             Err(e) => return Err(rds_error("CreateDBInstance", e)),
         }
@@ -1076,6 +1175,12 @@ impl ResourceKind for Instance {
     ) -> Result<Applied, ResourceError> {
         let p = InstanceProps::from(desired)?;
         let id = current.id;
+        if self.not_foreign(ctx, id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "{} no longer exists",
+                instance_object(id)
+            )));
+        }
         let has = |key: &str| changed.iter().any(|c| c == key);
         let mut req = self
             .clients
@@ -1144,7 +1249,7 @@ impl ResourceKind for Instance {
 
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         let id = current.id;
-        let Some(db) = self.describe(id).await? else {
+        let Some(db) = self.not_foreign(ctx, id).await? else {
             return Ok(());
         };
         if status(&db) != "deleting" {
@@ -1188,15 +1293,21 @@ impl ResourceKind for Instance {
         .await
     }
 
-    /// Adopts an instance of this identifier only if it carries this node's address tag,
-    /// once it is available.
+    /// The instance of this identifier, if its tags say it is this node's, once it is
+    /// available: a create whose wait was cut short left it creating (or backing up), and it
+    /// gets there by itself. One that failed or is being deleted is not adopted. An instance
+    /// of this identifier that is anyone else's is an error, since the name cannot be had.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = InstanceProps::from(props)?;
-        if !self.owned(ctx, &p.identifier).await? {
+        let Some(db) = self.describe(&p.identifier).await? else {
+            return Ok(None);
+        };
+        ctx.require_ours(&instance_object(&p.identifier), pairs(db.tag_list()))?;
+        if is_superseded(ctx, &p.identifier) || check_not_failed(&db).is_err() {
             return Ok(None);
         }
         let db = self

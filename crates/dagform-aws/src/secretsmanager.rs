@@ -2,9 +2,9 @@
 //! and existing secrets a stack only refers to.
 
 use crate::AwsClients;
-use crate::error::{classify, code, is_not_found, parse};
+use crate::error::{classify, code, parse};
+use crate::ownership::{found, gone, pairs, tags_for};
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
-use aws_sdk_secretsmanager::types::Tag;
 use dagform_core::state::fingerprint;
 use dagform_core::{
     Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
@@ -98,13 +98,13 @@ fn check_name(name: &str) -> Result<(), ResourceError> {
     }
 }
 
-/// Whether the secret carries `ctx`'s address tag.
-fn is_ours(secret: &DescribeSecretOutput, ctx: &OpContext) -> bool {
-    secret
-        .tags()
-        .iter()
-        .any(|t| t.key() == Some("dagform:address") && t.value() == Some(ctx.address.as_str()))
+/// How errors name a secret (never by its value).
+fn object(name: &str) -> String {
+    format!("secret `{name}`")
 }
+
+/// The length of the client request token CreateSecret takes (32 to 64 characters).
+const CLIENT_TOKEN_LEN: usize = 64;
 
 /// Whether the live key is the desired one: AWS may report a key id given by the user as its
 /// ARN, and leaves the default key out.
@@ -131,34 +131,40 @@ async fn describe(
     clients: &AwsClients,
     id: &str,
 ) -> Result<Option<DescribeSecretOutput>, ResourceError> {
-    match clients
+    let described = clients
         .secretsmanager
         .describe_secret()
         .secret_id(id)
         .send()
-        .await
-    {
-        Ok(out) => Ok(Some(out)),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(classify("DescribeSecret", e)),
-    }
+        .await;
+    found("DescribeSecret", described)
 }
 
 impl Secret {
     /// The current value, or `None` when the secret holds none (or only a binary one).
     async fn current_value(&self, id: &str) -> Result<Option<String>, ResourceError> {
-        match self
+        let got = self
             .clients
             .secretsmanager
             .get_secret_value()
             .secret_id(id)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.secret_string().map(str::to_owned)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("GetSecretValue", e)),
-        }
+            .await;
+        Ok(found("GetSecretValue", got)?.and_then(|out| out.secret_string))
+    }
+
+    /// The live secret `id` a recorded resource may change or delete: `None` when it is gone,
+    /// `NotOwned` when it carries another stack's or resource's tags.
+    async fn not_foreign(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+    ) -> Result<Option<DescribeSecretOutput>, ResourceError> {
+        let Some(secret) = describe(&self.clients, id).await? else {
+            return Ok(None);
+        };
+        ctx.require_not_foreign(&object(secret.name().unwrap_or(id)), pairs(secret.tags()))?;
+        Ok(Some(secret))
     }
 
     async fn put_value(&self, id: &str, value: &str) -> Result<(), ResourceError> {
@@ -244,21 +250,22 @@ impl ResourceKind for Secret {
         &["value"]
     }
 
+    /// Secret names are unique in the region: a name already taken (even by a secret
+    /// scheduled for deletion) is taken over only when its tags say it is this node's.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = SecretProps::from(props)?;
-        let tags = ctx
-            .tags()
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build());
+        // The token makes a retried create of this attempt answer with the secret its first
+        // try made, instead of "already exists".
         let result = self
             .clients
             .secretsmanager
             .create_secret()
             .name(&p.name)
+            .client_request_token(ctx.client_token(CLIENT_TOKEN_LEN))
             .secret_string(&p.value)
             .set_description(p.description.clone())
             .set_kms_key_id(p.kms_key_id.clone())
-            .set_tags(Some(tags.collect()))
+            .set_tags(Some(tags_for(ctx, None)))
             .send()
             .await;
         match result {
@@ -268,21 +275,26 @@ impl ResourceKind for Secret {
                     .output("arn", arn)
                     .output("name", out.name().unwrap_or(&p.name)))
             }
-            // The name is taken: by a retried create's first attempt, by this node's own
-            // secret scheduled for deletion (AWS answers InvalidRequestException then), or by
-            // someone else's secret, which is never touched.
+            // The name is taken: by this node's own secret (a lost record, or one scheduled
+            // for deletion, when AWS answers InvalidRequestException), or by someone else's,
+            // which is never touched.
             Err(e)
                 if matches!(
                     code(&e),
                     Some("ResourceExistsException" | "InvalidRequestException")
                 ) =>
             {
-                match describe(&self.clients, &p.name).await? {
-                    Some(existing) if is_ours(&existing, ctx) => {
-                        self.take_over(&existing, &p).await
-                    }
-                    _ => Err(classify("CreateSecret", e)),
+                let Some(existing) = describe(&self.clients, &p.name).await? else {
+                    return Err(classify("CreateSecret", e));
+                };
+                ctx.require_ours(&object(&p.name), pairs(existing.tags()))?;
+                if existing
+                    .arn()
+                    .is_some_and(|arn| ctx.superseded.iter().any(|s| s == arn))
+                {
+                    return Err(classify("CreateSecret", e));
                 }
+                self.take_over(&existing, &p).await
             }
             Err(e) => Err(classify("CreateSecret", e)),
         }
@@ -340,12 +352,18 @@ impl ResourceKind for Secret {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = SecretProps::from(desired)?;
+        if self.not_foreign(ctx, current.id).await?.is_none() {
+            return Err(ResourceError::failed(format!(
+                "secret `{}` is gone",
+                p.name
+            )));
+        }
         let has = |key: &str| changed.iter().any(|c| c == key);
         let description = has("description").then(|| p.description.clone().unwrap_or_default());
         let key = has("kms_key_id").then(|| {
@@ -366,7 +384,12 @@ impl ResourceKind for Secret {
         }
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        match self.not_foreign(ctx, current.id).await? {
+            None => return Ok(()),
+            Some(secret) if secret.deleted_date().is_some() => return Ok(()),
+            Some(_) => {}
+        }
         let window = current
             .properties
             .get("recovery_window_days")
@@ -382,9 +405,7 @@ impl ResourceKind for Secret {
             None => req,
         };
         match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            // Already scheduled for deletion: nothing left to do.
+            // Already scheduled for deletion since the describe above: nothing left to do.
             Err(e) if code(&e) == Some("InvalidRequestException") => {
                 match describe(&self.clients, current.id).await? {
                     None => Ok(()),
@@ -392,21 +413,30 @@ impl ResourceKind for Secret {
                     Some(_) => Err(classify("DeleteSecret", e)),
                 }
             }
-            Err(e) => Err(classify("DeleteSecret", e)),
+            other => gone("DeleteSecret", other),
         }
     }
 
-    /// Adopts a live secret of this name only if it carries this node's address tag.
+    /// The live secret of this name, if its tags say it is this node's; a secret of this name
+    /// that is anyone else's is an error, since the name cannot be had. This node's secret
+    /// scheduled for deletion is not returned: `create` restores it.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = SecretProps::from(props)?;
-        Ok(describe(&self.clients, &p.name)
-            .await?
-            .filter(|s| s.deleted_date().is_none() && is_ours(s, ctx))
-            .map(|s| applied(&s)))
+        let Some(secret) = describe(&self.clients, &p.name).await? else {
+            return Ok(None);
+        };
+        ctx.require_ours(&object(&p.name), pairs(secret.tags()))?;
+        let superseded = secret
+            .arn()
+            .is_some_and(|arn| ctx.superseded.iter().any(|s| s == arn));
+        if superseded || secret.deleted_date().is_some() {
+            return Ok(None);
+        }
+        Ok(Some(applied(&secret)))
     }
 }
 
