@@ -16,7 +16,7 @@ DAGFORM        := target/debug/dagform
 
 export DAGFORM_MOTO_SERVER := $(abspath $(MOTO_SERVER))
 
-.PHONY: all build test unit lint fmt demo demo-destroy emulator emulator-stop bench clean emulator-deps
+.PHONY: all build test unit lint fmt demo demo-destroy emulator emulator-stop bench crash clean emulator-deps
 
 all: build
 
@@ -91,6 +91,13 @@ demo-destroy: emulator build
 bench: emulator-deps
 	@# The benchmark times sleeps and a debug binary, so the dev profile is what it measures.
 	$(CARGO) test -q -p dagform-cli --bench provision
+
+## Crash campaign: provision and destroy SIGKILLed at seeded random moments and run again,
+## AWS read back after each trial; prints a tally. `make crash TRIALS=20 SEED=7`.
+TRIALS         ?= 8
+crash: emulator-deps
+	DAGFORM_CRASH_TRIALS=$(TRIALS) $(if $(SEED),DAGFORM_CRASH_SEED=$(SEED)) \
+	  $(CARGO) test -p dagform-cli --test crash -- --nocapture
 
 clean:
 	$(CARGO) clean
