@@ -176,7 +176,7 @@ async fn footprint(c: &dagform_aws::AwsClients, stack: &str, domains: &[String])
             .iter()
             .filter(|r| {
                 let name = r.name().trim_end_matches('.');
-                domains.iter().any(|d| d == name)
+                domains.iter().any(|d| d == name) && !matches!(r.r#type().as_str(), "NS" | "SOA")
             })
             .map(|r| {
                 let target = r

@@ -716,6 +716,12 @@ async fn load_balancing_stack_lifecycle() {
     assert_eq!(alias.out("fqdn"), "acme.example.com");
     let in_zone = zone_records(&c, &zone_id).await;
     let a = find_record(&in_zone, "acme.example.com", "A").expect("alias record");
+    // Beside it, the ownership record that says which stack and node wrote it.
+    let claim = find_record(&in_zone, "_dagform-a.acme.example.com", "TXT").expect("claim");
+    assert_eq!(
+        claim.resource_records()[0].value(),
+        "\"dagform:stack=test,dagform:address=customer.acme.dns\""
+    );
     let target = a.alias_target().expect("alias target");
     assert_eq!(target.dns_name().trim_end_matches('.'), lb.out("dns_name"));
     assert_eq!(target.hosted_zone_id(), lb.out("canonical_hosted_zone_id"));

@@ -95,8 +95,7 @@ pub(crate) mod single_attempt {
         iam => aws_sdk_iam,
         logs => aws_sdk_cloudwatchlogs,
         ecr => aws_sdk_ecr,
-        rds => aws_sdk_rds,
-        route53 => aws_sdk_route53
+        rds => aws_sdk_rds
     );
 }
 

@@ -1,8 +1,8 @@
 //! Route 53: looking up a hosted zone, and the record sets dagform writes into it.
 
 use crate::AwsClients;
-use crate::elbv2::in_recorded_order;
 use crate::error::{classify, is_not_found, parse};
+use crate::ownership::in_recorded_order;
 use aws_sdk_route53::error::SdkError;
 use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError;
 use aws_sdk_route53::operation::get_hosted_zone::GetHostedZoneOutput;
@@ -10,10 +10,11 @@ use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, HostedZone, ResourceRecord, ResourceRecordSet,
     RrType,
 };
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use dagform_core::kind::{ADDRESS_TAG, Owner, STACK_TAG};
 use dagform_core::{
     Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
 };
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
@@ -351,17 +352,36 @@ fn qualify(name: &str, zone_name: &str) -> Result<String, ResourceError> {
     }
 }
 
-/// A change batch of one change.
-fn batch(action: ChangeAction, set: ResourceRecordSet) -> Result<ChangeBatch, ResourceError> {
-    let change = Change::builder()
-        .action(action)
-        .resource_record_set(set)
-        .build()
+/// One change batch: Route 53 makes all of its changes or none.
+fn batch(changes: Vec<(ChangeAction, ResourceRecordSet)>) -> Result<ChangeBatch, ResourceError> {
+    let changes = changes
+        .into_iter()
+        .map(|(action, set)| {
+            Change::builder()
+                .action(action)
+                .resource_record_set(set)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| build_error("change", e))?;
     ChangeBatch::builder()
-        .changes(change)
+        .set_changes(Some(changes))
         .build()
         .map_err(|e| build_error("change batch", e))
+}
+
+/// Whether Route 53 refused a change batch with a message containing `words` (it gives them
+/// as a list; the emulator as the error's message).
+fn rejected(e: &SdkError<ChangeResourceRecordSetsError>, words: &str) -> bool {
+    let Some(ChangeResourceRecordSetsError::InvalidChangeBatch(invalid)) = e.as_service_error()
+    else {
+        return false;
+    };
+    invalid
+        .message()
+        .into_iter()
+        .chain(invalid.messages().iter().map(String::as_str))
+        .any(|m| m.contains(words))
 }
 
 fn record_id(zone_id: &str, fqdn: &str, record_type: &str) -> String {
@@ -381,15 +401,247 @@ fn record_applied(zone_id: &str, fqdn: &str, record_type: &str) -> Applied {
     Applied::new(record_id(zone_id, fqdn, record_type)).output("fqdn", fqdn.trim_end_matches('.'))
 }
 
+// Route 53 record sets carry no tags, so beside every record set it writes dagform keeps a TXT
+// record naming the stack and address that own it (the way external-dns keeps its registry).
+// A record set and its ownership record are created together in one change batch with
+// CREATE, so neither exists without the other and nothing already in the zone is
+// overwritten; afterwards they are changed and deleted only by the stack the record names.
+
+/// Time to live of ownership records: nothing resolves them, so it barely matters.
+const CLAIM_TTL: i64 = 300;
+/// The longest DNS name Route 53 accepts, without the final dot.
+const MAX_NAME_LEN: usize = 253;
+/// The longest character string one TXT value holds.
+const MAX_TXT_STRING: usize = 255;
+/// Characters of a stack or address that an ownership record holds as they are; the others are
+/// percent-encoded, so its value never holds the `,` and `=` that separate its fields, nor
+/// the quotes, backslashes and non-ASCII characters Route 53 escapes.
+const CLAIM_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'/')
+    .remove(b':');
+
+/// The name of the ownership record of the record set `fqdn` of type `record_type`: one per
+/// name and type (an A and an AAAA record of one name each have an owner), one label below
+/// the name rather than at it, since nothing may sit beside a CNAME. A wildcard's stands
+/// beside it, as a wildcard label may only come first.
+fn claim_name(fqdn: &str, record_type: &str) -> String {
+    let ty = record_type.to_ascii_lowercase();
+    let (label, parent) = match fqdn.strip_prefix("*.") {
+        Some(parent) => (format!("_dagform-{ty}-wildcard"), parent),
+        None => (format!("_dagform-{ty}"), fqdn),
+    };
+    let fits = |label: &str, parent: &str| {
+        label.len() + 1 + parent.trim_end_matches('.').len() <= MAX_NAME_LEN
+    };
+    if fits(&label, parent) {
+        return format!("{label}.{parent}");
+    }
+    // Too long for one more label: name it by a hash of the whole name instead, under as much
+    // of the name's parent as fits.
+    let label = format!("_dagform-{ty}-{:016x}", stable_hash(fqdn));
+    let mut parent = fqdn;
+    while !fits(&label, parent) {
+        parent = parent.split_once('.').map_or("", |(_, rest)| rest);
+    }
+    format!("{label}.{parent}")
+}
+
+/// FNV-1a: a hash that stays the same across runs, platforms and versions, as ownership
+/// record names must.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The value of `ctx`'s ownership records, as sent to Route 53:
+/// `"dagform:stack=<stack>,dagform:address=<address>"`.
+fn claim_value(ctx: &OpContext) -> Result<String, ResourceError> {
+    let text = ctx
+        .tag_pairs()
+        .iter()
+        .map(|(key, value)| format!("{key}={}", utf8_percent_encode(value, CLAIM_ESCAPED)))
+        .collect::<Vec<_>>()
+        .join(",");
+    if text.len() > MAX_TXT_STRING {
+        return Err(ResourceError::invalid(format!(
+            "stack `{}` and address `{}` are too long to name in a DNS ownership record \
+             ({} characters, at most {MAX_TXT_STRING})",
+            ctx.stack,
+            ctx.address,
+            text.len()
+        )));
+    }
+    Ok(format!("\"{text}\""))
+}
+
+/// The stack and address tags an ownership record's value names, read as strictly as
+/// [`claim_value`] writes them: `None` for any value it would not have written.
+fn parse_claim(wire: &str) -> Option<Vec<(String, String)>> {
+    let text = wire.strip_prefix('"')?.strip_suffix('"')?;
+    let mut fields = text.split(',');
+    let mut tags = Vec::with_capacity(2);
+    for key in [STACK_TAG, ADDRESS_TAG] {
+        let (name, encoded) = fields.next()?.split_once('=')?;
+        let value = percent_decode_str(encoded).decode_utf8().ok()?;
+        // Only the one encoding dagform writes: this refuses stray quotes, backslashes,
+        // separators and needless escapes alike.
+        if name != key
+            || value.is_empty()
+            || utf8_percent_encode(&value, CLAIM_ESCAPED).to_string() != encoded
+        {
+            return None;
+        }
+        tags.push((key.to_owned(), value.into_owned()));
+    }
+    fields.next().is_none().then_some(tags)
+}
+
+/// What a record set's ownership record says.
+enum Claim {
+    /// There is none: the record set was made by hand, by another tool, or by dagform before
+    /// it kept ownership records.
+    Absent,
+    /// dagform's, naming the owner's `tags`; `set` is the live TXT record set, whose exact
+    /// values deleting it needs.
+    Held {
+        tags: Vec<(String, String)>,
+        set: Box<ResourceRecordSet>,
+    },
+    /// A TXT record under the ownership name that dagform did not write.
+    Unreadable { value: String },
+}
+
+impl Claim {
+    fn read(set: Option<ResourceRecordSet>) -> Self {
+        let Some(set) = set else {
+            return Self::Absent;
+        };
+        let values: Vec<&str> = set.resource_records().iter().map(|r| r.value()).collect();
+        let tags = match values.as_slice() {
+            [value] => parse_claim(value),
+            _ => None,
+        };
+        match tags {
+            Some(tags) => Self::Held {
+                tags,
+                set: Box::new(set),
+            },
+            None => Self::Unreadable {
+                value: values.join(" "),
+            },
+        }
+    }
+
+    fn is_ours(&self, ctx: &OpContext) -> bool {
+        matches!(self, Self::Held { tags, .. } if ctx.owner(tag_pairs(tags)) == Owner::Ours)
+    }
+}
+
+fn tag_pairs(tags: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// Where a record set lives: its zone, fully qualified name (lowercase, with the final dot)
+/// and type.
+struct RecordKey {
+    zone_id: String,
+    fqdn: String,
+    record_type: String,
+}
+
+impl RecordKey {
+    fn from_id(id: &str) -> Result<Self, ResourceError> {
+        let (zone_id, fqdn, record_type) = parse_record_id(id)?;
+        Ok(Self {
+            zone_id: zone_id.to_owned(),
+            fqdn,
+            record_type: record_type.to_owned(),
+        })
+    }
+
+    fn id(&self) -> String {
+        record_id(&self.zone_id, &self.fqdn, &self.record_type)
+    }
+
+    fn applied(&self) -> Applied {
+        record_applied(&self.zone_id, &self.fqdn, &self.record_type)
+    }
+
+    fn claim_name(&self) -> String {
+        claim_name(&self.fqdn, &self.record_type)
+    }
+
+    /// The record set as messages name it, e.g. "A record `www.example.com`".
+    fn describe(&self) -> String {
+        format!(
+            "{} record `{}`",
+            self.record_type,
+            self.fqdn.trim_end_matches('.')
+        )
+    }
+
+    /// The ownership record naming `ctx`'s node as this record set's owner.
+    fn claim_set(&self, ctx: &OpContext) -> Result<ResourceRecordSet, ResourceError> {
+        let value = ResourceRecord::builder()
+            .value(claim_value(ctx)?)
+            .build()
+            .map_err(|e| build_error("ownership record", e))?;
+        ResourceRecordSet::builder()
+            .name(self.claim_name())
+            .r#type(RrType::Txt)
+            .ttl(CLAIM_TTL)
+            .resource_records(value)
+            .build()
+            .map_err(|e| build_error("ownership record set", e))
+    }
+
+    /// Refuses unless the ownership record names `ctx`'s node, or there is none and
+    /// `absent_is_ours` (the state records the record set). `record_exists` says whether the
+    /// record set itself is there, for the message.
+    fn require_claim(
+        &self,
+        ctx: &OpContext,
+        claim: &Claim,
+        record_exists: bool,
+        absent_is_ours: bool,
+    ) -> Result<(), ResourceError> {
+        let claim_name = self.claim_name();
+        let claim_name = claim_name.trim_end_matches('.');
+        let object = if record_exists {
+            self.describe()
+        } else {
+            format!("ownership record `{claim_name}` of {}", self.describe())
+        };
+        match claim {
+            Claim::Held { tags, .. } => ctx.require_ours(&object, tag_pairs(tags)),
+            Claim::Absent if absent_is_ours => Ok(()),
+            Claim::Absent => Err(ctx.not_owned(&object, &Owner::Nobody)),
+            Claim::Unreadable { value } => Err(ResourceError::NotOwned(format!(
+                "{} has an ownership record `{claim_name}` that dagform did not write \
+                 ({value}); dagform will not adopt, change or delete it",
+                self.describe()
+            ))),
+        }
+    }
+}
+
 impl Record {
-    async fn fqdn(&self, p: &RecordProps) -> Result<String, ResourceError> {
+    async fn key(&self, p: &RecordProps) -> Result<RecordKey, ResourceError> {
         let zone = get_zone(&self.clients, &p.zone_id)
             .await?
             .and_then(|z| z.hosted_zone().map(|h| h.name().to_owned()))
             .ok_or_else(|| {
                 ResourceError::failed(format!("hosted zone {} does not exist", p.zone_id))
             })?;
-        qualify(&p.name, &zone)
+        Ok(RecordKey {
+            zone_id: bare_zone_id(&p.zone_id).to_owned(),
+            fqdn: qualify(&p.name, &zone)?,
+            record_type: p.record_type.clone(),
+        })
     }
 
     /// The live record set of this name and type, if any.
@@ -425,6 +677,22 @@ impl Record {
             .cloned())
     }
 
+    async fn claim(&self, key: &RecordKey) -> Result<Claim, ResourceError> {
+        let set = self.lookup(&key.zone_id, &key.claim_name(), "TXT").await?;
+        Ok(Claim::read(set))
+    }
+
+    /// The live record set and what its ownership record says.
+    async fn inspect(
+        &self,
+        key: &RecordKey,
+    ) -> Result<(Option<ResourceRecordSet>, Claim), ResourceError> {
+        tokio::try_join!(
+            self.lookup(&key.zone_id, &key.fqdn, &key.record_type),
+            self.claim(key)
+        )
+    }
+
     async fn change(
         &self,
         zone_id: &str,
@@ -440,13 +708,31 @@ impl Record {
             .map(|_| ())
     }
 
-    async fn upsert(&self, p: &RecordProps) -> Result<Applied, ResourceError> {
-        let zone_id = bare_zone_id(&p.zone_id);
-        let fqdn = self.fqdn(p).await?;
-        self.change(zone_id, batch(ChangeAction::Upsert, p.record_set(&fqdn)?)?)
+    async fn write(
+        &self,
+        zone_id: &str,
+        changes: Vec<(ChangeAction, ResourceRecordSet)>,
+    ) -> Result<(), ResourceError> {
+        self.change(zone_id, batch(changes)?)
             .await
-            .map_err(|e| classify("ChangeResourceRecordSets", e))?;
-        Ok(record_applied(zone_id, &fqdn, &p.record_type))
+            .map_err(|e| classify("ChangeResourceRecordSets", e))
+    }
+
+    /// A create met the record set or its ownership record already in the zone: it goes on
+    /// only when the ownership record names this node (a run killed after its change went
+    /// through), and then brings the record set to the desired values.
+    async fn adopt(
+        &self,
+        ctx: &OpContext,
+        key: &RecordKey,
+        record_exists: bool,
+        claim: &Claim,
+        desired: ResourceRecordSet,
+    ) -> Result<Applied, ResourceError> {
+        key.require_claim(ctx, claim, record_exists, false)?;
+        self.write(&key.zone_id, vec![(ChangeAction::Upsert, desired)])
+            .await?;
+        Ok(key.applied())
     }
 }
 
@@ -460,10 +746,50 @@ impl ResourceKind for Record {
         matches!(property, "zone_id" | "name" | "type")
     }
 
-    async fn create(&self, _ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        self.upsert(&RecordProps::parse(props)?).await
+    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
+        let p = RecordProps::parse(props)?;
+        let key = self.key(&p).await?;
+        let desired = p.record_set(&key.fqdn)?;
+        let claim = key.claim_set(ctx)?;
+        // Route 53 refuses a CREATE over an existing record set, but the emulator appends a
+        // second one instead; looking first also answers a record found here plainly.
+        let (live, claimed) = self.inspect(&key).await?;
+        if live.is_some() || !matches!(claimed, Claim::Absent) {
+            return self
+                .adopt(ctx, &key, live.is_some(), &claimed, desired)
+                .await;
+        }
+        let both = vec![
+            (ChangeAction::Create, desired.clone()),
+            (ChangeAction::Create, claim.clone()),
+        ];
+        match self.change(&key.zone_id, batch(both)?).await {
+            Ok(()) => Ok(key.applied()),
+            // Written meanwhile, or an SDK retry of this very batch whose first answer was
+            // lost (which is why the call may be retried at all): see whose it is.
+            Err(e) if rejected(&e, "already exists") => {
+                let (live, claimed) = self.inspect(&key).await?;
+                if live.is_some() || !matches!(claimed, Claim::Absent) {
+                    return self
+                        .adopt(ctx, &key, live.is_some(), &claimed, desired)
+                        .await;
+                }
+                // Refused although neither name holds anything: the emulator refuses a CREATE
+                // identical to one in its change history, of a record set since deleted. Both
+                // names were just seen empty, so writing them is what the CREATE would do.
+                let both = vec![
+                    (ChangeAction::Upsert, desired),
+                    (ChangeAction::Upsert, claim),
+                ];
+                self.write(&key.zone_id, both).await?;
+                Ok(key.applied())
+            }
+            Err(e) => Err(classify("ChangeResourceRecordSets", e)),
+        }
     }
 
+    /// Reports the record set alone: its ownership record is how dagform keeps track, not a
+    /// property.
     async fn read(
         &self,
         _ctx: &OpContext,
@@ -535,51 +861,92 @@ impl ResourceKind for Record {
         }))
     }
 
+    /// Changes the record set only when its ownership record names this node, or when there is
+    /// none (a record set the state recorded before dagform kept ownership records), which the
+    /// update then claims.
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         _current: Current<'_>,
         desired: &Properties,
         _changed: &[String],
     ) -> Result<Applied, ResourceError> {
-        self.upsert(&RecordProps::parse(desired)?).await
+        let p = RecordProps::parse(desired)?;
+        let key = self.key(&p).await?;
+        let claimed = self.claim(&key).await?;
+        key.require_claim(ctx, &claimed, true, true)?;
+        // Claiming with CREATE makes the batch fail if another stack claimed it meanwhile.
+        let claim_action = if claimed.is_ours(ctx) {
+            ChangeAction::Upsert
+        } else {
+            ChangeAction::Create
+        };
+        let changes = vec![
+            (ChangeAction::Upsert, p.record_set(&key.fqdn)?),
+            (claim_action, key.claim_set(ctx)?),
+        ];
+        self.write(&key.zone_id, changes).await?;
+        Ok(key.applied())
     }
 
-    /// Route 53 deletes a record set only when given its exact values, so the live ones are
-    /// sent.
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        let (zone_id, fqdn, record_type) = parse_record_id(current.id)?;
-        let Some(set) = self.lookup(zone_id, &fqdn, record_type).await? else {
-            return Ok(());
-        };
-        match self
-            .change(zone_id, batch(ChangeAction::Delete, set)?)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e)
-                if e.code() == Some("InvalidChangeBatch")
-                    && e.message().is_some_and(|m| m.contains("not found")) =>
-            {
-                Ok(())
+    /// Deletes the record set and its ownership record together, only when that names this
+    /// node or is absent (the state records the record set). Route 53 deletes a record set
+    /// only when given its exact values, so the live ones are sent.
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let key = RecordKey::from_id(current.id)?;
+        let mut attempt = 1;
+        loop {
+            let (live, claimed) = self.inspect(&key).await?;
+            let mut changes = Vec::new();
+            if let Some(set) = live {
+                key.require_claim(ctx, &claimed, true, true)?;
+                changes.push((ChangeAction::Delete, set));
             }
-            Err(e) => Err(classify("ChangeResourceRecordSets", e)),
+            // With the record set gone already, a leftover ownership record of ours goes too;
+            // another's stays.
+            if claimed.is_ours(ctx)
+                && let Claim::Held { set, .. } = claimed
+            {
+                changes.push((ChangeAction::Delete, *set));
+            }
+            if changes.is_empty() {
+                return Ok(());
+            }
+            match self.change(&key.zone_id, batch(changes)?).await {
+                Ok(()) => return Ok(()),
+                // Changed or deleted since it was read (or a retried batch that went through):
+                // read it again.
+                Err(e)
+                    if attempt < 3
+                        && (is_not_found(&e)
+                            || rejected(&e, "not found")
+                            || rejected(&e, "do not match")) =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(classify("ChangeResourceRecordSets", e)),
+            }
         }
     }
 
+    /// A record set under the wanted name and type is this node's only when its ownership
+    /// record says so.
     async fn find(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = RecordProps::parse(props)?;
-        let zone_id = bare_zone_id(&p.zone_id);
-        let fqdn = self.fqdn(&p).await?;
-        Ok(self
-            .lookup(zone_id, &fqdn, &p.record_type)
-            .await?
-            .map(|_| record_applied(zone_id, &fqdn, &p.record_type)))
+        let key = self.key(&p).await?;
+        if ctx.superseded.contains(&key.id()) {
+            return Ok(None);
+        }
+        let (live, claimed) = self.inspect(&key).await?;
+        if live.is_none() {
+            return Ok(None);
+        }
+        key.require_claim(ctx, &claimed, true, false)?;
+        Ok(Some(key.applied()))
     }
 }
 
@@ -611,6 +978,96 @@ mod tests {
             (zone, name.as_str(), ty),
             ("Z1", "_abc.example.com.", "CNAME")
         );
+    }
+
+    fn ctx(stack: &str, address: &str) -> OpContext {
+        OpContext::new(stack, address, dagform_core::kind::PollSettings::default())
+    }
+
+    #[test]
+    fn ownership_records_sit_below_the_name_one_per_type() {
+        assert_eq!(
+            claim_name("www.example.com.", "A"),
+            "_dagform-a.www.example.com."
+        );
+        assert_eq!(
+            claim_name("www.example.com.", "AAAA"),
+            "_dagform-aaaa.www.example.com."
+        );
+        assert_eq!(
+            claim_name("_abc.example.com.", "CNAME"),
+            "_dagform-cname._abc.example.com."
+        );
+        assert_eq!(claim_name("example.com.", "A"), "_dagform-a.example.com.");
+        // A wildcard label may only come first, so a wildcard's record stands beside it.
+        assert_eq!(
+            claim_name("*.example.com.", "A"),
+            "_dagform-a-wildcard.example.com."
+        );
+        assert_ne!(
+            claim_name("*.example.com.", "A"),
+            claim_name("example.com.", "A")
+        );
+    }
+
+    #[test]
+    fn long_names_get_a_hashed_ownership_name_within_limits() {
+        let label = "a".repeat(63);
+        let long = format!("{label}.{label}.{label}.{}.example.com.", "b".repeat(49));
+        assert_eq!(long.trim_end_matches('.').len(), 253);
+        let claim = claim_name(&long, "CNAME");
+        assert!(claim.trim_end_matches('.').len() <= MAX_NAME_LEN, "{claim}");
+        assert!(claim.split('.').all(|l| l.len() <= 63), "{claim}");
+        assert!(claim.ends_with(".example.com."), "{claim}");
+        assert!(claim.starts_with("_dagform-cname-"), "{claim}");
+        assert_eq!(claim, claim_name(&long, "CNAME"), "deterministic");
+        let other = format!("{label}.{label}.{label}.{}.example.com.", "c".repeat(49));
+        assert_ne!(claim_name(&other, "CNAME"), claim);
+        assert_ne!(claim_name(&long, "A"), claim);
+        let wildcard = format!("*.{label}.{label}.{label}.{}.example.com.", "b".repeat(47));
+        assert_ne!(claim_name(&wildcard, "A"), claim_name(&long, "A"));
+        assert!(claim_name(&wildcard, "A").trim_end_matches('.').len() <= MAX_NAME_LEN);
+    }
+
+    #[test]
+    fn ownership_values_round_trip_and_read_strictly() {
+        let value = claim_value(&ctx("dev-app", "customer.acme.dns")).unwrap();
+        assert_eq!(
+            value,
+            "\"dagform:stack=dev-app,dagform:address=customer.acme.dns\""
+        );
+        let tags = parse_claim(&value).unwrap();
+        assert_eq!(
+            ctx("dev-app", "customer.acme.dns").owner(tag_pairs(&tags)),
+            Owner::Ours
+        );
+        // Separators, quotes and other characters in a name survive, encoded.
+        let odd = ctx("a,b=c \"d\"\\é", "x.y");
+        let value = claim_value(&odd).unwrap();
+        assert_eq!(value.matches('"').count(), 2, "{value}");
+        assert!(!value.contains('\\') && value.is_ascii(), "{value}");
+        assert_eq!(
+            odd.owner(tag_pairs(&parse_claim(&value).unwrap())),
+            Owner::Ours
+        );
+        for foreign in [
+            "dagform:stack=dev-app,dagform:address=customer.acme.dns",
+            "\"dagform:address=customer.acme.dns,dagform:stack=dev-app\"",
+            "\"dagform:stack=dev-app,dagform:address=customer.acme.dns,extra=1\"",
+            "\"dagform:stack=dev-app\"",
+            "\"dagform:stack=,dagform:address=x\"",
+            "\"dagform:stack=dev%2Dapp,dagform:address=x\"",
+            "\"dagform:stack=dev app,dagform:address=x\"",
+            "\"dagform:stack=a\" \"b,dagform:address=x\"",
+            "\"heritage=external-dns,external-dns/owner=default\"",
+        ] {
+            assert_eq!(parse_claim(foreign), None, "{foreign}");
+        }
+        let long = ctx(&"s".repeat(200), &"a".repeat(60));
+        assert!(matches!(
+            claim_value(&long),
+            Err(ResourceError::InvalidProperties(_))
+        ));
     }
 
     #[test]
