@@ -129,7 +129,24 @@ async fn footprint(c: &dagform_aws::AwsClients, stack: &str, domains: &[String])
         .await
         .map(|o| o.service_arns().to_vec())
         .unwrap_or_default();
-    f.insert("services", services.into_iter().collect());
+    // Deleted services linger as INACTIVE for a while, as in AWS.
+    let live = if services.is_empty() {
+        BTreeSet::new()
+    } else {
+        c.ecs
+            .describe_services()
+            .cluster(&cluster)
+            .set_services(Some(services))
+            .send()
+            .await
+            .unwrap()
+            .services()
+            .iter()
+            .filter(|s| s.status() != Some("INACTIVE"))
+            .filter_map(|s| s.service_arn().map(str::to_owned))
+            .collect()
+    };
+    f.insert("services", live);
     let roles = c.iam.list_roles().send().await.unwrap();
     f.insert(
         "roles",
