@@ -1,9 +1,10 @@
 //! ACM: public certificates validated through DNS, and the wait for their issuance.
 
 use crate::AwsClients;
-use crate::elbv2::{in_recorded_order, tagged_for};
-use crate::error::{classify, is_not_found, parse};
+use crate::error::{classify, parse};
+use crate::ownership::{found, gone, in_recorded_order, pairs, tags_for};
 use aws_sdk_acm::types::{CertificateDetail, CertificateStatus, Tag, ValidationMethod};
+use dagform_core::kind::Owner;
 use dagform_core::{
     Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
 };
@@ -29,17 +30,30 @@ async fn describe(
     clients: &AwsClients,
     arn: &str,
 ) -> Result<Option<CertificateDetail>, ResourceError> {
-    match clients
-        .acm
-        .describe_certificate()
-        .certificate_arn(arn)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.certificate().cloned()),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(classify("DescribeCertificate", e)),
-    }
+    let out = found(
+        "DescribeCertificate",
+        clients
+            .acm
+            .describe_certificate()
+            .certificate_arn(arn)
+            .send()
+            .await,
+    )?;
+    Ok(out.and_then(|out| out.certificate().cloned()))
+}
+
+/// The tags of certificate `arn`; `None` when it is gone.
+async fn tags_of(clients: &AwsClients, arn: &str) -> Result<Option<Vec<Tag>>, ResourceError> {
+    let out = found(
+        "ListTagsForCertificate",
+        clients
+            .acm
+            .list_tags_for_certificate()
+            .certificate_arn(arn)
+            .send()
+            .await,
+    )?;
+    Ok(out.map(|out| out.tags().to_vec()))
 }
 
 /// One `(name, type, value)` per distinct DNS record the validation needs, sorted by name (a
@@ -114,6 +128,13 @@ impl CertificateProps {
         }
         Ok(p)
     }
+
+    /// Every name the certificate is to cover, as ACM reports them (the domain is among them).
+    fn names(&self) -> BTreeSet<String> {
+        std::iter::once(self.domain_name.clone())
+            .chain(self.subject_alternative_names.iter().cloned())
+            .collect()
+    }
 }
 
 impl Certificate {
@@ -167,14 +188,10 @@ impl ResourceKind for Certificate {
         true
     }
 
+    /// The token makes a retried or re-run request of the same intent return the certificate
+    /// the first one made (ACM remembers a token for an hour), instead of a second one.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = CertificateProps::parse(props)?;
-        let tags = ctx
-            .tags()
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ResourceError::failed(format!("certificate tags: {e}")))?;
         let out = self
             .clients
             .acm
@@ -185,7 +202,9 @@ impl ResourceKind for Certificate {
                     .then(|| p.subject_alternative_names.clone()),
             )
             .validation_method(ValidationMethod::Dns)
-            .set_tags(Some(tags))
+            // ACM takes at most 32 word characters.
+            .idempotency_token(ctx.client_token(32))
+            .set_tags(Some(tags_for::<Tag>(ctx, None)))
             .send()
             .await
             .map_err(|e| classify("RequestCertificate", e))?;
@@ -254,28 +273,34 @@ impl ResourceKind for Certificate {
     }
 
     /// A certificate still used by a listener reports `ResourceInUseException`, retried.
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
-            .clients
-            .acm
-            .delete_certificate()
-            .certificate_arn(current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteCertificate", e)),
-        }
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let arn = current.id;
+        let Some(tags) = tags_of(&self.clients, arn).await? else {
+            return Ok(());
+        };
+        ctx.require_not_foreign(&format!("certificate {arn}"), pairs(&tags))?;
+        gone(
+            "DeleteCertificate",
+            self.clients
+                .acm
+                .delete_certificate()
+                .certificate_arn(arn)
+                .send()
+                .await,
+        )
     }
 
-    /// A pending or issued certificate for the same domain that carries this address's tags.
+    /// A pending or issued certificate for exactly the wanted names that carries this node's
+    /// tags and is not the one it replaces. Certificates have no unique name, so another
+    /// stack's certificate for the same names is simply not this one.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = CertificateProps::parse(props)?;
+        let wanted = p.names();
+        let mut ours = Vec::new();
         let mut token = None;
         loop {
             let out = self
@@ -289,41 +314,64 @@ impl ResourceKind for Certificate {
                 .await
                 .map_err(|e| classify("ListCertificates", e))?;
             for summary in out.certificate_summary_list() {
-                let (Some(arn), Some(domain)) = (summary.certificate_arn(), summary.domain_name())
-                else {
+                let Some(arn) = summary.certificate_arn() else {
                     continue;
                 };
-                if domain != p.domain_name {
-                    continue;
-                }
-                let tags = match self
-                    .clients
-                    .acm
-                    .list_tags_for_certificate()
-                    .certificate_arn(arn)
-                    .send()
-                    .await
+                if summary.domain_name() != Some(p.domain_name.as_str())
+                    || ctx.superseded.iter().any(|s| s == arn)
                 {
-                    Ok(t) => t,
-                    Err(e) if is_not_found(&e) => continue,
-                    Err(e) => return Err(classify("ListTagsForCertificate", e)),
-                };
-                let ours = tagged_for(
-                    ctx,
-                    tags.tags()
-                        .iter()
-                        .map(|t| (t.key(), t.value().unwrap_or_default())),
-                );
-                if ours {
-                    return self.wait_for_records(ctx, arn).await.map(Some);
+                    continue;
                 }
+                // The summary may list only some alternative names; the description has all.
+                let Some(cert) = describe(&self.clients, arn).await? else {
+                    continue;
+                };
+                if !is_usable(&cert) || names_of(&cert) != wanted {
+                    continue;
+                }
+                let Some(tags) = tags_of(&self.clients, arn).await? else {
+                    continue;
+                };
+                if ctx.owner(pairs(&tags)) != Owner::Ours {
+                    continue;
+                }
+                ours.push(cert);
             }
             match out.next_token() {
                 Some(t) => token = Some(t.to_owned()),
-                None => return Ok(None),
+                None => break,
             }
         }
+        // Several of this node's: an earlier run requested one and lost it. The newest is the
+        // one the latest intent asked for (the ARN breaks a tie within the same second); the
+        // older ones are leaks, left for the operator to see rather than adopted twice.
+        let newest = ours
+            .iter()
+            .filter_map(|c| Some((c.created_at(), c.certificate_arn()?)))
+            .max();
+        match newest {
+            Some((_, arn)) => self.wait_for_records(ctx, arn).await.map(Some),
+            None => Ok(None),
+        }
     }
+}
+
+/// Whether a certificate can still become (or is) the one in use: not failed, revoked,
+/// expired or timed out.
+fn is_usable(cert: &CertificateDetail) -> bool {
+    matches!(
+        cert.status(),
+        Some(CertificateStatus::PendingValidation | CertificateStatus::Issued)
+    )
+}
+
+/// Every name a certificate covers: its domain and all alternative names.
+fn names_of(cert: &CertificateDetail) -> BTreeSet<String> {
+    cert.domain_name()
+        .into_iter()
+        .map(str::to_owned)
+        .chain(cert.subject_alternative_names().iter().cloned())
+        .collect()
 }
 
 /// `aws_acm_certificate_validation`: owns no AWS object; it stands for "the certificate is

@@ -1,11 +1,13 @@
 //! `aws_lb`: an application load balancer.
 
 use super::{
-    ARN_BATCH, arns, check_range, in_recorded_order, int_attribute, owned, tags, validate_name,
+    ARN_BATCH, Claim, adopt_holder, adoptable, arns, check_range, held_by_superseded,
+    int_attribute, require_not_foreign, taken_and_freed, validate_name,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, fail_all, read_each};
-use crate::error::{classify, is_not_found, parse};
+use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{found, in_recorded_order, single_attempt, tags_for};
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
 };
@@ -117,9 +119,13 @@ impl LoadBalancer {
                 recorded.get("security_group_ids")
             )),
         );
-        if recorded.contains_key("idle_timeout_seconds")
-            && let Some(t) = self.idle_timeout(current.id).await?
-        {
+        if recorded.contains_key("idle_timeout_seconds") {
+            // An attribute never set may go unreported (the emulator does so): it is then
+            // AWS's default, which an adopted half-built load balancer must show to be finished.
+            let t = self
+                .idle_timeout(current.id)
+                .await?
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT.into());
             properties.insert("idle_timeout_seconds".into(), Json::from(t));
         }
         Ok(Observed {
@@ -149,6 +155,35 @@ impl LoadBalancer {
             }
         })
         .await
+    }
+
+    /// Who holds the wanted name. AWS keeps one load balancer per name; the emulator may hold
+    /// several, and any of them not this node's makes the name not this node's.
+    async fn claim(&self, ctx: &OpContext, p: &Props) -> Result<Claim, ResourceError> {
+        let Some(out) = found(
+            "DescribeLoadBalancers",
+            self.clients
+                .elbv2
+                .describe_load_balancers()
+                .names(&p.name)
+                .send()
+                .await,
+        )?
+        else {
+            return Ok(Claim::Free);
+        };
+        let mut claim = Claim::Free;
+        for lb in out.load_balancers() {
+            let holder = applied(lb)?;
+            if adoptable(&self.clients, ctx, &object(&p.name), &holder.id).await? {
+                if !matches!(claim, Claim::Ours(_)) {
+                    claim = Claim::Ours(holder);
+                }
+            } else if matches!(claim, Claim::Free) {
+                claim = Claim::Superseded;
+            }
+        }
+        Ok(claim)
     }
 
     async fn set_idle_timeout(&self, arn: &str, seconds: i32) -> Result<(), ResourceError> {
@@ -194,9 +229,17 @@ impl ResourceKind for LoadBalancer {
         matches!(property, "name" | "scheme")
     }
 
+    /// The name is unique in the region, and AWS answers a create of an existing name with
+    /// the same settings with that load balancer: whatever holds the name is checked first, and
+    /// what the create returns is checked again, so another stack's is never taken.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = Props::parse(props)?;
-        let out = self
+        let object = object(&p.name);
+        let holder = self.claim(ctx, &p).await?;
+        if let Some(adopted) = adopt_holder(self, ctx, &object, holder, props).await? {
+            return Ok(adopted);
+        }
+        let created = self
             .clients
             .elbv2
             .create_load_balancer()
@@ -205,16 +248,30 @@ impl ResourceKind for LoadBalancer {
             .scheme(LoadBalancerSchemeEnum::from(p.scheme.as_str()))
             .set_subnets(Some(p.subnet_ids.clone()))
             .set_security_groups(Some(p.security_group_ids.clone()))
-            .set_tags(Some(tags(ctx, Some(&p.name))))
+            .set_tags(Some(tags_for(ctx, Some(&p.name))))
+            .customize()
+            .config_override(single_attempt::elbv2())
             .send()
-            .await
-            .map_err(|e| classify("CreateLoadBalancer", e))?;
+            .await;
+        let out = match created {
+            Ok(out) => out,
+            Err(e) if code(&e) == Some("DuplicateLoadBalancerName") => {
+                let holder = self.claim(ctx, &p).await?;
+                return adopt_holder(self, ctx, &object, holder, props)
+                    .await?
+                    .ok_or_else(|| taken_and_freed(&object));
+            }
+            Err(e) => return Err(classify("CreateLoadBalancer", e)),
+        };
         let arn = out
             .load_balancers()
             .first()
             .and_then(|lb| lb.load_balancer_arn())
             .ok_or_else(|| ResourceError::failed("CreateLoadBalancer returned no load balancer"))?
             .to_owned();
+        if !adoptable(&self.clients, ctx, &object, &arn).await? {
+            return Err(held_by_superseded(&object));
+        }
         let lb = self.wait_active(ctx, &arn).await?;
         if let Some(t) = p.idle_timeout_seconds {
             self.set_idle_timeout(&arn, t).await?;
@@ -268,13 +325,14 @@ impl ResourceKind for LoadBalancer {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = Props::parse(desired)?;
         let arn = current.id;
+        require_not_foreign(&self.clients, ctx, &object(&p.name), arn).await?;
         let elbv2 = &self.clients.elbv2;
         for property in changed {
             match property.as_str() {
@@ -314,6 +372,9 @@ impl ResourceKind for LoadBalancer {
 
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         let arn = current.id;
+        if !require_not_foreign(&self.clients, ctx, &format!("load balancer {arn}"), arn).await? {
+            return Ok(());
+        }
         match self
             .clients
             .elbv2
@@ -333,35 +394,22 @@ impl ResourceKind for LoadBalancer {
         .await
     }
 
+    /// The load balancer holding the name, when it carries this node's tags; another stack's
+    /// (or nobody's) is `NotOwned`, and the one this node replaces is not returned.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = Props::parse(props)?;
-        let out = match self
-            .clients
-            .elbv2
-            .describe_load_balancers()
-            .names(&p.name)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(classify("DescribeLoadBalancers", e)),
-        };
-        let Some(arn) = out
-            .load_balancers()
-            .first()
-            .and_then(|lb| lb.load_balancer_arn())
-        else {
-            return Ok(None);
-        };
-        if !owned(&self.clients, ctx, arn).await? {
-            return Ok(None);
+        match self.claim(ctx, &p).await?.adopted() {
+            Some(ours) => applied(&self.wait_active(ctx, &ours.id).await?).map(Some),
+            None => Ok(None),
         }
-        let lb = self.wait_active(ctx, arn).await?;
-        applied(&lb).map(Some)
     }
+}
+
+/// How errors name a load balancer.
+fn object(name: &str) -> String {
+    format!("load balancer `{name}`")
 }

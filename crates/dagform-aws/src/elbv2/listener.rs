@@ -1,10 +1,14 @@
 //! `aws_lb_listener`: a port and protocol a load balancer accepts, and what it does with a
 //! request no rule matches.
 
-use super::{ARN_BATCH, arns, check_range, owned, tags};
+use super::{
+    ARN_BATCH, Claim, adopt_holder, adoptable, arns, check_range, claim, held_by_superseded,
+    require_not_foreign, taken_and_freed,
+};
 use crate::AwsClients;
 use crate::clients::{by_id, each_item, fail_all, read_each};
-use crate::error::{classify, is_not_found, parse};
+use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{found, gone, single_attempt, tags_for};
 use aws_sdk_elasticloadbalancingv2::error::SdkError;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, ProtocolEnum,
@@ -260,6 +264,34 @@ fn applied(listener: &Lsn) -> Result<Applied, ResourceError> {
 }
 
 impl Listener {
+    /// Who holds the wanted port of the load balancer (one listener per port).
+    async fn claim(&self, ctx: &OpContext, p: &Props) -> Result<Claim, ResourceError> {
+        let mut marker = None;
+        let holder = loop {
+            let Some(out) = found(
+                "DescribeListeners",
+                self.clients
+                    .elbv2
+                    .describe_listeners()
+                    .load_balancer_arn(&p.load_balancer_arn)
+                    .set_marker(marker)
+                    .send()
+                    .await,
+            )?
+            else {
+                break None;
+            };
+            if let Some(listener) = out.listeners().iter().find(|l| l.port() == Some(p.port)) {
+                break Some(applied(listener)?);
+            }
+            match out.next_marker() {
+                Some(m) => marker = Some(m.to_owned()),
+                None => break None,
+            }
+        };
+        claim(&self.clients, ctx, &object(p), holder).await
+    }
+
     async fn describe(&self, arn: &str) -> Result<Option<Lsn>, ResourceError> {
         match self
             .clients
@@ -325,9 +357,17 @@ impl ResourceKind for Listener {
         property == "load_balancer_arn"
     }
 
+    /// A load balancer has one listener per port, and AWS answers a create of an existing
+    /// listener with the same settings with that listener: whatever holds the port is checked
+    /// first, and what the create returns is checked again.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = Props::parse(props)?;
-        let out = self
+        let object = object(&p);
+        let holder = self.claim(ctx, &p).await?;
+        if let Some(adopted) = adopt_holder(self, ctx, &object, holder, props).await? {
+            return Ok(adopted);
+        }
+        let created = self
             .clients
             .elbv2
             .create_listener()
@@ -337,15 +377,30 @@ impl ResourceKind for Listener {
             .set_certificates(p.certificates())
             .set_ssl_policy(p.ssl_policy.clone())
             .default_actions(p.default_action.to_sdk())
-            .set_tags(Some(tags(ctx, None)))
+            .set_tags(Some(tags_for(ctx, None)))
+            .customize()
+            .config_override(single_attempt::elbv2())
             .send()
-            .await
-            .map_err(|e| classify_listener("CreateListener", e))?;
+            .await;
+        let out = match created {
+            Ok(out) => out,
+            Err(e) if code(&e) == Some("DuplicateListener") => {
+                let holder = self.claim(ctx, &p).await?;
+                return adopt_holder(self, ctx, &object, holder, props)
+                    .await?
+                    .ok_or_else(|| taken_and_freed(&object));
+            }
+            Err(e) => return Err(classify_listener("CreateListener", e)),
+        };
         let listener = out
             .listeners()
             .first()
             .ok_or_else(|| ResourceError::failed("CreateListener returned no listener"))?;
-        applied(listener)
+        let result = applied(listener)?;
+        if !adoptable(&self.clients, ctx, &object, &result.id).await? {
+            return Err(held_by_superseded(&object));
+        }
+        Ok(result)
     }
 
     async fn read(
@@ -390,12 +445,13 @@ impl ResourceKind for Listener {
     /// Port, protocol, certificate, policy and default action all change in one call.
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         _changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = Props::parse(desired)?;
+        require_not_foreign(&self.clients, ctx, &object(&p), current.id).await?;
         let out = self
             .clients
             .elbv2
@@ -416,55 +472,44 @@ impl ResourceKind for Listener {
         applied(listener)
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
-            .clients
-            .elbv2
-            .delete_listener()
-            .listener_arn(current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteListener", e)),
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let arn = current.id;
+        if !require_not_foreign(&self.clients, ctx, &format!("listener {arn}"), arn).await? {
+            return Ok(());
         }
+        gone(
+            "DeleteListener",
+            self.clients
+                .elbv2
+                .delete_listener()
+                .listener_arn(arn)
+                .send()
+                .await,
+        )
     }
 
-    /// A load balancer has at most one listener per port.
+    /// The listener on the wanted port of the load balancer, when it carries this node's tags;
+    /// another stack's (or nobody's) is `NotOwned`, and the one this node replaces is not
+    /// returned.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = Props::parse(props)?;
-        let mut marker = None;
-        loop {
-            let out = match self
-                .clients
-                .elbv2
-                .describe_listeners()
-                .load_balancer_arn(&p.load_balancer_arn)
-                .set_marker(marker)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(classify("DescribeListeners", e)),
-            };
-            if let Some(listener) = out.listeners().iter().find(|l| l.port() == Some(p.port)) {
-                let result = applied(listener)?;
-                return Ok(owned(&self.clients, ctx, &result.id)
-                    .await?
-                    .then_some(result));
-            }
-            match out.next_marker() {
-                Some(m) => marker = Some(m.to_owned()),
-                None => return Ok(None),
-            }
-        }
+        Ok(self.claim(ctx, &p).await?.adopted())
     }
+}
+
+/// How errors name a listener: by its port and load balancer.
+fn object(p: &Props) -> String {
+    format!(
+        "listener on port {} of {}",
+        p.port,
+        p.load_balancer_arn
+            .rsplit_once(":loadbalancer/")
+            .map_or(p.load_balancer_arn.as_str(), |(_, lb)| lb)
+    )
 }
 
 #[cfg(test)]

@@ -7,10 +7,9 @@ mod rule;
 mod target_group;
 
 use crate::AwsClients;
-use crate::error::classify;
+use crate::ownership::{finish_existing, found, pairs};
 use aws_sdk_elasticloadbalancingv2::types::Tag;
-use dagform_core::{Current, Kinds, OpContext, ResourceError};
-use serde_json::Value as Json;
+use dagform_core::{Applied, Current, Kinds, OpContext, Properties, ResourceError, ResourceKind};
 use std::sync::Arc;
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
@@ -76,67 +75,135 @@ fn check_range(
     }
 }
 
-/// The tags every ELBv2 object carries: dagform's own plus `Name` where the object has one.
-fn tags(ctx: &OpContext, name: Option<&str>) -> Vec<Tag> {
-    ctx.tags()
-        .into_iter()
-        .chain(name.map(|n| ("Name".to_string(), n.to_string())))
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-/// Whether tags say dagform created the object for this stack and address, so `find` may adopt
-/// it; an object of the same name made by anyone else is left alone.
-pub(crate) fn tagged_for<'a>(
-    ctx: &OpContext,
-    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> bool {
-    let wanted = ctx.tags();
-    let tags: Vec<_> = tags.into_iter().collect();
-    wanted
-        .iter()
-        .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && tv == v))
-}
-
-/// Whether the ELBv2 object `arn` carries this run's tags for `ctx.address`.
-async fn owned(clients: &AwsClients, ctx: &OpContext, arn: &str) -> Result<bool, ResourceError> {
-    let out = clients
-        .elbv2
-        .describe_tags()
-        .resource_arns(arn)
-        .send()
-        .await
-        .map_err(|e| classify("DescribeTags", e))?;
-    Ok(out.tag_descriptions().iter().any(|d| {
-        tagged_for(
-            ctx,
-            d.tags()
-                .iter()
-                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-        )
+/// The tags of the ELBv2 object `arn`; `None` when it is gone (AWS answers "not found";
+/// the emulator answers with no tags, which reads as nobody's).
+async fn tags_of(clients: &AwsClients, arn: &str) -> Result<Option<Vec<Tag>>, ResourceError> {
+    let out = found(
+        "DescribeTags",
+        clients
+            .elbv2
+            .describe_tags()
+            .resource_arns(arn)
+            .send()
+            .await,
+    )?;
+    Ok(out.map(|out| {
+        out.tag_descriptions()
+            .iter()
+            .filter(|d| d.resource_arn() == Some(arn))
+            .flat_map(|d| d.tags().iter().cloned())
+            .collect()
     }))
+}
+
+/// Whether an object found under the key this node wants (a region-unique name, a port of
+/// its load balancer, a priority of its listener) may be adopted: `Ok(true)` when its tags are
+/// this node's, `Ok(false)` when it is an older object of this node awaiting deletion (never
+/// adopted), `NotOwned` naming the owner otherwise.
+async fn adoptable(
+    clients: &AwsClients,
+    ctx: &OpContext,
+    object: &str,
+    arn: &str,
+) -> Result<bool, ResourceError> {
+    if ctx.superseded.iter().any(|s| s == arn) {
+        return Ok(false);
+    }
+    let tags = tags_of(clients, arn).await?.unwrap_or_default();
+    ctx.require_ours(object, pairs(&tags))?;
+    Ok(true)
+}
+
+/// Who holds the key (region-unique name, port of a load balancer, priority of a listener) a
+/// node wants, once another stack's or nobody's holder has been refused.
+enum Claim {
+    /// No object holds the key.
+    Free,
+    /// This node's object holds it: adopt it.
+    Ours(Applied),
+    /// The object this node replaces holds it until it is deleted: never adopted.
+    Superseded,
+}
+
+impl Claim {
+    /// What `find` returns for the claim.
+    fn adopted(self) -> Option<Applied> {
+        match self {
+            Claim::Ours(applied) => Some(applied),
+            Claim::Free | Claim::Superseded => None,
+        }
+    }
+}
+
+/// The claim on a key held by `holder`, if any: `NotOwned` naming the owner unless it is this
+/// node's.
+async fn claim(
+    clients: &AwsClients,
+    ctx: &OpContext,
+    object: &str,
+    holder: Option<Applied>,
+) -> Result<Claim, ResourceError> {
+    let Some(holder) = holder else {
+        return Ok(Claim::Free);
+    };
+    Ok(if adoptable(clients, ctx, object, &holder.id).await? {
+        Claim::Ours(holder)
+    } else {
+        Claim::Superseded
+    })
+}
+
+/// A create's answer to the object holding its key: this node's is finished and adopted, the
+/// one it replaces blocks the create; `None` when the key is free.
+async fn adopt_holder(
+    kind: &dyn ResourceKind,
+    ctx: &OpContext,
+    object: &str,
+    claim: Claim,
+    props: &Properties,
+) -> Result<Option<Applied>, ResourceError> {
+    match claim {
+        Claim::Free => Ok(None),
+        Claim::Superseded => Err(held_by_superseded(object)),
+        Claim::Ours(existing) => finish_existing(kind, ctx, object, existing, props)
+            .await
+            .map(Some),
+    }
+}
+
+/// A create that AWS refused because the key is taken, where the holder is gone by the time
+/// it is looked at: retried.
+fn taken_and_freed(object: &str) -> ResourceError {
+    ResourceError::Transient(format!("{object} was taken when created and is free again"))
+}
+
+/// The old object of this node still holds the key the new one wants.
+fn held_by_superseded(object: &str) -> ResourceError {
+    ResourceError::failed(format!(
+        "{object} is still held by the older object this resource replaces, which is never \
+         adopted: delete it first, or give the new one another name, port or priority"
+    ))
+}
+
+/// Refuses to change or delete the object `arn` when it carries another stack's or another
+/// resource's tags; an untagged object the state records may be changed. `Ok(false)` when the
+/// object is gone.
+async fn require_not_foreign(
+    clients: &AwsClients,
+    ctx: &OpContext,
+    object: &str,
+    arn: &str,
+) -> Result<bool, ResourceError> {
+    let Some(tags) = tags_of(clients, arn).await? else {
+        return Ok(false);
+    };
+    ctx.require_not_foreign(object, pairs(&tags))?;
+    Ok(true)
 }
 
 /// The resource part of an ARN (`targetgroup/name/id`), which CloudWatch metrics name.
 fn arn_suffix(arn: &str) -> &str {
     arn.splitn(6, ':').nth(5).unwrap_or(arn)
-}
-
-/// `live` in the order of the recorded list when both hold the same items, so that AWS
-/// reporting a list in another order is not taken for drift.
-pub(crate) fn in_recorded_order(live: Vec<String>, recorded: Option<&Json>) -> Vec<String> {
-    let Some(recorded) = recorded.and_then(Json::as_array) else {
-        return live;
-    };
-    let recorded: Vec<String> = recorded
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
-    let mut a = live.clone();
-    let mut b = recorded.clone();
-    a.sort();
-    b.sort();
-    if a == b { recorded } else { live }
 }
 
 /// The integer value of attribute `key`, if AWS reports it.
@@ -153,6 +220,7 @@ fn int_attribute<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ownership::in_recorded_order;
 
     #[test]
     fn names_follow_aws_rules() {

@@ -1,10 +1,11 @@
 //! `aws_lb_listener_rule`: forwards requests matching host names (and paths) to a target group.
 
 use super::listener::forwarded_target_group;
-use super::{check_range, in_recorded_order, owned, tags};
+use super::{Claim, adopt_holder, check_range, claim, require_not_foreign, taken_and_freed};
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
-use crate::error::{classify, is_not_found, parse};
+use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{found, gone, in_recorded_order, single_attempt, tags_for};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, HostHeaderConditionConfig, PathPatternConditionConfig, RuleCondition,
     RulePriorityPair,
@@ -183,6 +184,39 @@ fn observe(rule: &Rule, current: Current<'_>) -> Result<Observed, ResourceError>
 }
 
 impl ListenerRule {
+    /// Who holds the wanted priority of the listener (one rule per priority).
+    async fn claim(&self, ctx: &OpContext, p: &Props) -> Result<Claim, ResourceError> {
+        let priority = p.priority.to_string();
+        let mut marker = None;
+        let holder = loop {
+            let Some(out) = found(
+                "DescribeRules",
+                self.clients
+                    .elbv2
+                    .describe_rules()
+                    .listener_arn(&p.listener_arn)
+                    .set_marker(marker)
+                    .send()
+                    .await,
+            )?
+            else {
+                break None;
+            };
+            if let Some(rule) = out
+                .rules()
+                .iter()
+                .find(|r| r.priority() == Some(priority.as_str()))
+            {
+                break Some(applied(rule)?);
+            }
+            match out.next_marker() {
+                Some(m) => marker = Some(m.to_owned()),
+                None => break None,
+            }
+        };
+        claim(&self.clients, ctx, &object(p), holder).await
+    }
+
     async fn describe(&self, arn: &str) -> Result<Option<Rule>, ResourceError> {
         match self
             .clients
@@ -209,9 +243,11 @@ impl ResourceKind for ListenerRule {
         property == "listener_arn"
     }
 
+    /// A priority is unique per listener: a create that meets `PriorityInUse` adopts the rule
+    /// holding it only when it is this node's.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = Props::parse(props)?;
-        let out = self
+        let created = self
             .clients
             .elbv2
             .create_rule()
@@ -219,10 +255,22 @@ impl ResourceKind for ListenerRule {
             .priority(p.priority)
             .set_conditions(Some(p.conditions()))
             .set_actions(Some(p.actions()))
-            .set_tags(Some(tags(ctx, None)))
+            .set_tags(Some(tags_for(ctx, None)))
+            .customize()
+            .config_override(single_attempt::elbv2())
             .send()
-            .await
-            .map_err(|e| classify("CreateRule", e))?;
+            .await;
+        let out = match created {
+            Ok(out) => out,
+            Err(e) if code(&e) == Some("PriorityInUse") => {
+                let object = object(&p);
+                let holder = self.claim(ctx, &p).await?;
+                return adopt_holder(self, ctx, &object, holder, props)
+                    .await?
+                    .ok_or_else(|| taken_and_freed(&object));
+            }
+            Err(e) => return Err(classify("CreateRule", e)),
+        };
         let rule = out
             .rules()
             .first()
@@ -292,13 +340,14 @@ impl ResourceKind for ListenerRule {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = Props::parse(desired)?;
         let arn = current.id;
+        require_not_foreign(&self.clients, ctx, &format!("listener rule {arn}"), arn).await?;
         let elbv2 = &self.clients.elbv2;
         if changed.iter().any(|c| c == "priority") {
             elbv2
@@ -334,60 +383,39 @@ impl ResourceKind for ListenerRule {
         applied(&rule)
     }
 
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
-            .clients
-            .elbv2
-            .delete_rule()
-            .rule_arn(current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteRule", e)),
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let arn = current.id;
+        if !require_not_foreign(&self.clients, ctx, &format!("listener rule {arn}"), arn).await? {
+            return Ok(());
         }
+        gone(
+            "DeleteRule",
+            self.clients.elbv2.delete_rule().rule_arn(arn).send().await,
+        )
     }
 
-    /// Priorities are unique per listener.
+    /// The rule at the wanted priority of the listener, when it carries this node's tags;
+    /// another stack's (or nobody's) is `NotOwned`, and the one this node replaces is not
+    /// returned.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = Props::parse(props)?;
-        let priority = p.priority.to_string();
-        let mut marker = None;
-        loop {
-            let out = match self
-                .clients
-                .elbv2
-                .describe_rules()
-                .listener_arn(&p.listener_arn)
-                .set_marker(marker)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(classify("DescribeRules", e)),
-            };
-            if let Some(rule) = out
-                .rules()
-                .iter()
-                .find(|r| r.priority() == Some(priority.as_str()))
-            {
-                let result = applied(rule)?;
-                return Ok(owned(&self.clients, ctx, &result.id)
-                    .await?
-                    .then_some(result));
-            }
-            match out.next_marker() {
-                Some(m) => marker = Some(m.to_owned()),
-                None => return Ok(None),
-            }
-        }
+        Ok(self.claim(ctx, &p).await?.adopted())
     }
+}
+
+/// How errors name a rule: by its priority and listener.
+fn object(p: &Props) -> String {
+    format!(
+        "listener rule at priority {} of {}",
+        p.priority,
+        p.listener_arn
+            .rsplit_once(":listener/")
+            .map_or(p.listener_arn.as_str(), |(_, l)| l)
+    )
 }
 
 #[cfg(test)]

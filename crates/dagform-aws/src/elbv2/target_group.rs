@@ -1,9 +1,13 @@
 //! `aws_lb_target_group`: where a load balancer sends traffic, and how it checks health.
 
-use super::{ARN_BATCH, arn_suffix, arns, check_range, int_attribute, owned, tags, validate_name};
+use super::{
+    ARN_BATCH, Claim, adopt_holder, adoptable, arn_suffix, arns, check_range, claim,
+    held_by_superseded, int_attribute, require_not_foreign, taken_and_freed, validate_name,
+};
 use crate::AwsClients;
 use crate::clients::{by_id, fail_all, read_each};
-use crate::error::{classify, is_not_found, parse};
+use crate::error::{classify, code, is_not_found, parse};
+use crate::ownership::{found, gone, single_attempt, tags_for};
 use aws_sdk_elasticloadbalancingv2::types::{
     Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum,
 };
@@ -187,6 +191,25 @@ impl TargetGroup {
         })
     }
 
+    /// Who holds the wanted name (unique in the region).
+    async fn claim(&self, ctx: &OpContext, p: &Props) -> Result<Claim, ResourceError> {
+        let out = found(
+            "DescribeTargetGroups",
+            self.clients
+                .elbv2
+                .describe_target_groups()
+                .names(&p.name)
+                .send()
+                .await,
+        )?;
+        let holder = out
+            .as_ref()
+            .and_then(|out| out.target_groups().first())
+            .map(applied)
+            .transpose()?;
+        claim(&self.clients, ctx, &object(&p.name), holder).await
+    }
+
     async fn set_deregistration_delay(&self, arn: &str, seconds: i32) -> Result<(), ResourceError> {
         self.clients
             .elbv2
@@ -270,10 +293,18 @@ impl ResourceKind for TargetGroup {
         )
     }
 
+    /// The name is unique in the region, and AWS answers a create of an existing name with
+    /// the same settings with that target group: whatever holds the name is checked first, and
+    /// what the create returns is checked again, so another stack's is never taken.
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let p = Props::parse(props)?;
+        let object = object(&p.name);
+        let holder = self.claim(ctx, &p).await?;
+        if let Some(adopted) = adopt_holder(self, ctx, &object, holder, props).await? {
+            return Ok(adopted);
+        }
         let hc = &p.health_check;
-        let out = self
+        let created = self
             .clients
             .elbv2
             .create_target_group()
@@ -290,15 +321,29 @@ impl ResourceKind for TargetGroup {
             .healthy_threshold_count(hc.healthy_threshold)
             .unhealthy_threshold_count(hc.unhealthy_threshold)
             .matcher(hc.matcher())
-            .set_tags(Some(tags(ctx, Some(&p.name))))
+            .set_tags(Some(tags_for(ctx, Some(&p.name))))
+            .customize()
+            .config_override(single_attempt::elbv2())
             .send()
-            .await
-            .map_err(|e| classify("CreateTargetGroup", e))?;
+            .await;
+        let out = match created {
+            Ok(out) => out,
+            Err(e) if code(&e) == Some("DuplicateTargetGroupName") => {
+                let holder = self.claim(ctx, &p).await?;
+                return adopt_holder(self, ctx, &object, holder, props)
+                    .await?
+                    .ok_or_else(|| taken_and_freed(&object));
+            }
+            Err(e) => return Err(classify("CreateTargetGroup", e)),
+        };
         let tg = out
             .target_groups()
             .first()
             .ok_or_else(|| ResourceError::failed("CreateTargetGroup returned no target group"))?;
         let result = applied(tg)?;
+        if !adoptable(&self.clients, ctx, &object, &result.id).await? {
+            return Err(held_by_superseded(&object));
+        }
         if let Some(d) = p.deregistration_delay_seconds {
             self.set_deregistration_delay(&result.id, d).await?;
         }
@@ -352,13 +397,14 @@ impl ResourceKind for TargetGroup {
 
     async fn update(
         &self,
-        _ctx: &OpContext,
+        ctx: &OpContext,
         current: Current<'_>,
         desired: &Properties,
         changed: &[String],
     ) -> Result<Applied, ResourceError> {
         let p = Props::parse(desired)?;
         let arn = current.id;
+        require_not_foreign(&self.clients, ctx, &object(&p.name), arn).await?;
         if changed.iter().any(|c| c == "health_check") {
             let hc = &p.health_check;
             self.clients
@@ -393,45 +439,35 @@ impl ResourceKind for TargetGroup {
 
     /// A target group still used by a listener, a rule or a draining service reports
     /// `ResourceInUse`, which is transient: the reconciler retries it.
-    async fn delete(&self, _ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
-        match self
-            .clients
-            .elbv2
-            .delete_target_group()
-            .target_group_arn(current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(classify("DeleteTargetGroup", e)),
+    async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
+        let arn = current.id;
+        if !require_not_foreign(&self.clients, ctx, &format!("target group {arn}"), arn).await? {
+            return Ok(());
         }
+        gone(
+            "DeleteTargetGroup",
+            self.clients
+                .elbv2
+                .delete_target_group()
+                .target_group_arn(arn)
+                .send()
+                .await,
+        )
     }
 
+    /// The target group holding the name, when it carries this node's tags; another stack's
+    /// (or nobody's) is `NotOwned`, and the one this node replaces is not returned.
     async fn find(
         &self,
         ctx: &OpContext,
         props: &Properties,
     ) -> Result<Option<Applied>, ResourceError> {
         let p = Props::parse(props)?;
-        let out = match self
-            .clients
-            .elbv2
-            .describe_target_groups()
-            .names(&p.name)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(classify("DescribeTargetGroups", e)),
-        };
-        let Some(tg) = out.target_groups().first() else {
-            return Ok(None);
-        };
-        let result = applied(tg)?;
-        Ok(owned(&self.clients, ctx, &result.id)
-            .await?
-            .then_some(result))
+        Ok(self.claim(ctx, &p).await?.adopted())
     }
+}
+
+/// How errors name a target group.
+fn object(name: &str) -> String {
+    format!("target group `{name}`")
 }
