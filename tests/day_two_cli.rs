@@ -435,7 +435,10 @@ async fn status_for_one_customer_shows_only_its_services_and_rules() {
         .collect();
     assert_eq!(
         groups,
-        [tg_name("customer1-backend-api"), tg_name("customer1-frontend")]
+        [
+            tg_name("customer1-backend-api"),
+            tg_name("customer1-frontend")
+        ]
     );
 
     let text = run_ok(&mut p.dagform(&["status", "--customer", "customer1"]));

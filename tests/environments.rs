@@ -18,7 +18,10 @@ fn environment(name: &str, subdomain: Option<&str>) -> String {
             .join("../../examples/multi-customer/dagform.toml"),
     )
     .expect("example");
-    text = text.replace("environment = \"dev\"", &format!("environment = \"{name}\""));
+    text = text.replace(
+        "environment = \"dev\"",
+        &format!("environment = \"{name}\""),
+    );
     if let Some(sub) = subdomain {
         text = text
             .replace("\"*.freeinterestcal.com\"", &format!("\"*.{sub}.{ZONE}\""))
@@ -276,7 +279,10 @@ async fn environments_side_by_side_never_touch_each_other() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!out.status.success(), "claiming dev's domains succeeded:\n{text}");
+    assert!(
+        !out.status.success(),
+        "claiming dev's domains succeeded:\n{text}"
+    );
     assert!(
         text.contains("belongs to stack `dev-task-manager`"),
         "the refusal names the owner:\n{text}"

@@ -389,7 +389,8 @@ async fn iam_role_lifecycle() {
         applied.id
     );
     assert!(matches!(
-        role.find(&op_context("customer.other.role"), &desired).await,
+        role.find(&op_context("customer.other.role"), &desired)
+            .await,
         Err(ResourceError::NotOwned(_))
     ));
     // Retrying a create that got as far as CreateRole converges instead of failing.
@@ -519,12 +520,10 @@ async fn ecs_cluster_lifecycle() {
         cluster.find(&ctx, &desired).await.unwrap().unwrap().id,
         applied.id
     );
-    assert!(
-        matches!(
-            cluster.find(&op_context("other"), &desired).await,
-            Err(ResourceError::NotOwned(_))
-        )
-    );
+    assert!(matches!(
+        cluster.find(&op_context("other"), &desired).await,
+        Err(ResourceError::NotOwned(_))
+    ));
 
     let off = props(json!({ "name": "acme-dev", "container_insights": false }));
     assert!(!cluster.forces_replacement("container_insights"));

@@ -479,8 +479,14 @@ async fn provision_builds_the_whole_platform_as_the_seed_describes_and_destroy_r
             )
         })
         .collect();
-    assert_eq!(tg[tg_name("customer1-backend-api").as_str()], (3001, "/health", "ip"));
-    assert_eq!(tg[tg_name("customer1-frontend").as_str()], (3000, "/", "ip"));
+    assert_eq!(
+        tg[tg_name("customer1-backend-api").as_str()],
+        (3001, "/health", "ip")
+    );
+    assert_eq!(
+        tg[tg_name("customer1-frontend").as_str()],
+        (3000, "/", "ip")
+    );
 
     // The HTTPS listener uses the issued wildcard certificate; HTTP redirects to HTTPS.
     let https = p.https_listener().await;
