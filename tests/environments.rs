@@ -11,7 +11,9 @@ use support::{Emulator, Project, create_zone, run, run_ok};
 
 const ZONE: &str = "freeinterestcal.com";
 
-/// The example with another environment and, where it names domains, `subdomain` of the zone.
+/// The example with another environment and, when `subdomain` is given, customer domains of
+/// its own. The certificate keeps its names: every certificate of one name in an account is
+/// validated by the very same DNS record, which the environments then share.
 fn environment(name: &str, subdomain: Option<&str>) -> String {
     let mut text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,18 +26,33 @@ fn environment(name: &str, subdomain: Option<&str>) -> String {
     );
     if let Some(sub) = subdomain {
         text = text
-            .replace("\"*.freeinterestcal.com\"", &format!("\"*.{sub}.{ZONE}\""))
-            .replace("[\"freeinterestcal.com\"]", &format!("[\"{sub}.{ZONE}\"]"))
             .replace(
                 "domain = \"freeinterestcal.com\"",
                 &format!("domain = \"{sub}.{ZONE}\""),
             )
             .replace(
                 "domain = \"customer1.freeinterestcal.com\"",
-                &format!("domain = \"customer1.{sub}.{ZONE}\""),
+                &format!("domain = \"customer1-{sub}.{ZONE}\""),
             );
     }
     text
+}
+
+/// The certificate validation records in the zone.
+async fn validation_records(c: &dagform_aws::AwsClients) -> BTreeSet<String> {
+    let records = c
+        .route53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id(c).await)
+        .send()
+        .await
+        .unwrap();
+    records
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.r#type().as_str() == "CNAME" && r.name().starts_with('_'))
+        .map(|r| r.name().to_owned())
+        .collect()
 }
 
 /// What one stack has in AWS, read back by describe calls: object kind → names or ids.
@@ -255,14 +272,21 @@ async fn environments_side_by_side_never_touch_each_other() {
     let dev = Project::with_config(&environment("dev", None));
     let dev_domains = vec![ZONE.to_owned(), format!("customer1.{ZONE}")];
     let prod = Project::with_config(&environment("prod", Some("prod")));
-    let prod_domains = vec![format!("prod.{ZONE}"), format!("customer1.prod.{ZONE}")];
+    let prod_domains = vec![format!("prod.{ZONE}"), format!("customer1-prod.{ZONE}")];
 
     run_ok(&mut dev.dagform(&emu, &["provision", "--yes"]));
     let dev_before = footprint(&c, "dev-task-manager", &dev_domains).await;
     assert_complete("dev", &dev_before);
 
     // prod provisions beside dev: it adopts nothing of dev's and changes none of it.
+    let validation = validation_records(&c).await;
+    assert!(!validation.is_empty());
     run_ok(&mut prod.dagform(&emu, &["provision", "--yes"]));
+    assert_eq!(
+        validation_records(&c).await,
+        validation,
+        "prod's certificate uses dev's validation record"
+    );
     let prod_built = footprint(&c, "prod-task-manager", &prod_domains).await;
     assert_complete("prod", &prod_built);
     assert_eq!(
@@ -311,6 +335,7 @@ async fn environments_side_by_side_never_touch_each_other() {
         footprint(&c, "dev-task-manager", &dev_domains).await,
         dev_before
     );
+    assert_eq!(validation_records(&c).await, validation, "still dev's");
     let plan = run_ok(&mut dev.dagform(&emu, &["plan"]));
     assert!(plan.contains("No changes"), "{plan}");
 
@@ -320,4 +345,5 @@ async fn environments_side_by_side_never_touch_each_other() {
         dev_after.values().all(BTreeSet::is_empty),
         "dev left {dev_after:?}"
     );
+    assert!(validation_records(&c).await.is_empty());
 }

@@ -554,3 +554,47 @@ async fn a_create_cut_short_is_adopted_by_the_same_node() {
         Some(vec!["10.0.0.2".into()])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_validation_records_are_shared_never_taken() {
+    let (_emu, c, kinds) = setup().await;
+    let zone_id = support::create_zone(&c, "example.com").await;
+    let validation = |value: &str| {
+        props(json!({
+            "zone_id": zone_id, "name": "_abc123.example.com", "type": "CNAME", "ttl": 300,
+            "records": [value], "share_identical": true,
+        }))
+    };
+    let address = "shared.certificate_record.1";
+    let (dev, prod) = (ctx("dev-app", address), ctx("prod-app", address));
+    let wanted = validation("_xyz.acm-validations.aws.");
+
+    // dev makes the record; prod's certificate of the same name needs the very same one.
+    let made = record(&kinds).create(&dev, &wanted).await.unwrap();
+    let before = zone(&c, &zone_id).await;
+    let used = record(&kinds).create(&prod, &wanted).await.unwrap();
+    assert_eq!(used.id, made.id);
+    assert_eq!(used.outputs["shared"], json!(true));
+    assert_eq!(zone(&c, &zone_id).await, before, "prod wrote nothing");
+    let claim = values(&c, &zone_id, "_dagform-cname._abc123.example.com", "TXT").await;
+    assert!(format!("{claim:?}").contains("dev-app"), "{claim:?}");
+
+    // A different value under the name is still refused.
+    not_owned(
+        record(&kinds)
+            .create(&prod, &validation("_other.acm-validations.aws."))
+            .await,
+        "belongs to stack `dev-app`",
+    );
+    // prod's destroy leaves dev's record; dev's removes it with its claim.
+    record(&kinds)
+        .delete(&prod, current(&used.id, &wanted))
+        .await
+        .unwrap();
+    assert_eq!(zone(&c, &zone_id).await, before);
+    record(&kinds)
+        .delete(&dev, current(&made.id, &wanted))
+        .await
+        .unwrap();
+    assert!(zone(&c, &zone_id).await.is_empty());
+}

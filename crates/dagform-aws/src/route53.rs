@@ -232,6 +232,29 @@ struct RecordProps {
     records: Option<Vec<String>>,
     #[serde(default)]
     alias: Option<Alias>,
+    /// The record may already stand, identical, for another owner: certificate validation
+    /// records are the same for every certificate of one name in an account, so two stacks'
+    /// certificates for one domain need the very same record. It is then used as it is and
+    /// never changed or deleted by this stack.
+    #[serde(default)]
+    share_identical: bool,
+}
+
+/// Whether `live` holds exactly the values `desired` would write.
+fn same_values(live: &ResourceRecordSet, desired: &ResourceRecordSet) -> bool {
+    let values = |s: &ResourceRecordSet| {
+        let mut v: Vec<String> = s
+            .resource_records()
+            .iter()
+            .map(|r| r.value().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    live.r#type() == desired.r#type()
+        && live.alias_target().is_none()
+        && desired.alias_target().is_none()
+        && values(live) == values(desired)
 }
 
 #[derive(Deserialize)]
@@ -754,6 +777,13 @@ impl ResourceKind for Record {
         // Route 53 refuses a CREATE over an existing record set, but the emulator appends a
         // second one instead; looking first also answers a record found here plainly.
         let (live, claimed) = self.inspect(&key).await?;
+        if p.share_identical
+            && !claimed.is_ours(ctx)
+            && live.as_ref().is_some_and(|l| same_values(l, &desired))
+        {
+            tracing::info!(address = %ctx.address, "{} already stands as wanted for another owner: using it as it is", key.describe());
+            return Ok(key.applied().output("shared", true));
+        }
         if live.is_some() || !matches!(claimed, Claim::Absent) {
             return self
                 .adopt(ctx, &key, live.is_some(), &claimed, desired)
@@ -812,6 +842,10 @@ impl ResourceKind for Record {
             json!(recorded_str("name").unwrap_or(fqdn.as_str())),
         );
         properties.insert("type".into(), json!(set.r#type().as_str()));
+        // A setting of dagform's, not of Route 53's.
+        if let Some(share) = recorded.get("share_identical") {
+            properties.insert("share_identical".into(), share.clone());
+        }
         if let Some(ttl) = set.ttl() {
             properties.insert("ttl".into(), json!(ttl));
         }
@@ -874,6 +908,14 @@ impl ResourceKind for Record {
         let p = RecordProps::parse(desired)?;
         let key = self.key(&p).await?;
         let claimed = self.claim(&key).await?;
+        if p.share_identical && !claimed.is_ours(ctx) {
+            let live = self
+                .lookup(&key.zone_id, &key.fqdn, &key.record_type)
+                .await?;
+            if live.is_some_and(|l| p.record_set(&key.fqdn).is_ok_and(|d| same_values(&l, &d))) {
+                return Ok(key.applied().output("shared", true));
+            }
+        }
         key.require_claim(ctx, &claimed, true, true)?;
         // Claiming with CREATE makes the batch fail if another stack claimed it meanwhile.
         let claim_action = if claimed.is_ours(ctx) {
@@ -894,9 +936,18 @@ impl ResourceKind for Record {
     /// only when given its exact values, so the live ones are sent.
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         let key = RecordKey::from_id(current.id)?;
+        let shared = current
+            .properties
+            .get("share_identical")
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
         let mut attempt = 1;
         loop {
             let (live, claimed) = self.inspect(&key).await?;
+            // A record used as it stood (another stack's, or added by hand) stays theirs.
+            if shared && !claimed.is_ours(ctx) {
+                return Ok(());
+            }
             let mut changes = Vec::new();
             if let Some(set) = live {
                 key.require_claim(ctx, &claimed, true, true)?;
@@ -942,8 +993,14 @@ impl ResourceKind for Record {
             return Ok(None);
         }
         let (live, claimed) = self.inspect(&key).await?;
-        if live.is_none() {
+        let Some(live) = live else {
             return Ok(None);
+        };
+        if p.share_identical
+            && !claimed.is_ours(ctx)
+            && same_values(&live, &p.record_set(&key.fqdn)?)
+        {
+            return Ok(Some(key.applied().output("shared", true)));
         }
         key.require_claim(ctx, &claimed, true, false)?;
         Ok(Some(key.applied()))
