@@ -892,15 +892,7 @@ async fn load_balancing_stack_lifecycle() {
 /// Clients whose endpoint has nothing listening: any AWS call would fail as a connection
 /// error, so an `InvalidProperties` answer proves the kind checked before calling.
 async fn unreachable_clients() -> AwsClients {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url("http://127.0.0.1:9")
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            "test", "test", None, None, "offline",
-        ))
-        .load()
-        .await;
-    AwsClients::from_sdk_config(&sdk)
+    AwsClients::from_sdk_config(&support::sdk_config_for("http://127.0.0.1:9").await)
 }
 
 async fn rejected(kinds: &Kinds, kind: &str, p: Value) -> String {

@@ -506,14 +506,7 @@ impl FaultProxy {
 
     /// SDK configuration reaching the emulator through the proxy.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                "test", "test", None, None, "emulator",
-            ))
-            .load()
-            .await
+        super::sdk_config_for(&self.endpoint).await
     }
 
     /// How many faults of this kind were injected so far.

@@ -59,6 +59,19 @@ fn http_get_ok(port: u16, path: &str) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
 
+/// SDK configuration for an emulator (or a layer in front of one) at `endpoint`, with
+/// throwaway credentials.
+pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "test", "test", None, None, "emulator",
+        ))
+        .load()
+        .await
+}
+
 impl Emulator {
     pub fn start() -> Self {
         let server = moto_server();
@@ -110,14 +123,7 @@ impl Emulator {
 
     /// SDK configuration for this emulator, with throwaway credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                "test", "test", None, None, "emulator",
-            ))
-            .load()
-            .await
+        sdk_config_for(&self.endpoint).await
     }
 
     pub async fn clients(&self) -> AwsClients {

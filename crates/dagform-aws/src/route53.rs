@@ -257,6 +257,24 @@ fn same_values(live: &ResourceRecordSet, desired: &ResourceRecordSet) -> bool {
         && values(live) == values(desired)
 }
 
+/// Whether `live`, not this node's, already holds exactly what `p` wants and so serves as it
+/// stands (see `share_identical`).
+fn shared_as_is(
+    p: &RecordProps,
+    fqdn: &str,
+    ctx: &OpContext,
+    live: Option<&ResourceRecordSet>,
+    claimed: &Claim,
+) -> Result<bool, ResourceError> {
+    if !p.share_identical || claimed.is_ours(ctx) {
+        return Ok(false);
+    }
+    let Some(live) = live else {
+        return Ok(false);
+    };
+    Ok(same_values(live, &p.record_set(fqdn)?))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Alias {
@@ -464,7 +482,7 @@ fn claim_name(fqdn: &str, record_type: &str) -> String {
     }
     // Too long for one more label: name it by a hash of the whole name instead, under as much
     // of the name's parent as fits.
-    let label = format!("_dagform-{ty}-{:016x}", stable_hash(fqdn));
+    let label = format!("_dagform-{ty}-{}", stable_hash(fqdn));
     let mut parent = fqdn;
     while !fits(&label, parent) {
         parent = parent.split_once('.').map_or("", |(_, rest)| rest);
@@ -472,12 +490,11 @@ fn claim_name(fqdn: &str, record_type: &str) -> String {
     format!("{label}.{parent}")
 }
 
-/// FNV-1a: a hash that stays the same across runs, platforms and versions, as ownership
-/// record names must.
-fn stable_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// 16 hex digits of the name's SHA-256: the same across runs, platforms and versions, as
+/// ownership record names must be.
+fn stable_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
 /// The value of `ctx`'s ownership records, as sent to Route 53:
@@ -777,10 +794,7 @@ impl ResourceKind for Record {
         // Route 53 refuses a CREATE over an existing record set, but the emulator appends a
         // second one instead; looking first also answers a record found here plainly.
         let (live, claimed) = self.inspect(&key).await?;
-        if p.share_identical
-            && !claimed.is_ours(ctx)
-            && live.as_ref().is_some_and(|l| same_values(l, &desired))
-        {
+        if shared_as_is(&p, &key.fqdn, ctx, live.as_ref(), &claimed)? {
             tracing::info!(address = %ctx.address, "{} already stands as wanted for another owner: using it as it is", key.describe());
             return Ok(key.applied().output("shared", true));
         }
@@ -912,7 +926,7 @@ impl ResourceKind for Record {
             let live = self
                 .lookup(&key.zone_id, &key.fqdn, &key.record_type)
                 .await?;
-            if live.is_some_and(|l| p.record_set(&key.fqdn).is_ok_and(|d| same_values(&l, &d))) {
+            if shared_as_is(&p, &key.fqdn, ctx, live.as_ref(), &claimed)? {
                 return Ok(key.applied().output("shared", true));
             }
         }
@@ -996,10 +1010,7 @@ impl ResourceKind for Record {
         let Some(live) = live else {
             return Ok(None);
         };
-        if p.share_identical
-            && !claimed.is_ours(ctx)
-            && same_values(&live, &p.record_set(&key.fqdn)?)
-        {
+        if shared_as_is(&p, &key.fqdn, ctx, Some(&live), &claimed)? {
             return Ok(Some(key.applied().output("shared", true)));
         }
         key.require_claim(ctx, &claimed, true, false)?;
