@@ -14,11 +14,25 @@ pub type Properties = Map<String, Json>;
 /// Outputs of an applied resource (`id`, `arn`, `dns_name`…).
 pub type Outputs = Map<String, Json>;
 
-/// The result of a create or an update: the physical id and the outputs.
+/// The result of a create or an update: the physical id and the outputs, or word that the
+/// object is waiting on something outside AWS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
     pub id: String,
     pub outputs: Outputs,
+    /// Set when the object cannot be finished until something outside AWS happens (DNS
+    /// records added at another DNS host): an expected outcome, not a failure. The node is
+    /// recorded as still being created, its dependents wait, and a later run carries on.
+    pub pending: Option<Pending>,
+}
+
+/// What a pending object waits for, and what the user can do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// What it is waiting for, e.g. "certificate … to be issued".
+    pub waiting_for: String,
+    /// Steps only the user can take, one per line (a DNS record to add, say).
+    pub instructions: Vec<String>,
 }
 
 impl Applied {
@@ -26,11 +40,21 @@ impl Applied {
         let id = id.into();
         let mut outputs = Outputs::new();
         outputs.insert("id".into(), Json::String(id.clone()));
-        Self { id, outputs }
+        Self {
+            id,
+            outputs,
+            pending: None,
+        }
     }
 
     pub fn output(mut self, name: &str, value: impl Into<Json>) -> Self {
         self.outputs.insert(name.into(), value.into());
+        self
+    }
+
+    /// Marks the object as waiting on the outside world.
+    pub fn pending(mut self, pending: Pending) -> Self {
+        self.pending = Some(pending);
         self
     }
 }
@@ -324,6 +348,17 @@ pub trait ResourceKind: Send + Sync {
 
     /// Deletes the object; an object already gone is success.
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError>;
+
+    /// What `status` shows of a live object beyond its properties (health, rollout,
+    /// issuance), as the JSON of the kind's typed view in `dagform-resources`; `None` when the
+    /// kind has nothing to add.
+    async fn inspect(
+        &self,
+        _ctx: &OpContext,
+        _current: Current<'_>,
+    ) -> Result<Option<Json>, ResourceError> {
+        Ok(None)
+    }
 
     /// Finds an object created for `ctx.address` whose id never reached the state (the run was
     /// killed mid-create), so it can be adopted instead of leaked or duplicated.

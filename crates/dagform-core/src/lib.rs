@@ -13,12 +13,14 @@ pub mod plan;
 pub mod reconcile;
 pub mod state;
 pub mod testing;
+pub mod typed;
 pub mod value;
 
 pub use address::Address;
 pub use error::{Error, ResourceError};
 pub use graph::{GraphBuilder, NodeSpec, ResourceGraph};
-pub use kind::{Applied, Current, Kinds, Observed, OpContext, Properties, ResourceKind};
+pub use kind::{Applied, Current, Kinds, Observed, OpContext, Pending, Properties, ResourceKind};
 pub use plan::{Action, Plan, ResourcePlan};
 pub use state::{ResourceState, State, StateStore};
+pub use typed::{Changes, Input, Kind, KindOutputs, KindProperties, OutputRef, Spec, Typed};
 pub use value::{Reference, Value};

@@ -31,7 +31,7 @@ pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
     let c = || clients.clone();
     kinds.register(Arc::new(Vpc::new(c())));
     kinds.register(Arc::new(DefaultVpc::new(c())));
-    kinds.register(Arc::new(Subnet::new(c())));
+    kinds.add(Subnet::new(c()));
     kinds.register(Arc::new(InternetGateway::new(c())));
     kinds.register(Arc::new(Eip::new(c())));
     kinds.register(Arc::new(NatGateway::new(c())));

@@ -1,46 +1,19 @@
 //! `aws_subnet`.
 
 use super::{
-    FILTER_BATCH, adoptable, check_cidr, check_name, filter, filter_ids, name_property, name_tag,
-    not_yet_visible, pick_adoptable, require_not_foreign, set_name, tag_spec, until_visible,
+    FILTER_BATCH, adoptable, filter, filter_ids, name_tag, not_yet_visible, pick_adoptable,
+    require_not_foreign, set_name, tag_spec, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
-use crate::error::{classify, code, is_not_found, parse};
-use crate::ownership::{gone, pairs, single_attempt};
+use crate::error::{classify, code};
+use crate::ownership::{found, gone, pairs, single_attempt};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use dagform_core::kind::Owner;
-use dagform_core::{
-    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
-};
-use serde::Deserialize;
-use serde_json::json;
+use dagform_core::{Applied, Changes, Current, Kind, Observed, OpContext, ResourceError};
+use dagform_resources::ec2::{SubnetField, SubnetOutputs, SubnetProps};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubnetProps {
-    name: String,
-    vpc_id: String,
-    cidr_block: String,
-    availability_zone: String,
-    map_public_ip_on_launch: bool,
-}
-
-impl SubnetProps {
-    fn parse(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        check_name(&p.name)?;
-        check_cidr("cidr_block", &p.cidr_block, 16..=28)?;
-        if p.availability_zone.is_empty() {
-            return Err(ResourceError::invalid(
-                "availability_zone must not be empty",
-            ));
-        }
-        Ok(p)
-    }
-}
 
 /// `aws_subnet`: a subnet in one AZ; only its public-IP mapping changes in place.
 pub struct Subnet {
@@ -162,45 +135,33 @@ fn conflict_error(
 }
 
 fn applied(id: &str, availability_zone: &str) -> Applied {
-    Applied::new(id).output("availability_zone", availability_zone)
+    Applied::of(SubnetOutputs {
+        id: id.to_owned(),
+        availability_zone: availability_zone.to_owned(),
+    })
 }
 
 /// A live subnet in the shape of the desired properties.
 fn observe(s: &aws_sdk_ec2::types::Subnet, current: Current<'_>) -> Observed {
-    let mut properties = Properties::new();
-    properties.insert("name".into(), name_property(s.tags()));
-    let fields = [
-        ("vpc_id", s.vpc_id()),
-        ("cidr_block", s.cidr_block()),
-        ("availability_zone", s.availability_zone()),
-    ];
-    for (key, value) in fields {
-        if let Some(v) = value {
-            properties.insert(key.into(), json!(v));
-        }
-    }
-    properties.insert(
-        "map_public_ip_on_launch".into(),
-        json!(s.map_public_ip_on_launch().unwrap_or(false)),
-    );
-    Observed {
-        properties,
-        outputs: applied(current.id, s.availability_zone().unwrap_or_default()).outputs,
-    }
+    let props = SubnetProps {
+        name: name_tag(s.tags()).unwrap_or_default().to_owned(),
+        vpc_id: s.vpc_id().unwrap_or_default().to_owned(),
+        cidr_block: s.cidr_block().unwrap_or_default().to_owned(),
+        availability_zone: s.availability_zone().unwrap_or_default().to_owned(),
+        map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+    };
+    let outputs = SubnetOutputs {
+        id: current.id.to_owned(),
+        availability_zone: props.availability_zone.clone(),
+    };
+    Observed::of(&props, outputs)
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for Subnet {
-    fn name(&self) -> &'static str {
-        "aws_subnet"
-    }
+impl Kind for Subnet {
+    type Props = SubnetProps;
 
-    fn forces_replacement(&self, property: &str) -> bool {
-        matches!(property, "vpc_id" | "cidr_block" | "availability_zone")
-    }
-
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = SubnetProps::parse(props)?;
+    async fn create(&self, ctx: &OpContext, p: &SubnetProps) -> Result<Applied, ResourceError> {
         let result = self
             .clients
             .ec2
@@ -217,7 +178,7 @@ impl ResourceKind for Subnet {
         let out = match result {
             Ok(out) => out,
             Err(e) if code(&e) == Some("InvalidSubnet.Conflict") => {
-                return self.resolve_conflict(ctx, &p).await;
+                return self.resolve_conflict(ctx, p).await;
             }
             Err(e) => return Err(not_yet_visible("CreateSubnet", e)),
         };
@@ -237,19 +198,15 @@ impl ResourceKind for Subnet {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let out = match self
+        let result = self
             .clients
             .ec2
             .describe_subnets()
             .subnet_ids(current.id)
             .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(classify("DescribeSubnets", e)),
-        };
-        Ok(out.subnets().first().map(|s| observe(s, current)))
+            .await;
+        Ok(found("DescribeSubnets", result)?
+            .and_then(|out| out.subnets().first().map(|s| observe(s, current))))
     }
 
     /// One DescribeSubnets per batch, by a `subnet-id` filter (which skips gone subnets).
@@ -281,15 +238,14 @@ impl ResourceKind for Subnet {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &SubnetProps,
+        changed: &Changes<SubnetProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = SubnetProps::parse(desired)?;
         require_not_foreign(&self.clients, ctx, "subnet", current.id).await?;
-        if changed.iter().any(|c| c == "name") {
+        if changed.contains(SubnetField::Name) {
             set_name(&self.clients, current.id, &p.name).await?;
         }
-        if changed.iter().any(|c| c == "map_public_ip_on_launch") {
+        if changed.contains(SubnetField::MapPublicIpOnLaunch) {
             self.set_map_public_ip(ctx, current.id, p.map_public_ip_on_launch)
                 .await?;
         }
@@ -313,9 +269,8 @@ impl ResourceKind for Subnet {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &SubnetProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = SubnetProps::parse(props)?;
         let subnets = self.subnets_of(&p.vpc_id).await?;
         if let Some(s) = pick_adoptable(ctx, &subnets) {
             let id = s.subnet_id().unwrap_or_default();
