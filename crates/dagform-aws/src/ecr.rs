@@ -1,87 +1,32 @@
 //! ECR: the image repositories services pull from.
 
 use crate::AwsClients;
-use crate::error::{classify, code, parse};
+use crate::error::{classify, code};
 use crate::ownership::{finish_existing, found, gone, pairs, single_attempt, tags_for};
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Repository, Tag};
 use dagform_core::{
-    Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Applied, Changes, Current, Kind, Kinds, Observed, OpContext, Properties, ResourceError, Typed,
 };
-use serde::Deserialize;
+use dagform_resources::ecr::{RepositoryField, RepositoryOutputs, RepositoryProps};
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
-    kinds.register(Arc::new(EcrRepository {
-        clients: clients.clone(),
-    }));
+    kinds.add(EcrRepository::new(clients.clone()));
 }
 
 /// `aws_ecr_repository`: a private repository, optionally expiring all but its newest images.
+#[derive(Clone)]
 pub struct EcrRepository {
     clients: Arc<AwsClients>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RepositoryProps {
-    name: String,
-    image_tag_mutability: String,
-    scan_on_push: bool,
-    /// Whether destroying the repository may delete the images it still holds: a dagform
-    /// setting (`[registry] force_delete`), not an attribute of the repository.
-    force_delete: bool,
-    #[serde(default)]
-    keep_last_images: Option<i32>,
 }
 
 /// The description of the one lifecycle rule dagform writes; `read` recognises its own rule by
 /// this shape.
 const LIFECYCLE_RULE: &str = "expire all but the last N images";
 
-impl RepositoryProps {
-    fn from(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        if !valid_repository_name(&p.name) {
-            return Err(ResourceError::invalid(format!(
-                "repository name `{}` must be 2-256 characters: lowercase letters and digits, \
-                 separated by single `.`, `_`, `-` or `/`",
-                p.name
-            )));
-        }
-        if !matches!(p.image_tag_mutability.as_str(), "MUTABLE" | "IMMUTABLE") {
-            return Err(ResourceError::invalid(format!(
-                "image_tag_mutability must be MUTABLE or IMMUTABLE, not `{}`",
-                p.image_tag_mutability
-            )));
-        }
-        if let Some(n) = p.keep_last_images
-            && n < 1
-        {
-            return Err(ResourceError::invalid(format!(
-                "keep_last_images must be at least 1, not {n}"
-            )));
-        }
-        Ok(p)
-    }
-
-    fn mutability(&self) -> ImageTagMutability {
-        ImageTagMutability::from(self.image_tag_mutability.as_str())
-    }
-}
-
-/// ECR's repository name rule: `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`.
-fn valid_repository_name(name: &str) -> bool {
-    (2..=256).contains(&name.len())
-        && name.split('/').all(|component| {
-            !component.is_empty()
-                && component.split(['.', '_', '-']).all(|run| {
-                    !run.is_empty()
-                        && run
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                })
-        })
+fn mutability(p: &RepositoryProps) -> ImageTagMutability {
+    ImageTagMutability::from(p.image_tag_mutability.as_str())
 }
 
 /// The lifecycle policy that keeps the `n` newest images, tagged or not.
@@ -122,12 +67,26 @@ fn observed_keep_last(policy_text: &str) -> Json {
     ours.unwrap_or(policy)
 }
 
-fn applied(repo: &Repository) -> Applied {
+fn outputs(repo: &Repository) -> RepositoryOutputs {
     let name = repo.repository_name().unwrap_or_default();
-    Applied::new(name)
-        .output("arn", repo.repository_arn().unwrap_or_default())
-        .output("name", name)
-        .output("repository_uri", repo.repository_uri().unwrap_or_default())
+    RepositoryOutputs {
+        id: name.to_owned(),
+        arn: repo.repository_arn().unwrap_or_default().to_owned(),
+        name: name.to_owned(),
+        repository_uri: repo.repository_uri().unwrap_or_default().to_owned(),
+    }
+}
+
+fn applied(repo: &Repository) -> Applied {
+    Applied::of(outputs(repo))
+}
+
+/// The properties as the engine holds them, for adopting through the untyped interface.
+fn untyped(p: &RepositoryProps) -> Properties {
+    match serde_json::to_value(p) {
+        Ok(Json::Object(map)) => map,
+        _ => Properties::new(),
+    }
 }
 
 /// How errors name a repository.
@@ -136,6 +95,10 @@ fn object(name: &str) -> String {
 }
 
 impl EcrRepository {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
     async fn describe(&self, name: &str) -> Result<Option<Repository>, ResourceError> {
         let described = self
             .clients
@@ -148,8 +111,12 @@ impl EcrRepository {
             .and_then(|out| out.repositories().first().cloned()))
     }
 
-    /// The repository's tags (DescribeRepositories reports none); `None` when it is gone.
-    async fn tags(&self, repo: &Repository) -> Result<Option<Vec<Tag>>, ResourceError> {
+    /// The repository named `name` with its tags, which DescribeRepositories does not report:
+    /// `None` when it is gone, by either call.
+    async fn tagged(&self, name: &str) -> Result<Option<(Repository, Vec<Tag>)>, ResourceError> {
+        let Some(repo) = self.describe(name).await? else {
+            return Ok(None);
+        };
         let listed = self
             .clients
             .ecr
@@ -157,7 +124,7 @@ impl EcrRepository {
             .resource_arn(repo.repository_arn().unwrap_or_default())
             .send()
             .await;
-        Ok(found("ListTagsForResource", listed)?.map(|out| out.tags.unwrap_or_default()))
+        Ok(found("ListTagsForResource", listed)?.map(|out| (repo, out.tags.unwrap_or_default())))
     }
 
     /// The live repository `name` a recorded resource may change or delete: `None` when it is
@@ -167,10 +134,7 @@ impl EcrRepository {
         ctx: &OpContext,
         name: &str,
     ) -> Result<Option<Repository>, ResourceError> {
-        let Some(repo) = self.describe(name).await? else {
-            return Ok(None);
-        };
-        let Some(tags) = self.tags(&repo).await? else {
+        let Some((repo, tags)) = self.tagged(name).await? else {
             return Ok(None);
         };
         ctx.require_not_foreign(&object(name), pairs(&tags))?;
@@ -221,25 +185,18 @@ impl EcrRepository {
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for EcrRepository {
-    fn name(&self) -> &'static str {
-        "aws_ecr_repository"
-    }
-
-    fn forces_replacement(&self, property: &str) -> bool {
-        property == "name"
-    }
+impl Kind for EcrRepository {
+    type Props = RepositoryProps;
 
     /// Repository names are unique in the registry: a name already taken is adopted only when
     /// its tags say it is this node's.
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = RepositoryProps::from(props)?;
+    async fn create(&self, ctx: &OpContext, p: &RepositoryProps) -> Result<Applied, ResourceError> {
         let created = self
             .clients
             .ecr
             .create_repository()
             .repository_name(&p.name)
-            .image_tag_mutability(p.mutability())
+            .image_tag_mutability(mutability(p))
             .image_scanning_configuration(
                 ImageScanningConfiguration::builder()
                     .scan_on_push(p.scan_on_push)
@@ -253,9 +210,10 @@ impl ResourceKind for EcrRepository {
         let out = match created {
             Ok(out) => out,
             Err(e) if code(&e) == Some("RepositoryAlreadyExistsException") => {
-                return match self.find(ctx, props).await? {
+                return match self.find(ctx, p).await? {
                     Some(existing) => {
-                        finish_existing(self, ctx, &object(&p.name), existing, props).await
+                        let kind = Typed(self.clone());
+                        finish_existing(&kind, ctx, &object(&p.name), existing, &untyped(p)).await
                     }
                     // Ours, but the replaced repository still awaiting deletion.
                     None => Err(classify("CreateRepository", e)),
@@ -280,13 +238,17 @@ impl ResourceKind for EcrRepository {
         let Some(repo) = self.describe(current.id).await? else {
             return Ok(None);
         };
+        // Built by hand: a policy dagform did not write shows as a whole document.
         let mut properties = Properties::new();
-        properties.insert("name".into(), current.id.into());
+        let mut set = |field: RepositoryField, value: Json| {
+            properties.insert(field.as_str().into(), value);
+        };
+        set(RepositoryField::Name, current.id.into());
         if let Some(m) = repo.image_tag_mutability() {
-            properties.insert("image_tag_mutability".into(), m.as_str().into());
+            set(RepositoryField::ImageTagMutability, m.as_str().into());
         }
         if let Some(scan) = repo.image_scanning_configuration() {
-            properties.insert("scan_on_push".into(), scan.scan_on_push().into());
+            set(RepositoryField::ScanOnPush, scan.scan_on_push().into());
         }
         let policy = self
             .clients
@@ -297,19 +259,18 @@ impl ResourceKind for EcrRepository {
             .await;
         let policy = found("GetLifecyclePolicy", policy)?
             .and_then(|out| out.lifecycle_policy_text().map(observed_keep_last));
+        let recorded = |field: RepositoryField| current.properties.get(field.as_str());
         match policy {
-            Some(v) => {
-                properties.insert("keep_last_images".into(), v);
-            }
-            None if current.properties.contains_key("keep_last_images") => {
-                properties.insert("keep_last_images".into(), Json::Null);
+            Some(v) => set(RepositoryField::KeepLastImages, v),
+            None if recorded(RepositoryField::KeepLastImages).is_some() => {
+                set(RepositoryField::KeepLastImages, Json::Null)
             }
             None => {}
         }
         // Not a property of the repository: the setting recorded (or asked for) is the one
         // in force, so it never shows as drift.
-        if let Some(force) = current.properties.get("force_delete") {
-            properties.insert("force_delete".into(), force.clone());
+        if let Some(force) = recorded(RepositoryField::ForceDelete) {
+            set(RepositoryField::ForceDelete, force.clone());
         }
         Ok(Some(Observed {
             properties,
@@ -321,10 +282,9 @@ impl ResourceKind for EcrRepository {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &RepositoryProps,
+        changed: &Changes<RepositoryProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = RepositoryProps::from(desired)?;
         if self.not_foreign(ctx, current.id).await?.is_none() {
             return Err(ResourceError::failed(format!(
                 "repository {} is gone",
@@ -332,16 +292,15 @@ impl ResourceKind for EcrRepository {
             )));
         }
         let ecr = &self.clients.ecr;
-        let is_changed = |key: &str| changed.iter().any(|c| c == key);
-        if is_changed("image_tag_mutability") {
+        if changed.contains(RepositoryField::ImageTagMutability) {
             ecr.put_image_tag_mutability()
                 .repository_name(current.id)
-                .image_tag_mutability(p.mutability())
+                .image_tag_mutability(mutability(p))
                 .send()
                 .await
                 .map_err(|e| classify("PutImageTagMutability", e))?;
         }
-        if is_changed("scan_on_push") {
+        if changed.contains(RepositoryField::ScanOnPush) {
             ecr.put_image_scanning_configuration()
                 .repository_name(current.id)
                 .image_scanning_configuration(
@@ -353,7 +312,7 @@ impl ResourceKind for EcrRepository {
                 .await
                 .map_err(|e| classify("PutImageScanningConfiguration", e))?;
         }
-        if is_changed("keep_last_images") {
+        if changed.contains(RepositoryField::KeepLastImages) {
             self.set_lifecycle(current.id, p.keep_last_images).await?;
         }
         // force_delete only matters to `delete`, which reads it from the recorded properties.
@@ -370,15 +329,13 @@ impl ResourceKind for EcrRepository {
         if self.not_foreign(ctx, current.id).await?.is_none() {
             return Ok(());
         }
-        let force = match parse::<RepositoryProps>(current.properties) {
-            Ok(p) => p.force_delete,
-            // Recorded in another shape by an older dagform: images go only if it said so.
-            Err(_) => current
-                .properties
-                .get("force_delete")
-                .and_then(Json::as_bool)
-                .unwrap_or(false),
-        };
+        // Read as recorded, whatever shape an older dagform recorded the rest in: images go
+        // only if it said so.
+        let force = current
+            .properties
+            .get(RepositoryField::ForceDelete.as_str())
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
         if !force {
             let images = self.image_count(current.id).await?;
             if images > 0 {
@@ -408,13 +365,9 @@ impl ResourceKind for EcrRepository {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &RepositoryProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = RepositoryProps::from(props)?;
-        let Some(repo) = self.describe(&p.name).await? else {
-            return Ok(None);
-        };
-        let Some(tags) = self.tags(&repo).await? else {
+        let Some((repo, tags)) = self.tagged(&p.name).await? else {
             return Ok(None);
         };
         ctx.require_ours(&object(&p.name), pairs(&tags))?;
@@ -437,17 +390,6 @@ fn holds_images(name: &str, images: usize) -> ResourceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repository_names_follow_ecr_rules() {
-        assert!(valid_repository_name("acme/backend-api"));
-        assert!(valid_repository_name("a1.b_c-d/e"));
-        assert!(!valid_repository_name("a"));
-        assert!(!valid_repository_name("Acme"));
-        assert!(!valid_repository_name("acme//api"));
-        assert!(!valid_repository_name("acme--api"));
-        assert!(!valid_repository_name("-acme"));
-    }
 
     #[test]
     fn own_lifecycle_policy_reads_back_as_a_count() {

@@ -1,21 +1,20 @@
 //! IAM: the roles ECS tasks run as (execution role, task role).
 
 use crate::AwsClients;
-use crate::error::{classify, code, is_not_found, parse};
+use crate::error::{classify, code};
 use crate::ownership::{finish_existing, found, gone, pairs, single_attempt, tags_for};
 use aws_sdk_iam::types::Role;
 use dagform_core::{
-    Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Applied, Changes, Current, Kind, KindOutputs, Kinds, Observed, OpContext, Properties,
+    ResourceError, Typed,
 };
-use serde::Deserialize;
+use dagform_resources::iam::{RoleField, RoleOutputs, RoleProps};
 use serde_json::{Map, Value as Json, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
-    kinds.register(Arc::new(IamRole {
-        clients: clients.clone(),
-    }));
+    kinds.add(IamRole::new(clients.clone()));
 }
 
 /// `aws_iam_role`: a role one AWS service may assume, with managed and inline policies.
@@ -23,81 +22,7 @@ pub struct IamRole {
     clients: Arc<AwsClients>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RoleProps {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    trusted_service: String,
-    managed_policy_arns: Vec<String>,
-    inline_policies: Map<String, Json>,
-}
-
-/// IAM's character set for role and policy names.
-fn valid_iam_name(name: &str, max: usize) -> bool {
-    (1..=max).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
-}
-
-impl RoleProps {
-    fn from(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        if !valid_iam_name(&p.name, 64) {
-            return Err(ResourceError::invalid(format!(
-                "role name `{}` must be 1-64 characters of letters, digits and + = , . @ _ -",
-                p.name
-            )));
-        }
-        if p.description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 1000)
-        {
-            return Err(ResourceError::invalid(
-                "role description must be at most 1000 characters",
-            ));
-        }
-        let service = &p.trusted_service;
-        if service.is_empty()
-            || service.contains(char::is_whitespace)
-            || !(service.ends_with(".amazonaws.com") || service.ends_with(".amazonaws.com.cn"))
-        {
-            return Err(ResourceError::invalid(format!(
-                "trusted_service `{service}` must be a service principal such as ecs-tasks.amazonaws.com"
-            )));
-        }
-        if let Some(arn) = p
-            .managed_policy_arns
-            .iter()
-            .find(|a| !a.starts_with("arn:"))
-        {
-            return Err(ResourceError::invalid(format!(
-                "managed policy `{arn}` must be an ARN"
-            )));
-        }
-        for (name, doc) in &p.inline_policies {
-            if !valid_iam_name(name, 128) {
-                return Err(ResourceError::invalid(format!(
-                    "inline policy name `{name}` must be 1-128 characters of letters, digits and + = , . @ _ -"
-                )));
-            }
-            if !doc.is_object() {
-                return Err(ResourceError::invalid(format!(
-                    "inline policy `{name}` must be a JSON policy document object"
-                )));
-            }
-        }
-        Ok(p)
-    }
-
-    /// The trust policy: `sts:AssumeRole` for the one trusted service principal, nothing else.
-    fn trust_policy(&self) -> String {
-        trust_policy(&self.trusted_service)
-    }
-}
-
+/// The trust policy: `sts:AssumeRole` for the one trusted service principal, nothing else.
 fn trust_policy(service: &str) -> String {
     json!({
         "Version": "2012-10-17",
@@ -149,10 +74,24 @@ fn trusted_service(doc: Json) -> Json {
     service.map(Json::String).unwrap_or(doc)
 }
 
+fn outputs(role: &Role) -> RoleOutputs {
+    RoleOutputs {
+        id: role.role_name().to_owned(),
+        name: role.role_name().to_owned(),
+        arn: role.arn().to_owned(),
+    }
+}
+
 fn applied(role: &Role) -> Applied {
-    Applied::new(role.role_name())
-        .output("name", role.role_name())
-        .output("arn", role.arn())
+    Applied::of(outputs(role))
+}
+
+/// Typed properties in the engine's untyped shape (an unset description stays out).
+fn untyped(p: &RoleProps) -> Properties {
+    match serde_json::to_value(p) {
+        Ok(Json::Object(map)) => map,
+        _ => Properties::new(),
+    }
 }
 
 fn what(name: &str) -> String {
@@ -160,6 +99,10 @@ fn what(name: &str) -> String {
 }
 
 impl IamRole {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
     /// The role with its tags (GetRole returns them), or `None` when there is none.
     async fn get(&self, name: &str) -> Result<Option<Role>, ResourceError> {
         let out = found(
@@ -261,27 +204,20 @@ async fn delete_inline(
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for IamRole {
-    fn name(&self) -> &'static str {
-        "aws_iam_role"
-    }
-
-    fn forces_replacement(&self, property: &str) -> bool {
-        property == "name"
-    }
+impl Kind for IamRole {
+    type Props = RoleProps;
 
     /// CreateRole takes no idempotency token, so it is a single attempt: after a lost answer
     /// the reconciler's `find` looks for the role first. A role of this name that this node
     /// tagged is adopted and finished (trust policy, description, policies: a create killed
     /// after CreateRole left them out); anyone else's is refused.
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = RoleProps::from(props)?;
+    async fn create(&self, ctx: &OpContext, p: &RoleProps) -> Result<Applied, ResourceError> {
         let created = self
             .clients
             .iam
             .create_role()
             .role_name(&p.name)
-            .assume_role_policy_document(p.trust_policy())
+            .assume_role_policy_document(trust_policy(&p.trusted_service))
             .set_description(p.description.clone())
             .set_tags(Some(tags_for(ctx, Some(&p.name))))
             .customize()
@@ -301,64 +237,70 @@ impl ResourceKind for IamRole {
                     ));
                 };
                 ctx.require_ours(&what(&p.name), pairs(existing.tags()))?;
-                return finish_existing(self, ctx, &what(&p.name), applied(&existing), props).await;
+                let kind = Typed(IamRole::new(self.clients.clone()));
+                return finish_existing(
+                    &kind,
+                    ctx,
+                    &what(&p.name),
+                    applied(&existing),
+                    &untyped(p),
+                )
+                .await;
             }
             Err(e) => return Err(classify("CreateRole", e)),
         };
-        self.sync_policies(&p).await?;
+        self.sync_policies(p).await?;
         Ok(applied(&role))
     }
 
+    /// The role in the shape of its properties: a description asked for but missing is null,
+    /// and a trust policy not shaped like the one dagform writes shows whole.
     async fn read(
         &self,
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
+        use RoleField as F;
         let Some(role) = self.get(current.id).await? else {
             return Ok(None);
         };
         let mut properties = Properties::new();
-        properties.insert("name".into(), role.role_name().into());
+        let mut set = |field: F, value: Json| {
+            properties.insert(field.as_str().into(), value);
+        };
+        set(F::Name, role.role_name().into());
         match role.description().filter(|d| !d.is_empty()) {
-            Some(d) => {
-                properties.insert("description".into(), d.into());
-            }
-            None if current.properties.contains_key("description") => {
-                properties.insert("description".into(), Json::Null);
+            Some(d) => set(F::Description, d.into()),
+            None if current.properties.contains_key(F::Description.as_str()) => {
+                set(F::Description, Json::Null);
             }
             None => {}
         }
         if let Some(doc) = role.assume_role_policy_document() {
-            properties.insert(
-                "trusted_service".into(),
-                trusted_service(policy_document(doc)?),
-            );
+            set(F::TrustedService, trusted_service(policy_document(doc)?));
         }
         let mut managed = self.attached_policies(current.id).await?;
         managed.sort();
-        properties.insert("managed_policy_arns".into(), managed.into());
+        set(F::ManagedPolicyArns, managed.into());
         let mut inline = Map::new();
         for name in self.inline_policy_names(current.id).await? {
-            match self
+            let policy = self
                 .clients
                 .iam
                 .get_role_policy()
                 .role_name(current.id)
                 .policy_name(&name)
                 .send()
-                .await
-            {
-                Ok(out) => {
-                    inline.insert(name, policy_document(out.policy_document())?);
-                }
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(classify("GetRolePolicy", e)),
+                .await;
+            // A policy deleted since the listing is not there.
+            if let Some(out) = found("GetRolePolicy", policy)? {
+                inline.insert(name, policy_document(out.policy_document())?);
             }
         }
-        properties.insert("inline_policies".into(), Json::Object(inline));
+        set(F::InlinePolicies, Json::Object(inline));
         Ok(Some(Observed {
             properties,
-            outputs: applied(&role).outputs,
+            outputs: outputs(&role).into_outputs(),
         }))
     }
 
@@ -366,26 +308,24 @@ impl ResourceKind for IamRole {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &RoleProps,
+        changed: &Changes<RoleProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = RoleProps::from(desired)?;
         let iam = &self.clients.iam;
         let role = self
             .get(current.id)
             .await?
             .ok_or_else(|| ResourceError::failed(format!("role {} is gone", current.id)))?;
         ctx.require_not_foreign(&what(current.id), pairs(role.tags()))?;
-        let is_changed = |key: &str| changed.iter().any(|c| c == key);
-        if is_changed("trusted_service") {
+        if changed.contains(RoleField::TrustedService) {
             iam.update_assume_role_policy()
                 .role_name(current.id)
-                .policy_document(p.trust_policy())
+                .policy_document(trust_policy(&p.trusted_service))
                 .send()
                 .await
                 .map_err(|e| classify("UpdateAssumeRolePolicy", e))?;
         }
-        if is_changed("description") {
+        if changed.contains(RoleField::Description) {
             iam.update_role()
                 .role_name(current.id)
                 .description(p.description.clone().unwrap_or_default())
@@ -393,8 +333,8 @@ impl ResourceKind for IamRole {
                 .await
                 .map_err(|e| classify("UpdateRole", e))?;
         }
-        if is_changed("managed_policy_arns") || is_changed("inline_policies") {
-            self.sync_policies(&p).await?;
+        if changed.any(&[RoleField::ManagedPolicyArns, RoleField::InlinePolicies]) {
+            self.sync_policies(p).await?;
         }
         // The outputs (name and ARN) do not change in place.
         Ok(applied(&role))
@@ -415,24 +355,17 @@ impl ResourceKind for IamRole {
             delete_inline(iam, name, &policy).await?;
         }
         match iam.delete_role().role_name(name).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
             // A policy attached concurrently (or IAM still catching up): try again.
             Err(e) if code(&e) == Some("DeleteConflict") => Err(ResourceError::Transient(
                 classify("DeleteRole", e).to_string(),
             )),
-            Err(e) => Err(classify("DeleteRole", e)),
+            result => gone("DeleteRole", result),
         }
     }
 
     /// The role of this name when it is this node's; anyone else's is `NotOwned`. `read`
     /// then shows whatever a create killed after CreateRole left out.
-    async fn find(
-        &self,
-        ctx: &OpContext,
-        props: &Properties,
-    ) -> Result<Option<Applied>, ResourceError> {
-        let p = RoleProps::from(props)?;
+    async fn find(&self, ctx: &OpContext, p: &RoleProps) -> Result<Option<Applied>, ResourceError> {
         let Some(role) = self.get(&p.name).await? else {
             return Ok(None);
         };

@@ -9,6 +9,7 @@ pub mod ecs;
 pub mod elbv2;
 pub mod error;
 pub mod iam;
+pub mod inspect;
 pub mod logs;
 pub(crate) mod ownership;
 pub mod rds;

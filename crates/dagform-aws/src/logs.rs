@@ -1,72 +1,32 @@
 //! CloudWatch Logs: the log groups ECS tasks write to through the `awslogs` driver.
 
 use crate::AwsClients;
-use crate::clients::{by_id, each_item, read_each};
-use crate::error::{classify, code, parse};
+use crate::clients::{by_id, each_item};
+use crate::error::{classify, code};
 use crate::ownership::{finish_existing, found, gone, map_pairs, single_attempt};
 use dagform_core::{
-    Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Applied, Changes, Current, Kind, Kinds, Observed, OpContext, Properties, ResourceError, Typed,
 };
-use serde::Deserialize;
+use dagform_resources::logs::{LogGroupField, LogGroupOutputs, LogGroupProps};
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
-    kinds.register(Arc::new(LogGroup {
-        clients: clients.clone(),
-    }));
+    kinds.add(LogGroup::new(clients.clone()));
 }
 
-/// Retention periods CloudWatch Logs accepts; anything else is rejected by `PutRetentionPolicy`.
-const RETENTION_DAYS: &[i32] = &[
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-    3288, 3653,
-];
-
 /// `aws_cloudwatch_log_group`: a log group with an optional retention period.
+#[derive(Clone)]
 pub struct LogGroup {
     clients: Arc<AwsClients>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogGroupProps {
-    name: String,
-    #[serde(default)]
-    retention_in_days: Option<i32>,
-}
-
-impl LogGroupProps {
-    fn from(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        let name_ok = (1..=512).contains(&p.name.len())
-            && p.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-/#".contains(c));
-        if !name_ok {
-            return Err(ResourceError::invalid(format!(
-                "log group name `{}` must be 1-512 characters of letters, digits and . _ - / #",
-                p.name
-            )));
-        }
-        if let Some(days) = p.retention_in_days
-            && !RETENTION_DAYS.contains(&days)
-        {
-            return Err(ResourceError::invalid(format!(
-                "retention_in_days {days} is not one CloudWatch Logs accepts ({})",
-                RETENTION_DAYS
-                    .iter()
-                    .map(i32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        Ok(p)
-    }
-}
-
 impl LogGroup {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
     /// The log group named exactly `name`: a prefix search may also return longer names.
     async fn describe(
         &self,
@@ -110,38 +70,42 @@ impl LogGroup {
         Ok(())
     }
 
-    /// The group's tags (DescribeLogGroups reports none); `None` when the group is gone.
-    async fn tags(
+    /// The group named `name` with its tags, which DescribeLogGroups does not report: `None`
+    /// when it is gone, by either call.
+    async fn tagged(
         &self,
-        group: &aws_sdk_cloudwatchlogs::types::LogGroup,
-    ) -> Result<Option<HashMap<String, String>>, ResourceError> {
+        name: &str,
+    ) -> Result<Option<(aws_sdk_cloudwatchlogs::types::LogGroup, Tags)>, ResourceError> {
+        let Some(group) = self.describe(name).await? else {
+            return Ok(None);
+        };
         let listed = self
             .clients
             .logs
             .list_tags_for_resource()
-            .resource_arn(group_arn(group))
+            .resource_arn(group_arn(&group))
             .send()
             .await;
-        Ok(found("ListTagsForResource", listed)?.map(|out| out.tags.unwrap_or_default()))
+        Ok(found("ListTagsForResource", listed)?.map(|out| (group, out.tags.unwrap_or_default())))
     }
 
-    /// The live group `id` a recorded resource may change or delete: `None` when it is gone,
-    /// `NotOwned` when it carries another stack's or resource's tags.
+    /// The live group `name` a recorded resource may change or delete: `None` when it is
+    /// gone, `NotOwned` when it carries another stack's or resource's tags.
     async fn not_foreign(
         &self,
         ctx: &OpContext,
-        id: &str,
+        name: &str,
     ) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogGroup>, ResourceError> {
-        let Some(group) = self.describe(id).await? else {
+        let Some((group, tags)) = self.tagged(name).await? else {
             return Ok(None);
         };
-        let Some(tags) = self.tags(&group).await? else {
-            return Ok(None);
-        };
-        ctx.require_not_foreign(&object(id), map_pairs(Some(&tags)))?;
+        ctx.require_not_foreign(&object(name), map_pairs(Some(&tags)))?;
         Ok(Some(group))
     }
 }
+
+/// Tags as CloudWatch Logs gives them.
+type Tags = HashMap<String, String>;
 
 /// How errors name a group.
 fn object(name: &str) -> String {
@@ -177,44 +141,48 @@ fn common_prefix<'a>(mut names: impl Iterator<Item = &'a str>) -> &'a str {
 
 /// A live group in the shape of the desired properties.
 fn observe(group: &aws_sdk_cloudwatchlogs::types::LogGroup, current: Current<'_>) -> Observed {
-    let mut properties = Properties::new();
-    properties.insert("name".into(), current.id.into());
-    match group.retention_in_days() {
-        Some(days) => {
-            properties.insert("retention_in_days".into(), days.into());
-        }
-        // Never expires: shown as null only when a retention was asked for, so the
-        // difference is visible without inventing a key the desired side lacks.
-        None if current.properties.contains_key("retention_in_days") => {
-            properties.insert("retention_in_days".into(), Json::Null);
-        }
-        None => {}
+    let props = LogGroupProps {
+        name: current.id.to_owned(),
+        retention_in_days: group.retention_in_days(),
+    };
+    let mut observed = Observed::of(&props, outputs(current.id, group_arn(group)));
+    // Never expires: shown as null only when a retention was asked for, so the difference is
+    // visible without inventing a key the desired side lacks.
+    let retention = LogGroupField::RetentionInDays.as_str();
+    if props.retention_in_days.is_none() && current.properties.contains_key(retention) {
+        observed.properties.insert(retention.into(), Json::Null);
     }
-    Observed {
-        properties,
-        outputs: applied(current.id, group_arn(group)).outputs,
+    observed
+}
+
+fn outputs(name: &str, arn: String) -> LogGroupOutputs {
+    LogGroupOutputs {
+        id: name.to_owned(),
+        name: name.to_owned(),
+        arn,
     }
 }
 
 fn applied(name: &str, arn: String) -> Applied {
-    Applied::new(name).output("name", name).output("arn", arn)
+    Applied::of(outputs(name, arn))
+}
+
+/// The properties as the engine holds them, for adopting through the untyped interface.
+fn untyped(p: &LogGroupProps) -> Properties {
+    match serde_json::to_value(p) {
+        Ok(Json::Object(map)) => map,
+        _ => Properties::new(),
+    }
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for LogGroup {
-    fn name(&self) -> &'static str {
-        "aws_cloudwatch_log_group"
-    }
-
-    fn forces_replacement(&self, property: &str) -> bool {
-        property == "name"
-    }
+impl Kind for LogGroup {
+    type Props = LogGroupProps;
 
     /// Log group names are unique in the region: a name already taken is adopted only when
     /// its tags say it is this node's.
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = LogGroupProps::from(props)?;
-        let tags: HashMap<String, String> = ctx
+    async fn create(&self, ctx: &OpContext, p: &LogGroupProps) -> Result<Applied, ResourceError> {
+        let tags: Tags = ctx
             .tag_pairs()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -233,9 +201,10 @@ impl ResourceKind for LogGroup {
         match created {
             Ok(_) => {}
             Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => {
-                return match self.find(ctx, props).await? {
+                return match self.find(ctx, p).await? {
                     Some(existing) => {
-                        finish_existing(self, ctx, &object(&p.name), existing, props).await
+                        let kind = Typed(self.clone());
+                        finish_existing(&kind, ctx, &object(&p.name), existing, &untyped(p)).await
                     }
                     // Ours, but the replaced group still awaiting deletion.
                     None => Err(classify("CreateLogGroup", e)),
@@ -273,7 +242,7 @@ impl ResourceKind for LogGroup {
     ) -> Vec<Result<Option<Observed>, ResourceError>> {
         let prefix = common_prefix(items.iter().map(|c| c.id));
         if prefix.is_empty() {
-            return read_each(self, ctx, items).await;
+            return crate::clients::read_each(&Typed(self.clone()), ctx, items).await;
         }
         let mut wanted: HashSet<&str> = items.iter().map(|c| c.id).collect();
         let mut pages = self
@@ -315,15 +284,14 @@ impl ResourceKind for LogGroup {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &LogGroupProps,
+        changed: &Changes<LogGroupProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = LogGroupProps::from(desired)?;
         let group = self
             .not_foreign(ctx, current.id)
             .await?
             .ok_or_else(|| ResourceError::failed(format!("log group {} is gone", current.id)))?;
-        if changed.iter().any(|c| c == "retention_in_days") {
+        if changed.contains(LogGroupField::RetentionInDays) {
             self.set_retention(current.id, p.retention_in_days).await?;
         }
         Ok(applied(current.id, group_arn(&group)))
@@ -348,13 +316,9 @@ impl ResourceKind for LogGroup {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &LogGroupProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = LogGroupProps::from(props)?;
-        let Some(group) = self.describe(&p.name).await? else {
-            return Ok(None);
-        };
-        let Some(tags) = self.tags(&group).await? else {
+        let Some((group, tags)) = self.tagged(&p.name).await? else {
             return Ok(None);
         };
         ctx.require_ours(&object(&p.name), map_pairs(Some(&tags)))?;

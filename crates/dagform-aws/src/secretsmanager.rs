@@ -2,100 +2,32 @@
 //! and existing secrets a stack only refers to.
 
 use crate::AwsClients;
-use crate::error::{classify, code, parse};
+use crate::error::{classify, code};
 use crate::ownership::{found, gone, pairs, tags_for};
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use dagform_core::state::fingerprint;
 use dagform_core::{
-    Applied, Current, Kinds, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Applied, Changes, Current, Kind, Kinds, Observed, OpContext, Properties, ResourceError,
 };
-use serde::Deserialize;
+use dagform_resources::KindOutputs;
+use dagform_resources::secretsmanager::{
+    SecretField, SecretLookupField, SecretLookupProps, SecretOutputs, SecretProps,
+};
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
-    kinds.register(Arc::new(Secret {
-        clients: clients.clone(),
-    }));
-    kinds.register(Arc::new(SecretLookup {
-        clients: clients.clone(),
-    }));
+    kinds.add(Secret::new(clients.clone()));
+    kinds.add(SecretLookup::new(clients.clone()));
 }
 
 /// The key Secrets Manager encrypts with when none is named: setting it again is how a removed
 /// `kms_key_id` is undone.
 const DEFAULT_KMS_KEY: &str = "alias/aws/secretsmanager";
 
-/// The largest `SecretString` Secrets Manager stores, in bytes.
-const MAX_VALUE_BYTES: usize = 65_536;
-
 /// `aws_secretsmanager_secret`: a secret and its current value.
 pub struct Secret {
     clients: Arc<AwsClients>,
-}
-
-/// No `Debug`: the value must never be printed.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretProps {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    value: String,
-    #[serde(default)]
-    kms_key_id: Option<String>,
-    #[serde(default)]
-    recovery_window_days: Option<i64>,
-}
-
-impl SecretProps {
-    fn from(props: &Properties) -> Result<Self, ResourceError> {
-        // Checked before deserializing: serde's type errors quote the offending value.
-        if props.get("value").is_some_and(|v| !v.is_string()) {
-            return Err(ResourceError::invalid("secret `value` must be a string"));
-        }
-        let p: Self = parse(props)?;
-        check_name(&p.name)?;
-        if p.description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 2048)
-        {
-            return Err(ResourceError::invalid(format!(
-                "description of secret `{}` is longer than 2048 characters",
-                p.name
-            )));
-        }
-        if p.value.len() > MAX_VALUE_BYTES {
-            return Err(ResourceError::invalid(format!(
-                "value of secret `{}` is longer than {MAX_VALUE_BYTES} bytes",
-                p.name
-            )));
-        }
-        if let Some(days) = p.recovery_window_days
-            && days != 0
-            && !(7..=30).contains(&days)
-        {
-            return Err(ResourceError::invalid(format!(
-                "recovery_window_days {days} must be 0 (delete without recovery) or 7 to 30"
-            )));
-        }
-        Ok(p)
-    }
-}
-
-/// Secrets Manager's rule for secret names.
-fn check_name(name: &str) -> Result<(), ResourceError> {
-    let ok = (1..=512).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ResourceError::invalid(format!(
-            "secret name `{name}` must be 1-512 characters of letters, digits and / _ + = . @ -"
-        )))
-    }
 }
 
 /// How errors name a secret (never by its value).
@@ -119,11 +51,20 @@ fn same_key(live: Option<&str>, desired: Option<&str>) -> bool {
     }
 }
 
-fn applied(secret: &DescribeSecretOutput) -> Applied {
+fn outputs(secret: &DescribeSecretOutput) -> SecretOutputs {
     let arn = secret.arn().unwrap_or_default();
-    Applied::new(arn)
-        .output("arn", arn)
-        .output("name", secret.name().unwrap_or_default())
+    SecretOutputs {
+        id: arn.to_owned(),
+        arn: arn.to_owned(),
+        name: secret.name().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Whether `secret` is an older secret of this node, replaced and awaiting deletion.
+fn is_superseded(ctx: &OpContext, secret: &DescribeSecretOutput) -> bool {
+    secret
+        .arn()
+        .is_some_and(|arn| ctx.superseded.iter().any(|s| s == arn))
 }
 
 /// The secret by name or ARN, including one scheduled for deletion; `None` when it is gone.
@@ -140,7 +81,55 @@ async fn describe(
     found("DescribeSecret", described)
 }
 
+/// A live secret in the shape of the recorded properties. Only the value's fingerprint is
+/// reported, never the value; a description or key AWS leaves out is reported as unset
+/// (`null`) when one is recorded, and the recovery window (read only on delete) not at all.
+fn observed_properties(
+    secret: &DescribeSecretOutput,
+    value: Option<&str>,
+    recorded: &Properties,
+) -> Properties {
+    use SecretField as F;
+    let mut properties = Properties::new();
+    let recorded_has = |field: F| recorded.contains_key(field.as_str());
+    properties.insert(
+        F::Name.as_str().into(),
+        json!(secret.name().unwrap_or_default()),
+    );
+    match secret.description().filter(|d| !d.is_empty()) {
+        Some(d) => {
+            properties.insert(F::Description.as_str().into(), json!(d));
+        }
+        None if recorded_has(F::Description) => {
+            properties.insert(F::Description.as_str().into(), Json::Null);
+        }
+        None => {}
+    }
+    properties.insert(
+        F::Value.as_str().into(),
+        value.map_or(Json::Null, |v| fingerprint(&json!(v))),
+    );
+    let recorded_key = recorded.get(F::KmsKeyId.as_str()).and_then(Json::as_str);
+    let live_key = secret.kms_key_id();
+    let key = match live_key {
+        _ if recorded_key.is_some() && same_key(live_key, recorded_key) => {
+            Some(json!(recorded_key))
+        }
+        Some(l) if l != DEFAULT_KMS_KEY || recorded_has(F::KmsKeyId) => Some(json!(l)),
+        _ if recorded_has(F::KmsKeyId) => Some(Json::Null),
+        _ => None,
+    };
+    if let Some(key) = key {
+        properties.insert(F::KmsKeyId.as_str().into(), key);
+    }
+    properties
+}
+
 impl Secret {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
     /// The current value, or `None` when the secret holds none (or only a binary one).
     async fn current_value(&self, id: &str) -> Result<Option<String>, ResourceError> {
         let got = self
@@ -232,28 +221,17 @@ impl Secret {
         if self.current_value(arn).await?.as_deref() != Some(p.value.as_str()) {
             self.put_value(arn, &p.value).await?;
         }
-        Ok(applied(existing))
+        Ok(Applied::of(outputs(existing)))
     }
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for Secret {
-    fn name(&self) -> &'static str {
-        "aws_secretsmanager_secret"
-    }
-
-    fn forces_replacement(&self, property: &str) -> bool {
-        property == "name"
-    }
-
-    fn sensitive_properties(&self) -> &'static [&'static str] {
-        &["value"]
-    }
+impl Kind for Secret {
+    type Props = SecretProps;
 
     /// Secret names are unique in the region: a name already taken (even by a secret
     /// scheduled for deletion) is taken over only when its tags say it is this node's.
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = SecretProps::from(props)?;
+    async fn create(&self, ctx: &OpContext, p: &SecretProps) -> Result<Applied, ResourceError> {
         // The token makes a retried create of this attempt answer with the secret its first
         // try made, instead of "already exists".
         let result = self
@@ -271,9 +249,11 @@ impl ResourceKind for Secret {
         match result {
             Ok(out) => {
                 let arn = out.arn().unwrap_or_default();
-                Ok(Applied::new(arn)
-                    .output("arn", arn)
-                    .output("name", out.name().unwrap_or(&p.name)))
+                Ok(Applied::of(SecretOutputs {
+                    id: arn.to_owned(),
+                    arn: arn.to_owned(),
+                    name: out.name().unwrap_or(&p.name).to_owned(),
+                }))
             }
             // The name is taken: by this node's own secret (a lost record, or one scheduled
             // for deletion, when AWS answers InvalidRequestException), or by someone else's,
@@ -288,13 +268,10 @@ impl ResourceKind for Secret {
                     return Err(classify("CreateSecret", e));
                 };
                 ctx.require_ours(&object(&p.name), pairs(existing.tags()))?;
-                if existing
-                    .arn()
-                    .is_some_and(|arn| ctx.superseded.iter().any(|s| s == arn))
-                {
+                if is_superseded(ctx, &existing) {
                     return Err(classify("CreateSecret", e));
                 }
-                self.take_over(&existing, &p).await
+                self.take_over(&existing, p).await
             }
             Err(e) => Err(classify("CreateSecret", e)),
         }
@@ -311,42 +288,10 @@ impl ResourceKind for Secret {
         if secret.deleted_date().is_some() {
             return Ok(None);
         }
-        let recorded = current.properties;
-        let mut properties = Properties::new();
-        properties.insert("name".into(), json!(secret.name().unwrap_or_default()));
-        match secret.description().filter(|d| !d.is_empty()) {
-            Some(d) => {
-                properties.insert("description".into(), json!(d));
-            }
-            None if recorded.contains_key("description") => {
-                properties.insert("description".into(), Json::Null);
-            }
-            None => {}
-        }
-        // Only the fingerprint leaves this function, never the value.
-        let value = self
-            .current_value(current.id)
-            .await?
-            .map_or(Json::Null, |v| fingerprint(&json!(v)));
-        properties.insert("value".into(), value);
-        let recorded_key = recorded.get("kms_key_id").and_then(Json::as_str);
-        let live_key = secret.kms_key_id();
-        let key = match live_key {
-            _ if recorded_key.is_some() && same_key(live_key, recorded_key) => {
-                Some(json!(recorded_key))
-            }
-            Some(l) if l != DEFAULT_KMS_KEY || recorded.contains_key("kms_key_id") => {
-                Some(json!(l))
-            }
-            _ if recorded.contains_key("kms_key_id") => Some(Json::Null),
-            _ => None,
-        };
-        if let Some(key) = key {
-            properties.insert("kms_key_id".into(), key);
-        }
+        let value = self.current_value(current.id).await?;
         Ok(Some(Observed {
-            properties,
-            outputs: applied(&secret).outputs,
+            properties: observed_properties(&secret, value.as_deref(), current.properties),
+            outputs: outputs(&secret).into_outputs(),
         }))
     }
 
@@ -354,29 +299,29 @@ impl ResourceKind for Secret {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &SecretProps,
+        changed: &Changes<SecretProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = SecretProps::from(desired)?;
         if self.not_foreign(ctx, current.id).await?.is_none() {
             return Err(ResourceError::failed(format!(
                 "secret `{}` is gone",
                 p.name
             )));
         }
-        let has = |key: &str| changed.iter().any(|c| c == key);
-        let description = has("description").then(|| p.description.clone().unwrap_or_default());
-        let key = has("kms_key_id").then(|| {
+        let description = changed
+            .contains(SecretField::Description)
+            .then(|| p.description.clone().unwrap_or_default());
+        let key = changed.contains(SecretField::KmsKeyId).then(|| {
             p.kms_key_id
                 .clone()
                 .unwrap_or_else(|| DEFAULT_KMS_KEY.into())
         });
         self.update_settings(current.id, description, key).await?;
-        if has("value") {
+        if changed.contains(SecretField::Value) {
             self.put_value(current.id, &p.value).await?;
         }
         match describe(&self.clients, current.id).await? {
-            Some(secret) if secret.deleted_date().is_none() => Ok(applied(&secret)),
+            Some(secret) if secret.deleted_date().is_none() => Ok(Applied::of(outputs(&secret))),
             _ => Err(ResourceError::failed(format!(
                 "secret `{}` is gone or scheduled for deletion",
                 p.name
@@ -390,9 +335,11 @@ impl ResourceKind for Secret {
             Some(secret) if secret.deleted_date().is_some() => return Ok(()),
             Some(_) => {}
         }
+        // Read from the recorded properties as they stand: those lack the (secret) value, so
+        // they do not parse as a whole.
         let window = current
             .properties
-            .get("recovery_window_days")
+            .get(SecretField::RecoveryWindowDays.as_str())
             .and_then(Json::as_i64);
         let req = self
             .clients
@@ -423,20 +370,16 @@ impl ResourceKind for Secret {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &SecretProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = SecretProps::from(props)?;
         let Some(secret) = describe(&self.clients, &p.name).await? else {
             return Ok(None);
         };
         ctx.require_ours(&object(&p.name), pairs(secret.tags()))?;
-        let superseded = secret
-            .arn()
-            .is_some_and(|arn| ctx.superseded.iter().any(|s| s == arn));
-        if superseded || secret.deleted_date().is_some() {
+        if is_superseded(ctx, &secret) || secret.deleted_date().is_some() {
             return Ok(None);
         }
-        Ok(Some(applied(&secret)))
+        Ok(Some(Applied::of(outputs(&secret))))
     }
 }
 
@@ -446,17 +389,14 @@ pub struct SecretLookup {
     clients: Arc<AwsClients>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LookupProps {
-    name_or_arn: String,
-}
-
 impl SecretLookup {
-    async fn lookup(&self, props: &Properties) -> Result<Applied, ResourceError> {
-        let p: LookupProps = parse(props)?;
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
+    async fn lookup(&self, p: &SecretLookupProps) -> Result<Applied, ResourceError> {
         match describe(&self.clients, &p.name_or_arn).await? {
-            Some(s) if s.deleted_date().is_none() => Ok(applied(&s)),
+            Some(s) if s.deleted_date().is_none() => Ok(Applied::of(outputs(&s))),
             Some(_) => Err(ResourceError::failed(format!(
                 "secret `{}` is scheduled for deletion",
                 p.name_or_arn
@@ -470,24 +410,23 @@ impl SecretLookup {
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for SecretLookup {
-    fn name(&self) -> &'static str {
-        "data_secretsmanager_secret"
-    }
-
-    /// Another name is simply looked up again by `update`.
-    fn forces_replacement(&self, _property: &str) -> bool {
-        false
-    }
+impl Kind for SecretLookup {
+    type Props = SecretLookupProps;
 
     fn is_data_source(&self) -> bool {
         true
     }
 
-    async fn create(&self, _ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        self.lookup(props).await
+    async fn create(
+        &self,
+        _ctx: &OpContext,
+        p: &SecretLookupProps,
+    ) -> Result<Applied, ResourceError> {
+        self.lookup(p).await
     }
 
+    /// A name or ARN is what was looked up, not something the secret reports: the recorded
+    /// one stands.
     async fn read(
         &self,
         _ctx: &OpContext,
@@ -500,21 +439,23 @@ impl ResourceKind for SecretLookup {
             return Ok(None);
         }
         let mut properties = Properties::new();
-        if let Some(n) = current.properties.get("name_or_arn") {
-            properties.insert("name_or_arn".into(), n.clone());
+        let key = SecretLookupField::NameOrArn.as_str();
+        if let Some(n) = current.properties.get(key) {
+            properties.insert(key.into(), n.clone());
         }
         Ok(Some(Observed {
             properties,
-            outputs: applied(&secret).outputs,
+            outputs: outputs(&secret).into_outputs(),
         }))
     }
 
+    /// Another name is simply looked up again.
     async fn update(
         &self,
         _ctx: &OpContext,
         _current: Current<'_>,
-        desired: &Properties,
-        _changed: &[String],
+        desired: &SecretLookupProps,
+        _changed: &Changes<SecretLookupProps>,
     ) -> Result<Applied, ResourceError> {
         self.lookup(desired).await
     }

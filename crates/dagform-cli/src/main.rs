@@ -17,6 +17,10 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// `plan --detailed-exitcode` found changes.
     pub const CHANGES: u8 = 2;
+    /// `provision` did everything it could, but some objects wait on something only the user
+    /// can do (DNS records at another DNS host): the instructions are printed, and a later run
+    /// carries on once that is done.
+    pub const PENDING: u8 = 3;
     /// Interrupted (Ctrl-C): steps in flight finished and were recorded, nothing new started.
     pub const INTERRUPTED: u8 = 130;
 }

@@ -1,4 +1,4 @@
-//! Live progress of a run: which steps are running, done or failed, and for how long.
+//! Live progress of a run: which steps are running, done, failed or pending, and for how long.
 
 use dagform_core::reconcile::{Event, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -48,8 +48,21 @@ pub async fn render(mut events: UnboundedReceiver<Event>, total: usize) {
                     b.inc(1);
                 }
             }
+            Phase::Pending { waiting_for } => {
+                running.remove(&key);
+                line(format!("{at}  … {key}: waiting for {waiting_for}"));
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
             Phase::Skipped { because } => {
                 line(format!("{at}  - {key} skipped: {because} failed"));
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+            Phase::Waiting { on } => {
+                line(format!("{at}  … {key} waits: {on} is pending"));
                 if let Some(b) = &bar {
                     b.inc(1);
                 }

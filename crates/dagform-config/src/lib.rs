@@ -9,7 +9,7 @@ mod model;
 pub mod naming;
 mod validate;
 
-pub use blueprint::{Blueprint, OutputSpec, blueprint};
+pub use blueprint::{Blueprint, Inputs, OutputSpec, blueprint, expand, resolve_inputs};
 pub use error::{ConfigError, Diagnostic};
 pub use model::*;
 

@@ -22,5 +22,7 @@ pub use graph::{GraphBuilder, NodeSpec, ResourceGraph};
 pub use kind::{Applied, Current, Kinds, Observed, OpContext, Pending, Properties, ResourceKind};
 pub use plan::{Action, Plan, ResourcePlan};
 pub use state::{ResourceState, State, StateStore};
-pub use typed::{Changes, Input, Kind, KindOutputs, KindProperties, OutputRef, Spec, Typed};
+pub use typed::{
+    Changes, Input, Kind, KindOutputs, KindProperties, OutputRef, PropertyName, Spec, Typed,
+};
 pub use value::{Reference, Value};

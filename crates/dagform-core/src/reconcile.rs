@@ -3,22 +3,26 @@
 //!
 //! A plan becomes a graph of steps (create, update, delete…). A step starts as soon as every
 //! step it waits for has succeeded, with at most `parallelism` in flight; a failure skips only
-//! the steps that wait on it. Deletes are ordered by the dependencies recorded in the state, so
-//! a node removed from the configuration still goes after its dependents.
+//! the steps that wait on it. A step whose object waits on something outside AWS (DNS records
+//! at another host) is pending, not failed: the steps that wait on it wait until a later run.
+//! Deletes are ordered by the dependencies recorded in the state, so a node removed from the
+//! configuration still goes after its dependents. Every call is retried on transient errors
+//! the same way ([`RetryPolicy`]).
 
 use crate::address::Address;
 use crate::error::{Error, ResourceError};
 use crate::graph::ResourceGraph;
-use crate::kind::{Applied, Current, Kinds, OpContext, PollSettings, Properties, ResourceKind};
+use crate::kind::{
+    Applied, Current, Kinds, OpContext, Pending, PollSettings, Properties, ResourceKind,
+};
 use crate::plan::{Action, Plan, resolve_properties, unmatched_properties};
-use crate::state::{DeposedObject, ResourceState, ResourceStatus, StateStore, redact};
+use crate::state::{DeposedObject, ResourceState, ResourceStatus, State, StateStore, redact};
 use backon::{ExponentialBuilder, Retryable};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
@@ -58,10 +62,27 @@ pub struct Event {
 #[derive(Debug, Clone)]
 pub enum Phase {
     Started,
-    Retrying { error: String, delay: Duration },
-    Succeeded { elapsed: Duration },
-    Failed { error: String },
-    Skipped { because: Address },
+    Retrying {
+        error: String,
+        delay: Duration,
+    },
+    Succeeded {
+        elapsed: Duration,
+    },
+    /// Done as far as dagform can take it: the object waits on something outside AWS.
+    Pending {
+        waiting_for: String,
+    },
+    Failed {
+        error: String,
+    },
+    Skipped {
+        because: Address,
+    },
+    /// Not started: a step it waits on is pending.
+    Waiting {
+        on: Address,
+    },
 }
 
 /// Retries of transient errors: exponential backoff with jitter, bounded in total time.
@@ -113,19 +134,50 @@ pub struct Failure {
     pub error: String,
 }
 
+/// A step whose object waits on something only the user can bring about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingStep {
+    pub address: Address,
+    pub step: Step,
+    /// What the object waits for, e.g. "certificate … to be issued".
+    pub waiting_for: String,
+    /// What the user can do about it, one step per line, as the kind words it.
+    pub instructions: Vec<String>,
+}
+
+/// A step not started because a step it waits on, directly or not, is pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub address: Address,
+    pub step: Step,
+    /// The pending node it waits on.
+    pub on: Address,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ApplyReport {
     pub succeeded: Vec<(Address, Step)>,
     pub failed: Vec<Failure>,
+    /// Steps not started because a step they wait on failed.
     pub skipped: Vec<(Address, Step)>,
+    /// Steps whose object waits on the outside world: neither done nor failed; a later run
+    /// carries on.
+    pub pending: Vec<PendingStep>,
+    /// Steps not started because a step they wait on is pending.
+    pub waiting: Vec<Waiting>,
     /// Steps never started because the run was cancelled.
     pub not_started: usize,
     pub cancelled: bool,
 }
 
 impl ApplyReport {
+    /// Everything planned was done.
     pub fn is_success(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty() && !self.cancelled
+        self.failed.is_empty()
+            && self.skipped.is_empty()
+            && self.pending.is_empty()
+            && self.waiting.is_empty()
+            && !self.cancelled
     }
 }
 
@@ -248,48 +300,19 @@ pub async fn apply(
     options: &ApplyOptions,
 ) -> Result<ApplyReport, Error> {
     let steps = step_graph(plan, graph, store)?;
-    let changes: HashMap<&Address, Vec<String>> = plan
-        .resources
-        .iter()
-        .map(|r| {
-            (
-                &r.address,
-                r.changes.iter().map(|c| c.property.clone()).collect(),
-            )
-        })
-        .collect();
-    // Only a replacement keeps the old object to delete later; a create for an object that
-    // vanished outside dagform has nothing left to delete.
-    let replacing: HashSet<&Address> = plan
-        .resources
-        .iter()
-        .filter(|r| r.action == Action::Replace)
-        .map(|r| &r.address)
-        .collect();
-    let mut waiting: HashMap<NodeIndex, usize> = steps
-        .node_indices()
-        .map(|n| (n, steps.neighbors_directed(n, Direction::Incoming).count()))
-        .collect();
-    let mut ready: VecDeque<NodeIndex> = {
-        let mut v: Vec<NodeIndex> = waiting
-            .iter()
-            .filter(|(_, w)| **w == 0)
-            .map(|(&n, _)| n)
-            .collect();
-        v.sort_by(|a, b| steps[*a].address.cmp(&steps[*b].address));
-        v.into()
-    };
-    let mut report = ApplyReport::default();
-    let mut done: HashSet<NodeIndex> = HashSet::new();
+    let preparation = Preparation::new(plan, graph, kinds, options);
+    let mut walk = Walk::new(&steps, options);
     let mut running: JoinSet<StepResult> = JoinSet::new();
     let parallelism = options.parallelism.max(1);
 
     loop {
         while running.len() < parallelism && !options.cancel.is_cancelled() {
-            let Some(n) = ready.pop_front() else { break };
-            let op = steps[n].clone();
-            emit(options, &op, Phase::Started);
-            match prepare(&op, graph, kinds, store, &changes, &replacing, options) {
+            let Some(n) = walk.ready.pop_front() else {
+                break;
+            };
+            let op = &steps[n];
+            emit(options, op, Phase::Started);
+            match preparation.prepare(op, store) {
                 Ok(call) => {
                     running.spawn(async move {
                         let started = Instant::now();
@@ -297,44 +320,36 @@ pub async fn apply(
                         (n, result, started.elapsed())
                     });
                 }
-                Err(e) => {
-                    finish_failed(&steps, n, e.to_string(), &mut done, &mut report, options);
-                }
+                Err(e) => walk.failed(n, e.to_string()),
             }
         }
         let Some(joined) = running.join_next().await else {
             break;
         };
         let (n, result, elapsed) = joined.expect("a step panicked");
-        let op = steps[n].clone();
         match result {
+            Ok(Some(Applied {
+                pending: Some(pending),
+                ..
+            })) => {
+                // Nothing is recorded: a create keeps its intent, so the next run checks again
+                // through find and create exactly as after an interrupted one; an update stays
+                // planned.
+                walk.pending(n, pending);
+            }
             Ok(applied) => {
-                record_success(&op, applied, graph, kinds, store)?;
-                emit(options, &op, Phase::Succeeded { elapsed });
-                report.succeeded.push((op.address.clone(), op.step));
-                done.insert(n);
-                let mut next: Vec<NodeIndex> =
-                    steps.neighbors_directed(n, Direction::Outgoing).collect();
-                next.sort_by(|a, b| steps[*a].address.cmp(&steps[*b].address));
-                next.dedup();
-                for m in next {
-                    let w = waiting.get_mut(&m).expect("known step");
-                    *w -= 1;
-                    if *w == 0 && !done.contains(&m) {
-                        ready.push_back(m);
-                    }
-                }
+                record_success(&steps[n], applied, graph, kinds, store)?;
+                walk.succeeded(n, elapsed);
             }
-            Err(e) => {
-                // A failed create keeps its intent: a multi-call create may have made its
-                // object before failing, and the next run adopts it (or destroy deletes it).
-                finish_failed(&steps, n, e.to_string(), &mut done, &mut report, options);
-            }
+            // A failed create keeps its intent too: a multi-call create may have made its
+            // object before failing, and the next run adopts it (or destroy deletes it).
+            Err(e) => walk.failed(n, e.to_string()),
         }
     }
+    let mut report = walk.report;
     if options.cancel.is_cancelled() {
         report.cancelled = true;
-        report.not_started = steps.node_count() - done.len();
+        report.not_started = steps.node_count() - walk.done.len();
     }
     store.persist()?;
     Ok(report)
@@ -350,279 +365,423 @@ fn emit(options: &ApplyOptions, op: &Op, phase: Phase) {
     }
 }
 
-/// Records a failure and skips everything that waits on it, transitively.
-fn finish_failed(
-    steps: &DiGraph<Op, ()>,
-    n: NodeIndex,
-    error: String,
-    done: &mut HashSet<NodeIndex>,
-    report: &mut ApplyReport,
-    options: &ApplyOptions,
-) {
-    let op = &steps[n];
-    tracing::debug!(address = %op.address, step = %op.step, "failed: {error}");
-    emit(
-        options,
-        op,
-        Phase::Failed {
-            error: error.clone(),
-        },
-    );
-    report.failed.push(Failure {
-        address: op.address.clone(),
-        step: op.step,
-        error,
-    });
-    done.insert(n);
-    let mut stack: Vec<NodeIndex> = steps.neighbors_directed(n, Direction::Outgoing).collect();
-    while let Some(m) = stack.pop() {
-        if done.insert(m) {
-            let skipped = &steps[m];
+/// Where a walk of the step graph stands: how many steps each step still waits for, which
+/// are ready to start, which are finished one way or another, and the report so far.
+struct Walk<'a> {
+    steps: &'a DiGraph<Op, ()>,
+    options: &'a ApplyOptions,
+    waiting: HashMap<NodeIndex, usize>,
+    ready: VecDeque<NodeIndex>,
+    /// Succeeded, failed, pending, or never to start because of one of those.
+    done: HashSet<NodeIndex>,
+    report: ApplyReport,
+}
+
+impl<'a> Walk<'a> {
+    fn new(steps: &'a DiGraph<Op, ()>, options: &'a ApplyOptions) -> Self {
+        let waiting: HashMap<NodeIndex, usize> = steps
+            .node_indices()
+            .map(|n| (n, steps.neighbors_directed(n, Direction::Incoming).count()))
+            .collect();
+        let mut ready: Vec<NodeIndex> = waiting
+            .iter()
+            .filter(|(_, w)| **w == 0)
+            .map(|(&n, _)| n)
+            .collect();
+        ready.sort_by(|a, b| steps[*a].address.cmp(&steps[*b].address));
+        Self {
+            steps,
+            options,
+            waiting,
+            ready: ready.into(),
+            done: HashSet::new(),
+            report: ApplyReport::default(),
+        }
+    }
+
+    /// Records a success and makes ready every step that waited only for it.
+    fn succeeded(&mut self, n: NodeIndex, elapsed: Duration) {
+        let op = &self.steps[n];
+        emit(self.options, op, Phase::Succeeded { elapsed });
+        self.report.succeeded.push((op.address.clone(), op.step));
+        self.done.insert(n);
+        let mut next: Vec<NodeIndex> = self
+            .steps
+            .neighbors_directed(n, Direction::Outgoing)
+            .collect();
+        next.sort_by(|a, b| self.steps[*a].address.cmp(&self.steps[*b].address));
+        next.dedup();
+        for m in next {
+            let w = self.waiting.get_mut(&m).expect("known step");
+            *w -= 1;
+            if *w == 0 && !self.done.contains(&m) {
+                self.ready.push_back(m);
+            }
+        }
+    }
+
+    /// Records a failure and skips everything that waits on it, transitively.
+    fn failed(&mut self, n: NodeIndex, error: String) {
+        let op = &self.steps[n];
+        tracing::debug!(address = %op.address, step = %op.step, "failed: {error}");
+        emit(
+            self.options,
+            op,
+            Phase::Failed {
+                error: error.clone(),
+            },
+        );
+        self.report.failed.push(Failure {
+            address: op.address.clone(),
+            step: op.step,
+            error,
+        });
+        for m in self.hold_back(n) {
+            let skipped = &self.steps[m];
             emit(
-                options,
+                self.options,
                 skipped,
                 Phase::Skipped {
                     because: op.address.clone(),
                 },
             );
-            report.skipped.push((skipped.address.clone(), skipped.step));
-            stack.extend(steps.neighbors_directed(m, Direction::Outgoing));
+            self.report
+                .skipped
+                .push((skipped.address.clone(), skipped.step));
         }
+    }
+
+    /// Records a step whose object waits on the outside world; everything that waits on it,
+    /// transitively, waits with it until a later run.
+    fn pending(&mut self, n: NodeIndex, pending: Pending) {
+        let op = &self.steps[n];
+        tracing::debug!(address = %op.address, step = %op.step, "pending: waiting for {}", pending.waiting_for);
+        emit(
+            self.options,
+            op,
+            Phase::Pending {
+                waiting_for: pending.waiting_for.clone(),
+            },
+        );
+        self.report.pending.push(PendingStep {
+            address: op.address.clone(),
+            step: op.step,
+            waiting_for: pending.waiting_for,
+            instructions: pending.instructions,
+        });
+        for m in self.hold_back(n) {
+            let held = &self.steps[m];
+            emit(
+                self.options,
+                held,
+                Phase::Waiting {
+                    on: op.address.clone(),
+                },
+            );
+            self.report.waiting.push(Waiting {
+                address: held.address.clone(),
+                step: held.step,
+                on: op.address.clone(),
+            });
+        }
+    }
+
+    /// Marks `n` finished, and with it every step that waits on it, transitively, that is not
+    /// finished yet: those never start in this run. Returns the latter.
+    fn hold_back(&mut self, n: NodeIndex) -> Vec<NodeIndex> {
+        self.done.insert(n);
+        let mut held = Vec::new();
+        let mut stack: Vec<NodeIndex> = self
+            .steps
+            .neighbors_directed(n, Direction::Outgoing)
+            .collect();
+        while let Some(m) = stack.pop() {
+            if self.done.insert(m) {
+                held.push(m);
+                stack.extend(self.steps.neighbors_directed(m, Direction::Outgoing));
+            }
+        }
+        held
     }
 }
 
 type Call = std::pin::Pin<Box<dyn Future<Output = Result<Option<Applied>, ResourceError>> + Send>>;
 
-/// Resolves what a step needs, records the intent of a create, and returns the call.
-fn prepare(
-    op: &Op,
-    graph: &ResourceGraph,
-    kinds: &Kinds,
-    store: &mut StateStore,
-    changes: &HashMap<&Address, Vec<String>>,
-    replacing: &HashSet<&Address>,
-    options: &ApplyOptions,
-) -> Result<Call, Error> {
-    let recorded = store.state().get(&op.address).cloned();
-    let kind_name = match (graph.get(&op.address), &recorded) {
-        (Some(n), _) if matches!(op.step, Step::Create | Step::Update | Step::Read) => {
-            n.kind.clone()
+/// What turning a step into a call needs besides the state: the desired graph, the kinds and
+/// what the plan says of each node.
+struct Preparation<'a> {
+    graph: &'a ResourceGraph,
+    kinds: &'a Kinds,
+    options: &'a ApplyOptions,
+    /// Per node, the properties the plan changes.
+    changes: HashMap<&'a Address, Vec<String>>,
+    /// Only a replacement keeps the old object to delete later; a create for an object that
+    /// vanished outside dagform has nothing left to delete.
+    replacing: HashSet<&'a Address>,
+}
+
+impl<'a> Preparation<'a> {
+    fn new(
+        plan: &'a Plan,
+        graph: &'a ResourceGraph,
+        kinds: &'a Kinds,
+        options: &'a ApplyOptions,
+    ) -> Self {
+        let changes = plan
+            .resources
+            .iter()
+            .map(|r| {
+                (
+                    &r.address,
+                    r.changes.iter().map(|c| c.property.clone()).collect(),
+                )
+            })
+            .collect();
+        let replacing = plan
+            .resources
+            .iter()
+            .filter(|r| r.action == Action::Replace)
+            .map(|r| &r.address)
+            .collect();
+        Self {
+            graph,
+            kinds,
+            options,
+            changes,
+            replacing,
         }
-        (_, Some(r)) => r.kind.clone(),
-        (Some(n), None) => n.kind.clone(),
-        (None, None) => {
-            return Err(Error::Plan {
-                address: op.address.clone(),
-                message: "neither desired nor recorded".into(),
-            });
-        }
-    };
-    let kind: Arc<dyn ResourceKind> =
-        kinds
-            .get(&kind_name)
+    }
+
+    /// Resolves what a step needs, records the intent of a create, and returns the call.
+    fn prepare(&self, op: &Op, store: &mut StateStore) -> Result<Call, Error> {
+        let recorded = store.state().get(&op.address).cloned();
+        let kind = self.kind(op, recorded.as_ref())?;
+        let ctx = OpContext::new(
+            self.options.stack.clone(),
+            op.address.clone(),
+            self.options.poll,
+        );
+        let retries = Retries::new(op, self.options);
+        let call: Call = match op.step {
+            Step::Read | Step::Create => {
+                let props = self.desired(op, store.state())?;
+                let (ctx, adopt) = self.record_intent(op, kind.as_ref(), ctx, &props, store)?;
+                Box::pin(async move {
+                    create(kind.as_ref(), &ctx, &props, adopt, &retries)
+                        .await
+                        .map(Some)
+                })
+            }
+            Step::Update => {
+                let props = self.desired(op, store.state())?;
+                let record = recorded.ok_or_else(|| Error::Plan {
+                    address: op.address.clone(),
+                    message: "update of a resource the state does not hold".into(),
+                })?;
+                let changed = self.changes.get(&op.address).cloned().unwrap_or_default();
+                Box::pin(async move {
+                    let current = Current {
+                        id: record.id.as_deref().unwrap_or_default(),
+                        properties: &record.properties,
+                        outputs: &record.outputs,
+                    };
+                    retries
+                        .run(|| kind.update(&ctx, current, &props, &changed))
+                        .await
+                        .map(Some)
+                })
+            }
+            Step::Delete | Step::DeleteDeposed => {
+                let targets = deletion_targets(op.step, recorded.as_ref());
+                Box::pin(async move {
+                    delete(kind.as_ref(), &ctx, targets, &retries).await?;
+                    Ok(None)
+                })
+            }
+        };
+        Ok(call)
+    }
+
+    /// The kind a step calls: the configuration's for a create, update or read, the state's
+    /// otherwise (a node removed from the configuration is deleted as what it was).
+    fn kind(
+        &self,
+        op: &Op,
+        recorded: Option<&ResourceState>,
+    ) -> Result<Arc<dyn ResourceKind>, Error> {
+        let name = match (self.graph.get(&op.address), recorded) {
+            (Some(n), _) if matches!(op.step, Step::Create | Step::Update | Step::Read) => &n.kind,
+            (_, Some(r)) => &r.kind,
+            (Some(n), None) => &n.kind,
+            (None, None) => {
+                return Err(Error::Plan {
+                    address: op.address.clone(),
+                    message: "neither desired nor recorded".into(),
+                });
+            }
+        };
+        self.kinds
+            .get(name)
             .cloned()
             .ok_or_else(|| Error::UnknownKind {
                 address: op.address.clone(),
-                kind: kind_name.clone(),
-            })?;
-    let ctx = OpContext::new(options.stack.clone(), op.address.clone(), options.poll);
-    let desired = || -> Result<Properties, Error> {
-        let node = graph.get(&op.address).expect("desired node");
-        resolve_properties(&node.properties, store.state()).map_err(|r| Error::Plan {
+                kind: name.clone(),
+            })
+    }
+
+    /// The node's desired properties, every reference resolved from the state.
+    fn desired(&self, op: &Op, state: &State) -> Result<Properties, Error> {
+        let node = self.graph.get(&op.address).expect("desired node");
+        resolve_properties(&node.properties, state).map_err(|r| Error::Plan {
             address: op.address.clone(),
             message: format!("`{r}` is not known: its node has not been applied"),
         })
-    };
-    let retry = options.retry;
-    let events = options.events.clone();
-    let (address, step) = (op.address.clone(), op.step);
-    let notify = move |e: &ResourceError, delay: Duration| {
-        tracing::warn!(%address, %step, "retrying in {delay:?}: {e}");
-        if let Some(tx) = &events {
+    }
+
+    /// Makes the intent of a create durable before the call: whatever happens next, the next
+    /// run looks for what this create made before making another. Returns the context the
+    /// create runs with, and whether an interrupted create's object is to be looked for first.
+    fn record_intent(
+        &self,
+        op: &Op,
+        kind: &dyn ResourceKind,
+        mut ctx: OpContext,
+        props: &Properties,
+        store: &mut StateStore,
+    ) -> Result<(OpContext, bool), Error> {
+        let recorded = store.state().get(&op.address);
+        let redacted = redact(props, kind.sensitive_properties());
+        let interrupted = recorded.filter(|r| r.status == ResourceStatus::Creating);
+        // The same intent keeps its token across runs, so AWS recognises a create it has
+        // already done; a changed configuration is a new intent.
+        let intent = interrupted
+            .filter(|r| r.properties == redacted)
+            .and_then(|r| r.intent.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let mut deposed = recorded.map(|r| r.deposed.clone()).unwrap_or_default();
+        if let Some(r) = recorded
+            .filter(|r| r.status == ResourceStatus::Ready && self.replacing.contains(&op.address))
+        {
+            // Create-before-destroy: the old object stays recorded until it is deleted.
+            deposed.push(DeposedObject {
+                id: r.id.clone().unwrap_or_default(),
+                properties: r.properties.clone(),
+                outputs: r.outputs.clone(),
+            });
+        }
+        let adopt = interrupted.is_some() && !kind.is_data_source();
+        ctx.intent = intent.clone();
+        ctx.superseded = deposed.iter().map(|d| d.id.clone()).collect();
+        store.put(
+            op.address.clone(),
+            ResourceState {
+                kind: kind.name().to_owned(),
+                status: ResourceStatus::Creating,
+                id: None,
+                properties: redacted,
+                outputs: Default::default(),
+                dependencies: self
+                    .graph
+                    .dependencies(&op.address)
+                    .into_iter()
+                    .cloned()
+                    .collect(),
+                deposed,
+                intent: Some(intent),
+            },
+        )?;
+        Ok((ctx, adopt))
+    }
+}
+
+/// Retries of one step's calls: transient errors are retried with exponential backoff and
+/// jitter, bounded in total time; every retry is logged and reported as an event.
+struct Retries {
+    policy: RetryPolicy,
+    address: Address,
+    step: Step,
+    events: Option<UnboundedSender<Event>>,
+}
+
+impl Retries {
+    fn new(op: &Op, options: &ApplyOptions) -> Self {
+        Self {
+            policy: options.retry,
+            address: op.address.clone(),
+            step: op.step,
+            events: options.events.clone(),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails with an error that is not transient, or the
+    /// policy's time is up.
+    async fn run<T, Fut>(&self, attempt: impl FnMut() -> Fut) -> Result<T, ResourceError>
+    where
+        Fut: Future<Output = Result<T, ResourceError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(self.policy.min_delay)
+            .with_max_delay(self.policy.max_delay)
+            .with_total_delay(Some(self.policy.max_elapsed))
+            .without_max_times();
+        attempt
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(ResourceError::is_transient)
+            .notify(|e, delay| self.retrying(e, delay))
+            .await
+    }
+
+    fn retrying(&self, error: &ResourceError, delay: Duration) {
+        let (address, step) = (&self.address, self.step);
+        tracing::warn!(%address, %step, "retrying in {delay:?}: {error}");
+        if let Some(tx) = &self.events {
             let _ = tx.send(Event {
                 address: address.clone(),
                 step,
                 phase: Phase::Retrying {
-                    error: e.to_string(),
+                    error: error.to_string(),
                     delay,
                 },
             });
         }
-    };
-    let backoff = ExponentialBuilder::default()
-        .with_jitter()
-        .with_min_delay(retry.min_delay)
-        .with_max_delay(retry.max_delay)
-        .with_total_delay(Some(retry.max_elapsed))
-        .without_max_times();
+    }
+}
 
-    let call: Call = match op.step {
-        Step::Read | Step::Create => {
-            let props = desired()?;
-            let redacted = redact(&props, kind.sensitive_properties());
-            let interrupted = recorded
-                .as_ref()
-                .filter(|r| r.status == ResourceStatus::Creating);
-            // The same intent keeps its token across runs, so AWS recognises a create it has
-            // already done; a changed configuration is a new intent.
-            let intent = interrupted
-                .filter(|r| r.properties == redacted)
-                .and_then(|r| r.intent.clone())
-                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-            let mut deposed = recorded
-                .as_ref()
-                .map(|r| r.deposed.clone())
-                .unwrap_or_default();
-            if let Some(r) = recorded
-                .as_ref()
-                .filter(|r| r.status == ResourceStatus::Ready && replacing.contains(&op.address))
-            {
-                // Create-before-destroy: the old object stays recorded until it is deleted.
-                deposed.push(DeposedObject {
-                    id: r.id.clone().unwrap_or_default(),
-                    properties: r.properties.clone(),
-                    outputs: r.outputs.clone(),
-                });
-            }
-            let mut ctx = ctx;
-            ctx.intent = intent.clone();
-            ctx.superseded = deposed.iter().map(|d| d.id.clone()).collect();
-            let adopt = interrupted.is_some() && !kind.is_data_source();
-            // The intent is durable before the call: whatever happens next, the next run looks
-            // for what this create made before making another.
-            store.put(
-                op.address.clone(),
-                ResourceState {
-                    kind: kind_name,
-                    status: ResourceStatus::Creating,
-                    id: None,
-                    properties: redacted,
-                    outputs: Default::default(),
-                    dependencies: graph
-                        .dependencies(&op.address)
-                        .into_iter()
-                        .cloned()
-                        .collect(),
-                    deposed,
-                    intent: Some(intent),
-                },
-            )?;
-            let props = Arc::new(props);
-            let attempts = Arc::new(AtomicUsize::new(0));
-            Box::pin(async move {
-                (|| {
-                    let (kind, ctx, props, attempts) =
-                        (kind.clone(), ctx.clone(), props.clone(), attempts.clone());
-                    async move {
-                        // After an interrupted run, and before retrying a create whose first
-                        // attempt may have gone through, look for the object first.
-                        let retry = attempts.fetch_add(1, Ordering::Relaxed) > 0;
-                        if (adopt || retry)
-                            && !kind.is_data_source()
-                            && let Some(found) = kind.find(&ctx, &props).await?
-                        {
-                            tracing::info!(address = %ctx.address, id = %found.id, "adopting an object an unfinished create made");
-                            return finish_adopted(kind.as_ref(), &ctx, found, &props).await;
-                        }
-                        kind.create(&ctx, &props).await
-                    }
-                })
-                .retry(backoff)
-                .sleep(tokio::time::sleep)
-                .when(ResourceError::is_transient)
-                .notify(notify)
-                .await
-                .map(Some)
-            })
-        }
-        Step::Update => {
-            let props = Arc::new(desired()?);
-            let record = recorded.ok_or_else(|| Error::Plan {
-                address: op.address.clone(),
-                message: "update of a resource the state does not hold".into(),
-            })?;
-            let changed = Arc::new(changes.get(&op.address).cloned().unwrap_or_default());
-            let record = Arc::new(record);
-            Box::pin(async move {
-                (|| {
-                    let (kind, ctx, props, record, changed) = (
-                        kind.clone(),
-                        ctx.clone(),
-                        props.clone(),
-                        record.clone(),
-                        changed.clone(),
-                    );
-                    async move {
-                        let current = Current {
-                            id: record.id.as_deref().unwrap_or_default(),
-                            properties: &record.properties,
-                            outputs: &record.outputs,
-                        };
-                        kind.update(&ctx, current, &props, &changed).await
-                    }
-                })
-                .retry(backoff)
-                .sleep(tokio::time::sleep)
-                .when(ResourceError::is_transient)
-                .notify(notify)
-                .await
-                .map(Some)
-            })
-        }
-        Step::Delete | Step::DeleteDeposed => {
-            let targets: Vec<DeposedObject> = match (&recorded, op.step) {
-                (Some(r), Step::DeleteDeposed) => r.deposed.clone(),
-                (Some(r), _) if r.id.is_some() => vec![DeposedObject {
-                    id: r.id.clone().unwrap_or_default(),
-                    properties: r.properties.clone(),
-                    outputs: r.outputs.clone(),
-                }],
-                // A create that never got an id: look for what it may have made.
-                (Some(r), _) => vec![DeposedObject {
-                    id: String::new(),
-                    properties: r.properties.clone(),
-                    outputs: Default::default(),
-                }],
-                (None, _) => vec![],
-            };
-            let targets = Arc::new(targets);
-            Box::pin(async move {
-                for t in targets.iter() {
-                    let mut object = t.clone();
-                    if object.id.is_empty() {
-                        match kind.find(&ctx, &object.properties).await {
-                            Ok(Some(found)) => {
-                                object.id = found.id;
-                                object.outputs = found.outputs;
-                            }
-                            // What is there is not ours: this create never made anything.
-                            Ok(None) | Err(ResourceError::NotOwned(_)) => continue,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    let object = Arc::new(object);
-                    (|| {
-                        let (kind, ctx, object) = (kind.clone(), ctx.clone(), object.clone());
-                        async move {
-                            let current = Current {
-                                id: &object.id,
-                                properties: &object.properties,
-                                outputs: &object.outputs,
-                            };
-                            kind.delete(&ctx, current).await
-                        }
-                    })
-                    .retry(backoff)
-                    .sleep(tokio::time::sleep)
-                    .when(ResourceError::is_transient)
-                    .notify(notify.clone())
-                    .await?;
-                }
-                Ok(None)
-            })
-        }
-    };
-    Ok(call)
+/// Creates the object (or reads a data source). After an interrupted run (`adopt`), and
+/// before retrying a create whose first attempt may have gone through, it looks for the
+/// object first.
+async fn create(
+    kind: &dyn ResourceKind,
+    ctx: &OpContext,
+    props: &Properties,
+    adopt: bool,
+    retries: &Retries,
+) -> Result<Applied, ResourceError> {
+    let mut attempts = 0;
+    retries
+        .run(|| {
+            attempts += 1;
+            create_or_adopt(kind, ctx, props, adopt || attempts > 1)
+        })
+        .await
+}
+
+async fn create_or_adopt(
+    kind: &dyn ResourceKind,
+    ctx: &OpContext,
+    props: &Properties,
+    look_first: bool,
+) -> Result<Applied, ResourceError> {
+    if look_first
+        && !kind.is_data_source()
+        && let Some(found) = kind.find(ctx, props).await?
+    {
+        tracing::info!(address = %ctx.address, id = %found.id, "adopting an object an unfinished create made");
+        return finish_adopted(kind, ctx, found, props).await;
+    }
+    kind.create(ctx, props).await
 }
 
 /// Brings an object an unfinished create left behind to what is wanted, instead of assuming
@@ -670,6 +829,67 @@ async fn finish_adopted(
         outputs: &observed.outputs,
     };
     kind.update(ctx, current, props, &unmatched).await
+}
+
+/// The objects a delete step removes: the recorded one, or for `DeleteDeposed` the replaced
+/// ones left over. A create that never got an id stands for whatever it may have made.
+fn deletion_targets(step: Step, recorded: Option<&ResourceState>) -> Vec<DeposedObject> {
+    match (recorded, step) {
+        (Some(r), Step::DeleteDeposed) => r.deposed.clone(),
+        (Some(r), _) if r.id.is_some() => vec![DeposedObject {
+            id: r.id.clone().unwrap_or_default(),
+            properties: r.properties.clone(),
+            outputs: r.outputs.clone(),
+        }],
+        (Some(r), _) => vec![DeposedObject {
+            id: String::new(),
+            properties: r.properties.clone(),
+            outputs: Default::default(),
+        }],
+        (None, _) => vec![],
+    }
+}
+
+/// Deletes every target in turn, each retried on transient errors.
+async fn delete(
+    kind: &dyn ResourceKind,
+    ctx: &OpContext,
+    targets: Vec<DeposedObject>,
+    retries: &Retries,
+) -> Result<(), ResourceError> {
+    for target in targets {
+        let Some(object) = locate(kind, ctx, target).await? else {
+            continue;
+        };
+        let current = Current {
+            id: &object.id,
+            properties: &object.properties,
+            outputs: &object.outputs,
+        };
+        retries.run(|| kind.delete(ctx, current)).await?;
+    }
+    Ok(())
+}
+
+/// The object a delete target stands for: a target without an id (a create that never got
+/// one) is looked for, and is nothing to delete when what is there is not ours.
+async fn locate(
+    kind: &dyn ResourceKind,
+    ctx: &OpContext,
+    mut target: DeposedObject,
+) -> Result<Option<DeposedObject>, ResourceError> {
+    if !target.id.is_empty() {
+        return Ok(Some(target));
+    }
+    match kind.find(ctx, &target.properties).await {
+        Ok(Some(found)) => {
+            target.id = found.id;
+            target.outputs = found.outputs;
+            Ok(Some(target))
+        }
+        Ok(None) | Err(ResourceError::NotOwned(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn record_success(

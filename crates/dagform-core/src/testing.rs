@@ -5,12 +5,14 @@
 //! object fails, so ordering mistakes show up as test failures. Objects remember the stack and
 //! address that made them (as AWS tags do) and a `name` property is unique per kind, so the
 //! ownership rules can be tested too. It records every call and the highest number of calls in
-//! flight at once, and can lose a create's answer or fail a create halfway.
+//! flight at once, and can lose a create's answer, fail a create halfway, or keep an object
+//! waiting on the outside world until the test says the outside condition is met.
 
 use crate::address::Address;
 use crate::error::ResourceError;
 use crate::kind::{
-    ADDRESS_TAG, Applied, Current, Observed, OpContext, Owner, Properties, ResourceKind, STACK_TAG,
+    ADDRESS_TAG, Applied, Current, Observed, OpContext, Owner, Pending, Properties, ResourceKind,
+    STACK_TAG,
 };
 use async_trait::async_trait;
 use serde_json::Value as Json;
@@ -62,6 +64,8 @@ struct Inner {
     /// Address → a property the next create leaves unset before failing, as a multi-call
     /// create stopped after its first call does.
     halfway: HashMap<Address, String>,
+    /// Address → what its object waits for outside the cloud, until the condition is met.
+    pending: HashMap<Address, Pending>,
 }
 
 /// A shared in-memory "cloud".
@@ -99,6 +103,17 @@ impl MemoryCloud {
     /// The next create at `address` makes its object without `property` and then fails.
     pub fn fail_halfway(&self, address: &str, property: &str) {
         self.lock().halfway.insert(address.into(), property.into());
+    }
+
+    /// Objects at `address` wait on the outside world: creates, updates and finds make or
+    /// return them but answer `pending`, until [`MemoryCloud::condition_met`].
+    pub fn answer_pending(&self, address: &str, pending: Pending) {
+        self.lock().pending.insert(address.into(), pending);
+    }
+
+    /// What the objects at `address` waited for has happened: they answer as finished.
+    pub fn condition_met(&self, address: &str) {
+        self.lock().pending.remove(&Address::from(address));
     }
 
     pub fn repair(&self, address: &str) {
@@ -302,6 +317,16 @@ impl MemoryKind {
         }
         applied
     }
+
+    /// What a create, update or find answers for the object at `address`: pending while the
+    /// cloud keeps it waiting.
+    fn answer(&self, inner: &Inner, address: &Address, id: &str, props: &Properties) -> Applied {
+        let applied = self.applied(id, props);
+        match inner.pending.get(address) {
+            Some(pending) => applied.pending(pending.clone()),
+            None => applied,
+        }
+    }
 }
 
 #[async_trait]
@@ -373,7 +398,7 @@ impl ResourceKind for MemoryKind {
                     *n -= 1;
                     return Err(ResourceError::Transient("connection reset".into()));
                 }
-                Ok(self.applied(&id, props))
+                Ok(self.answer(inner, &ctx.address, &id, props))
             })
             .await
     }
@@ -407,7 +432,7 @@ impl ResourceKind for MemoryKind {
                     .get_mut(current.id)
                     .ok_or_else(|| ResourceError::Failed(format!("{} is gone", current.id)))?;
                 o.properties = desired.clone();
-                Ok(self.applied(current.id, desired))
+                Ok(self.answer(inner, &ctx.address, current.id, desired))
             })
             .await
     }
@@ -446,7 +471,7 @@ impl ResourceKind for MemoryKind {
                 && !ctx.superseded.iter().any(|s| s == *id)
         });
         if let Some((id, o)) = ours {
-            return Ok(Some(self.applied(id, &o.properties)));
+            return Ok(Some(self.answer(&inner, &ctx.address, id, &o.properties)));
         }
         // Something else under the wanted name is never ours to adopt.
         if let Some(name) = props.get("name")

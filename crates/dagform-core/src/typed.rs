@@ -30,7 +30,7 @@ pub trait KindProperties: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Properties whose values are secret: shown as a hash in plans, kept out of the state.
     const SENSITIVE: &'static [&'static str];
     /// One variant per property.
-    type Field: Copy + Eq + Hash + Debug + Send + Sync + 'static;
+    type Field: PropertyName + Eq + Hash + Debug + Send + Sync + 'static;
     /// What the blueprint fills in.
     type Spec: Spec<Props = Self>;
     /// What an applied object of this kind reports.
@@ -51,6 +51,12 @@ pub trait KindProperties: Serialize + DeserializeOwned + Send + Sync + 'static {
         parsed.check()?;
         Ok(parsed)
     }
+}
+
+/// A kind's property, named as the graph and the state name it: code that reads untyped
+/// properties (the cost estimate, `status`) names them through these, never by string.
+pub trait PropertyName: Copy {
+    fn property(self) -> &'static str;
 }
 
 /// A kind's outputs, as `#[derive(Outputs)]` declares them.
@@ -116,9 +122,7 @@ impl NodeSpec {
 }
 
 /// Typed references to the outputs of the node at `address`, of kind `P`.
-pub fn outputs_of<P: KindProperties>(
-    address: &Address,
-) -> <P::Outputs as KindOutputs>::Refs {
+pub fn outputs_of<P: KindProperties>(address: &Address) -> <P::Outputs as KindOutputs>::Refs {
     <P::Outputs as KindOutputs>::refs(address)
 }
 

@@ -1,11 +1,17 @@
 //! The engine end to end over the in-memory cloud: plan, concurrent walk, failure isolation,
-//! destroy order, replacement order, retries, cancellation, adoption and drift.
+//! destroy order, replacement order, retries, cancellation, adoption, drift and objects
+//! pending on the outside world.
 
 use dagform_core::plan::{LiveView, PlanOptions, PlannedValue, plan};
-use dagform_core::reconcile::{ApplyOptions, ApplyReport, RetryPolicy, Step, apply, read_live};
+use dagform_core::reconcile::{
+    ApplyOptions, ApplyReport, Event, PendingStep, Phase, RetryPolicy, Step, Waiting, apply,
+    read_live,
+};
+use dagform_core::state::ResourceStatus;
 use dagform_core::testing::{MemoryCloud, MemoryKind};
 use dagform_core::{
-    Action, Address, GraphBuilder, Kinds, NodeSpec, Plan, ResourceGraph, StateStore, Value, props,
+    Action, Address, GraphBuilder, Kinds, NodeSpec, Pending, Plan, ResourceGraph, StateStore,
+    Value, props,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -714,4 +720,177 @@ async fn a_replaced_object_is_never_adopted_as_its_successor() {
 
 fn props_of(v: serde_json::Value) -> dagform_core::Properties {
     v.as_object().unwrap().clone()
+}
+
+fn awaiting_approval() -> Pending {
+    Pending {
+        waiting_for: "subnet a to be approved".into(),
+        instructions: vec!["approve subnet a at the outside host".into()],
+    }
+}
+
+fn succeeded(report: &ApplyReport) -> Vec<(&str, Step)> {
+    let mut steps: Vec<(&str, Step)> = report
+        .succeeded
+        .iter()
+        .map(|(a, s)| (a.as_str(), *s))
+        .collect();
+    steps.sort();
+    steps
+}
+
+#[tokio::test]
+async fn a_pending_create_holds_back_its_dependents_without_failing() {
+    let f = fixture(0);
+    let g = platform("10.0.0.0/16");
+    f.cloud
+        .answer_pending("shared.subnet.a", awaiting_approval());
+    let mut o = options();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    o.events = Some(tx);
+    let (_, report) = f.converge_with(&g, &o).await;
+    drop(o);
+
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(
+        report.skipped.is_empty(),
+        "waiting is not skipped: {report:?}"
+    );
+    assert!(!report.is_success(), "not everything is done");
+    assert_eq!(
+        report.pending,
+        [PendingStep {
+            address: "shared.subnet.a".into(),
+            step: Step::Create,
+            waiting_for: "subnet a to be approved".into(),
+            instructions: vec!["approve subnet a at the outside host".into()],
+        }]
+    );
+    assert_eq!(
+        report.waiting,
+        [Waiting {
+            address: "shared.lb".into(),
+            step: Step::Create,
+            on: "shared.subnet.a".into(),
+        }]
+    );
+    assert_eq!(
+        succeeded(&report),
+        [
+            ("shared.log", Step::Create),
+            ("shared.subnet.b", Step::Create),
+            ("shared.vpc", Step::Create)
+        ]
+    );
+    assert!(
+        !f.cloud
+            .calls()
+            .iter()
+            .any(|c| c.address.as_str() == "shared.lb"),
+        "the dependent never started"
+    );
+    let mut phases = Vec::new();
+    while let Some(e) = rx.recv().await {
+        match e.phase {
+            Phase::Pending { waiting_for } => {
+                phases.push(format!("{} pending: {waiting_for}", e.address))
+            }
+            Phase::Waiting { on } => phases.push(format!("{} waits on {on}", e.address)),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        phases,
+        [
+            "shared.subnet.a pending: subnet a to be approved",
+            "shared.lb waits on shared.subnet.a"
+        ]
+    );
+    // Recorded as still being created, exactly as an interrupted create is.
+    let record = &f.state().resources[&Address::from("shared.subnet.a")];
+    assert_eq!(record.status, ResourceStatus::Creating);
+    assert!(record.id.is_none() && record.intent.is_some(), "{record:?}");
+    assert!(
+        !f.state()
+            .resources
+            .contains_key(&Address::from("shared.lb"))
+    );
+}
+
+#[tokio::test]
+async fn a_later_run_finishes_a_pending_node_and_then_its_dependents() {
+    let f = fixture(0);
+    let g = platform("10.0.0.0/16");
+    f.cloud
+        .answer_pending("shared.subnet.a", awaiting_approval());
+    f.converge(&g).await;
+    let made = objects_at(&f, "shared.subnet.a");
+    assert_eq!(made.len(), 1);
+    let intent = f.state().resources[&Address::from("shared.subnet.a")]
+        .intent
+        .clone();
+
+    // Still waiting: the run checks again, finds the same object, makes no other.
+    let report = f.converge(&g).await;
+    assert_eq!(report.pending.len(), 1, "{report:?}");
+    assert_eq!(report.waiting.len(), 1, "{report:?}");
+    assert!(report.succeeded.is_empty(), "{report:?}");
+    assert_eq!(
+        objects_at(&f, "shared.subnet.a"),
+        made,
+        "looked for, not repeated"
+    );
+    let record = &f.state().resources[&Address::from("shared.subnet.a")];
+    assert_eq!(record.status, ResourceStatus::Creating);
+    assert_eq!(record.intent, intent, "the same intended create");
+
+    // The outside condition is met: the next run completes the node and its dependents.
+    f.cloud.condition_met("shared.subnet.a");
+    let report = f.converge(&g).await;
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(
+        succeeded(&report),
+        [
+            ("shared.lb", Step::Create),
+            ("shared.subnet.a", Step::Create)
+        ]
+    );
+    let record = &f.state().resources[&Address::from("shared.subnet.a")];
+    assert_eq!(record.status, ResourceStatus::Ready);
+    assert_eq!(record.id.as_deref(), Some(made[0].as_str()), "adopted");
+    assert!(record.intent.is_none());
+    let (_, lb) = f.cloud.object_at("shared.lb").unwrap();
+    assert_eq!(lb.properties["subnets"][0], json!(made[0]));
+    assert!(!f.plan(&g).has_changes());
+}
+
+#[tokio::test]
+async fn a_pending_update_keeps_the_record_and_stays_planned() {
+    let f = fixture(0);
+    let g = |size: i64| {
+        graph(vec![NodeSpec::new(
+            "shared.log",
+            "thing",
+            props! { "zone" => "none", "size" => size },
+        )])
+    };
+    f.converge(&g(1)).await;
+    let g = g(3);
+    f.cloud.answer_pending("shared.log", awaiting_approval());
+    let report = f.converge(&g).await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.pending.len(), 1, "{report:?}");
+    assert_eq!(report.pending[0].step, Step::Update);
+    let record = &f.state().resources[&Address::from("shared.log")];
+    assert_eq!(record.status, ResourceStatus::Ready);
+    assert_eq!(record.properties["size"], json!(1), "not recorded as done");
+    assert_eq!(
+        f.plan(&g).get(&"shared.log".into()).unwrap().action,
+        Action::Update,
+        "the next run updates again"
+    );
+    f.cloud.condition_met("shared.log");
+    let report = f.converge(&g).await;
+    assert!(report.is_success(), "{report:?}");
+    assert!(!f.plan(&g).has_changes());
 }

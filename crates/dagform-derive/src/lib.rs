@@ -128,7 +128,8 @@ fn fields(input: &DeriveInput) -> syn::Result<Vec<Field>> {
                     Ok(())
                 })?;
             }
-            let optional = option_inner(&f.ty).or_else(|| has_serde_default(f).then(|| f.ty.clone()));
+            let optional =
+                option_inner(&f.ty).or_else(|| has_serde_default(f).then(|| f.ty.clone()));
             Ok(Field {
                 ident: f.ident.clone().expect("named field"),
                 ty: f.ty.clone(),
@@ -155,11 +156,15 @@ fn spec(input: &DeriveInput, fields: &[Field]) -> (Ident, Tokens) {
     let vis = &input.vis;
     let props = &input.ident;
     let spec = format_ident!("{}Spec", stem(props));
-    let doc = format!("[`{props}`] as the blueprint gives it: each field a plain value or another node's output.");
+    let doc = format!(
+        "[`{props}`] as the blueprint gives it: each field a plain value or another node's output."
+    );
     let decls = fields.iter().map(|f| {
         let ident = &f.ident;
         match &f.optional {
-            Some(inner) => quote! { pub #ident: ::core::option::Option<::dagform_core::typed::Input<#inner>> },
+            Some(inner) => {
+                quote! { pub #ident: ::core::option::Option<::dagform_core::typed::Input<#inner>> }
+            }
             None => {
                 let ty = &f.ty;
                 quote! { pub #ident: ::dagform_core::typed::Input<#ty> }
@@ -216,23 +221,49 @@ fn properties(input: &DeriveInput) -> syn::Result<Tokens> {
     let options = kind_options(input)?;
     let fields = fields(input)?;
     let (spec, spec_tokens) = spec(input, &fields);
-    if options.nested {
-        return Ok(spec_tokens);
-    }
     let props = &input.ident;
     let vis = &input.vis;
+    let field_enum = format_ident!("{}Field", stem(props));
+    let variants: Vec<Ident> = fields
+        .iter()
+        .map(|f| {
+            Ident::new(
+                &property_name(&f.ident).to_upper_camel_case(),
+                f.ident.span(),
+            )
+        })
+        .collect();
+    let keys: Vec<String> = fields.iter().map(|f| property_name(&f.ident)).collect();
+    let enum_doc =
+        format!("The properties of [`{props}`], for typed change and replacement checks.");
+    let field_tokens = quote! {
+        #[doc = #enum_doc]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #vis enum #field_enum { #(#variants,)* }
+
+        impl #field_enum {
+            /// The property's name in the graph and the state.
+            pub const fn as_str(self) -> &'static str {
+                match self { #(Self::#variants => #keys,)* }
+            }
+        }
+
+        impl ::dagform_core::typed::PropertyName for #field_enum {
+            fn property(self) -> &'static str {
+                self.as_str()
+            }
+        }
+
+    };
+    if options.nested {
+        return Ok(quote! { #spec_tokens #field_tokens });
+    }
     let name = options
         .name
         .ok_or_else(|| syn::Error::new(Span::call_site(), "missing #[kind(name = \"…\")]"))?;
     let outputs = options
         .outputs
         .ok_or_else(|| syn::Error::new(Span::call_site(), "missing #[kind(outputs = …)]"))?;
-    let field_enum = format_ident!("{}Field", stem(props));
-    let variants: Vec<Ident> = fields
-        .iter()
-        .map(|f| Ident::new(&property_name(&f.ident).to_upper_camel_case(), f.ident.span()))
-        .collect();
-    let keys: Vec<String> = fields.iter().map(|f| property_name(&f.ident)).collect();
     let replace: Vec<&Ident> = fields
         .iter()
         .zip(&variants)
@@ -249,20 +280,9 @@ fn properties(input: &DeriveInput) -> syn::Result<Tokens> {
         Some(path) => quote! { #path(self) },
         None => quote! { ::core::result::Result::Ok(()) },
     };
-    let enum_doc = format!("The properties of [`{props}`], for typed change and replacement checks.");
     Ok(quote! {
         #spec_tokens
-
-        #[doc = #enum_doc]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #vis enum #field_enum { #(#variants,)* }
-
-        impl #field_enum {
-            /// The property's name in the graph and the state.
-            pub const fn as_str(self) -> &'static str {
-                match self { #(Self::#variants => #keys,)* }
-            }
-        }
+        #field_tokens
 
         impl ::dagform_core::typed::KindProperties for #props {
             const KIND: &'static str = #name;
@@ -315,7 +335,10 @@ pub fn derive_outputs(input: TokenStream) -> TokenStream {
 fn outputs(input: &DeriveInput) -> syn::Result<Tokens> {
     let fields = fields(input)?;
     if !fields.iter().any(|f| f.ident == "id") {
-        return Err(syn::Error::new_spanned(input, "outputs need an `id: String` field"));
+        return Err(syn::Error::new_spanned(
+            input,
+            "outputs need an `id: String` field",
+        ));
     }
     let outputs = &input.ident;
     let vis = &input.vis;

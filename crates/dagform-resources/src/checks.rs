@@ -15,7 +15,8 @@ pub fn check_name(name: &str) -> Result<(), ResourceError> {
     Ok(())
 }
 
-/// An IPv4 CIDR block with a prefix length in `prefixes` and no host bits set.
+/// An IPv4 CIDR block with a prefix length in `prefixes` and no host bits set (canonical, so
+/// the value reads back unchanged).
 pub fn check_cidr(
     what: &str,
     cidr: &str,
@@ -42,4 +43,29 @@ pub fn check_cidr(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_cidr, check_name};
+
+    #[test]
+    fn cidr_validation() {
+        assert!(check_cidr("cidr", "10.0.0.0/16", 16..=28).is_ok());
+        assert!(check_cidr("cidr", "0.0.0.0/0", 0..=32).is_ok());
+        assert!(check_cidr("cidr", "10.0.1.0/24", 16..=28).is_ok());
+        assert!(check_cidr("cidr", "10.0.0.1/16", 16..=28).is_err());
+        assert!(check_cidr("cidr", "10.0.0.0/8", 16..=28).is_err());
+        assert!(check_cidr("cidr", "10.0.0/16", 16..=28).is_err());
+        assert!(check_cidr("cidr", "10.0.0.0", 16..=28).is_err());
+        assert!(check_cidr("cidr", "10.0.0.0/33", 0..=32).is_err());
+    }
+
+    #[test]
+    fn name_length() {
+        assert!(check_name("web").is_ok());
+        assert!(check_name(&"é".repeat(256)).is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name(&"a".repeat(257)).is_err());
+    }
 }

@@ -1,27 +1,21 @@
 //! `aws_internet_gateway`, `aws_eip` and `aws_nat_gateway`.
 
 use super::{
-    FILTER_BATCH, adoptable, check_name, filter_ids, name_property, pick_adoptable, set_name,
+    FILTER_BATCH, adoptable, filter_ids, name_tag, observed_named, pick_adoptable, set_name,
     tag_spec, tagged_for, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
-use crate::error::{classify, code, is_not_found, parse};
+use crate::error::{classify, code};
 use crate::ownership::{found, gone, pairs, single_attempt};
 use aws_sdk_ec2::types::{DomainType, Filter, NatGatewayState, ResourceType};
-use dagform_core::{
-    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+use dagform_core::{Applied, Changes, Current, Kind, Observed, OpContext, ResourceError};
+use dagform_resources::ec2::{
+    EipOutputs, EipProps, InternetGatewayField, InternetGatewayOutputs, InternetGatewayProps,
+    NatGatewayField, NatGatewayOutputs, NatGatewayProps,
 };
-use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use std::sync::Arc;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InternetGatewayProps {
-    name: String,
-    vpc_id: String,
-}
 
 /// `aws_internet_gateway`: an internet gateway attached to one VPC.
 pub struct InternetGateway {
@@ -88,19 +82,39 @@ fn attached_vpc(igw: &aws_sdk_ec2::types::InternetGateway) -> Option<&str> {
         .and_then(|a| a.vpc_id())
 }
 
+fn igw_applied(id: &str) -> Applied {
+    Applied::of(InternetGatewayOutputs { id: id.to_owned() })
+}
+
+/// A live gateway in the shape of the desired properties.
+fn observe_igw(igw: &aws_sdk_ec2::types::InternetGateway, current: Current<'_>) -> Observed {
+    let vpc_id = attached_vpc(igw);
+    let props = InternetGatewayProps {
+        name: name_tag(igw.tags()).unwrap_or_default().to_owned(),
+        vpc_id: vpc_id.unwrap_or_default().to_owned(),
+    };
+    let outputs = InternetGatewayOutputs {
+        id: current.id.to_owned(),
+    };
+    let mut observed = observed_named(&props, outputs, igw.tags());
+    if vpc_id.is_none() {
+        // Detached shows as null, so the planner sees the drift and re-creates the gateway.
+        observed
+            .properties
+            .insert(InternetGatewayField::VpcId.as_str().into(), Json::Null);
+    }
+    observed
+}
+
 #[async_trait::async_trait]
-impl ResourceKind for InternetGateway {
-    fn name(&self) -> &'static str {
-        "aws_internet_gateway"
-    }
+impl Kind for InternetGateway {
+    type Props = InternetGatewayProps;
 
-    fn forces_replacement(&self, property: &str) -> bool {
-        property == "vpc_id"
-    }
-
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p: InternetGatewayProps = parse(props)?;
-        check_name(&p.name)?;
+    async fn create(
+        &self,
+        ctx: &OpContext,
+        p: &InternetGatewayProps,
+    ) -> Result<Applied, ResourceError> {
         let out = self
             .clients
             .ec2
@@ -128,7 +142,7 @@ impl ResourceKind for InternetGateway {
                 .await;
             return Err(e);
         }
-        Ok(Applied::new(id))
+        Ok(igw_applied(&id))
     }
 
     async fn read(
@@ -136,41 +150,29 @@ impl ResourceKind for InternetGateway {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(igw) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let mut properties = Properties::new();
-        properties.insert("name".into(), name_property(igw.tags()));
-        // Detached shows as null, so the planner sees the drift and re-creates the gateway.
-        properties.insert(
-            "vpc_id".into(),
-            attached_vpc(&igw).map_or(Json::Null, |v| json!(v)),
-        );
-        Ok(Some(Observed {
-            properties,
-            outputs: Applied::new(current.id).outputs,
-        }))
+        Ok(self
+            .describe(current.id)
+            .await?
+            .map(|igw| observe_igw(&igw, current)))
     }
 
     async fn update(
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &InternetGatewayProps,
+        changed: &Changes<InternetGatewayProps>,
     ) -> Result<Applied, ResourceError> {
-        let p: InternetGatewayProps = parse(desired)?;
-        check_name(&p.name)?;
         if self.describe_not_foreign(ctx, current.id).await?.is_none() {
             return Err(ResourceError::failed(format!(
                 "internet gateway {} is gone",
                 current.id
             )));
         }
-        if changed.iter().any(|c| c == "name") {
+        if changed.contains(InternetGatewayField::Name) {
             set_name(&self.clients, current.id, &p.name).await?;
         }
-        Ok(Applied::new(current.id))
+        Ok(igw_applied(current.id))
     }
 
     /// Detaches from every VPC (a gateway already detached is fine), then deletes.
@@ -179,18 +181,17 @@ impl ResourceKind for InternetGateway {
             return Ok(());
         };
         for vpc in igw.attachments().iter().filter_map(|a| a.vpc_id()) {
-            match self
+            let result = self
                 .clients
                 .ec2
                 .detach_internet_gateway()
                 .internet_gateway_id(current.id)
                 .vpc_id(vpc)
                 .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if code(&e) == Some("Gateway.NotAttached") || is_not_found(&e) => {}
-                Err(e) => return Err(classify("DetachInternetGateway", e)),
+                .await;
+            match result {
+                Err(e) if code(&e) == Some("Gateway.NotAttached") => {}
+                other => gone("DetachInternetGateway", other)?,
             }
         }
         let result = self
@@ -207,9 +208,8 @@ impl ResourceKind for InternetGateway {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &InternetGatewayProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p: InternetGatewayProps = parse(props)?;
         let gateways: Vec<_> = self
             .clients
             .ec2
@@ -228,14 +228,8 @@ impl ResourceKind for InternetGateway {
         if attached_vpc(igw).is_none() {
             self.attach(ctx, id, &p.vpc_id).await?;
         }
-        Ok(Some(Applied::new(id)))
+        Ok(Some(igw_applied(id)))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EipProps {
-    name: String,
 }
 
 /// `aws_eip`: an Elastic IP address in the VPC domain; its id is the allocation id.
@@ -285,36 +279,30 @@ const EIP_STILL_ASSOCIATED: &[&str] = &[
     "InvalidAddress.Locked",
 ];
 
+fn eip_outputs(address: &aws_sdk_ec2::types::Address) -> Option<EipOutputs> {
+    Some(EipOutputs {
+        id: address.allocation_id()?.to_owned(),
+        public_ip: address.public_ip().unwrap_or_default().to_owned(),
+    })
+}
+
 fn eip_applied(address: &aws_sdk_ec2::types::Address) -> Option<Applied> {
-    Some(
-        Applied::new(address.allocation_id()?)
-            .output("public_ip", address.public_ip().unwrap_or_default()),
-    )
+    eip_outputs(address).map(Applied::of)
 }
 
 /// A live address in the shape of the desired properties.
 fn observe_eip(address: &aws_sdk_ec2::types::Address) -> Option<Observed> {
-    let mut properties = Properties::new();
-    properties.insert("name".into(), name_property(address.tags()));
-    eip_applied(address).map(|a| Observed {
-        properties,
-        outputs: a.outputs,
-    })
+    let props = EipProps {
+        name: name_tag(address.tags()).unwrap_or_default().to_owned(),
+    };
+    eip_outputs(address).map(|outputs| observed_named(&props, outputs, address.tags()))
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for Eip {
-    fn name(&self) -> &'static str {
-        "aws_eip"
-    }
+impl Kind for Eip {
+    type Props = EipProps;
 
-    fn forces_replacement(&self, _property: &str) -> bool {
-        false
-    }
-
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p: EipProps = parse(props)?;
-        check_name(&p.name)?;
+    async fn create(&self, ctx: &OpContext, p: &EipProps) -> Result<Applied, ResourceError> {
         let out = self
             .clients
             .ec2
@@ -330,7 +318,10 @@ impl ResourceKind for Eip {
         let id = out
             .allocation_id()
             .ok_or_else(|| ResourceError::failed("AllocateAddress returned no allocation id"))?;
-        Ok(Applied::new(id).output("public_ip", out.public_ip().unwrap_or_default()))
+        Ok(Applied::of(EipOutputs {
+            id: id.to_owned(),
+            public_ip: out.public_ip().unwrap_or_default().to_owned(),
+        }))
     }
 
     async fn read(
@@ -371,11 +362,9 @@ impl ResourceKind for Eip {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        _changed: &[String],
+        p: &EipProps,
+        _changed: &Changes<EipProps>,
     ) -> Result<Applied, ResourceError> {
-        let p: EipProps = parse(desired)?;
-        check_name(&p.name)?;
         if self.describe_not_foreign(ctx, current.id).await?.is_none() {
             return Err(ResourceError::failed(format!(
                 "Elastic IP {} is gone",
@@ -394,30 +383,28 @@ impl ResourceKind for Eip {
         if self.describe_not_foreign(ctx, current.id).await?.is_none() {
             return Ok(());
         }
-        match self
+        let result = self
             .clients
             .ec2
             .release_address()
             .allocation_id(current.id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
+            .await;
+        match result {
             Err(e) if code(&e).is_some_and(|c| EIP_STILL_ASSOCIATED.contains(&c)) => {
                 match classify("ReleaseAddress", e) {
                     ResourceError::Failed(m) => Err(ResourceError::Transient(m)),
                     other => Err(other),
                 }
             }
-            Err(e) => Err(classify("ReleaseAddress", e)),
+            other => gone("ReleaseAddress", other),
         }
     }
 
     async fn find(
         &self,
         ctx: &OpContext,
-        _props: &Properties,
+        _props: &EipProps,
     ) -> Result<Option<Applied>, ResourceError> {
         let out = self
             .clients
@@ -429,14 +416,6 @@ impl ResourceKind for Eip {
             .map_err(|e| classify("DescribeAddresses", e))?;
         Ok(pick_adoptable(ctx, out.addresses()).and_then(eip_applied))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NatGatewayProps {
-    name: String,
-    subnet_id: String,
-    allocation_id: String,
 }
 
 /// `aws_nat_gateway`: a public NAT gateway in a subnet, using an Elastic IP. Create and
@@ -514,43 +493,42 @@ fn nat_gone(nat: &aws_sdk_ec2::types::NatGateway) -> bool {
     )
 }
 
+fn nat_applied(id: &str) -> Applied {
+    Applied::of(NatGatewayOutputs { id: id.to_owned() })
+}
+
 /// A live NAT gateway in the shape of the desired properties; `None` once it is deleted.
 fn observe_nat(nat: &aws_sdk_ec2::types::NatGateway, current: Current<'_>) -> Option<Observed> {
     if nat_gone(nat) {
         return None;
     }
-    let mut properties = Properties::new();
-    properties.insert("name".into(), name_property(nat.tags()));
-    if let Some(subnet) = nat.subnet_id() {
-        properties.insert("subnet_id".into(), json!(subnet));
-    }
-    if let Some(allocation) = nat
+    let allocation_id = nat
         .nat_gateway_addresses()
         .iter()
-        .find_map(|a| a.allocation_id())
-    {
-        properties.insert("allocation_id".into(), json!(allocation));
+        .find_map(|a| a.allocation_id());
+    let props = NatGatewayProps {
+        name: name_tag(nat.tags()).unwrap_or_default().to_owned(),
+        subnet_id: nat.subnet_id().unwrap_or_default().to_owned(),
+        allocation_id: allocation_id.unwrap_or_default().to_owned(),
+    };
+    let outputs = NatGatewayOutputs {
+        id: current.id.to_owned(),
+    };
+    let mut observed = observed_named(&props, outputs, nat.tags());
+    if allocation_id.is_none() {
+        // Not reported: neither drift nor a reason to replace the gateway.
+        observed
+            .properties
+            .remove(NatGatewayField::AllocationId.as_str());
     }
-    Some(Observed {
-        properties,
-        outputs: Applied::new(current.id).outputs,
-    })
+    Some(observed)
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for NatGateway {
-    fn name(&self) -> &'static str {
-        "aws_nat_gateway"
-    }
+impl Kind for NatGateway {
+    type Props = NatGatewayProps;
 
-    /// The subnet and the address are fixed; only the `Name` tag changes in place.
-    fn forces_replacement(&self, property: &str) -> bool {
-        property != "name"
-    }
-
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p: NatGatewayProps = parse(props)?;
-        check_name(&p.name)?;
+    async fn create(&self, ctx: &OpContext, p: &NatGatewayProps) -> Result<Applied, ResourceError> {
         let req = self
             .clients
             .ec2
@@ -570,7 +548,7 @@ impl ResourceKind for NatGateway {
         if nat.state() != Some(&NatGatewayState::Available) {
             return Err(nat_failure(&nat));
         }
-        Ok(Applied::new(id))
+        Ok(nat_applied(&id))
     }
 
     async fn read(
@@ -614,19 +592,18 @@ impl ResourceKind for NatGateway {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        _changed: &[String],
+        p: &NatGatewayProps,
+        _changed: &Changes<NatGatewayProps>,
     ) -> Result<Applied, ResourceError> {
-        let p: NatGatewayProps = parse(desired)?;
-        check_name(&p.name)?;
         if self.describe_not_foreign(ctx, current.id).await?.is_none() {
             return Err(ResourceError::failed(format!(
                 "NAT gateway {} is gone",
                 current.id
             )));
         }
+        // Only the name changes in place.
         set_name(&self.clients, current.id, &p.name).await?;
-        Ok(Applied::new(current.id))
+        Ok(nat_applied(current.id))
     }
 
     /// Deletes and waits until `deleted`: only then is the Elastic IP free to be released.
@@ -663,7 +640,7 @@ impl ResourceKind for NatGateway {
     async fn find(
         &self,
         ctx: &OpContext,
-        _props: &Properties,
+        _props: &NatGatewayProps,
     ) -> Result<Option<Applied>, ResourceError> {
         let live = Filter::builder()
             .name("state")
@@ -694,6 +671,6 @@ impl ResourceKind for NatGateway {
         };
         let nat = self.wait_settled(ctx, id).await?;
         // One that failed while we waited is nothing to adopt: the create makes a new one.
-        Ok((nat.state() == Some(&NatGatewayState::Available)).then(|| Applied::new(id)))
+        Ok((nat.state() == Some(&NatGatewayState::Available)).then(|| nat_applied(id)))
     }
 }

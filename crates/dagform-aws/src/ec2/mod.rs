@@ -14,10 +14,9 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use dagform_core::kind::Owner;
-use dagform_core::{Current, Kinds, OpContext, ResourceError};
+use dagform_core::{Current, KindOutputs, Kinds, Observed, OpContext, ResourceError};
+use serde::Serialize;
 use std::future::Future;
-use std::net::Ipv4Addr;
-use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,16 +28,16 @@ pub use vpc::{DefaultVpc, Vpc};
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
     let c = || clients.clone();
-    kinds.register(Arc::new(Vpc::new(c())));
-    kinds.register(Arc::new(DefaultVpc::new(c())));
+    kinds.add(Vpc::new(c()));
+    kinds.add(DefaultVpc::new(c()));
     kinds.add(Subnet::new(c()));
-    kinds.register(Arc::new(InternetGateway::new(c())));
-    kinds.register(Arc::new(Eip::new(c())));
-    kinds.register(Arc::new(NatGateway::new(c())));
-    kinds.register(Arc::new(RouteTable::new(c())));
-    kinds.register(Arc::new(RouteTableAssociation::new(c())));
-    kinds.register(Arc::new(SecurityGroup::new(c())));
-    kinds.register(Arc::new(SecurityGroupRule::new(c())));
+    kinds.add(InternetGateway::new(c()));
+    kinds.add(Eip::new(c()));
+    kinds.add(NatGateway::new(c()));
+    kinds.add(RouteTable::new(c()));
+    kinds.add(RouteTableAssociation::new(c()));
+    kinds.add(SecurityGroup::new(c()));
+    kinds.add(SecurityGroupRule::new(c()));
 }
 
 /// The tags of an object created for `ctx`: the dagform tags, plus `Name` when given.
@@ -132,10 +131,20 @@ fn name_tag(tags: &[Tag]) -> Option<&str> {
     ownership::pairs(tags).find_map(|(k, v)| (k == "Name").then_some(v))
 }
 
-/// The `Name` tag as the `name` property: null when missing, so that an object without it
-/// shows the difference and gets it.
-fn name_property(tags: &[Tag]) -> serde_json::Value {
-    name_tag(tags).map_or(serde_json::Value::Null, Into::into)
+/// A live object of a kind named by its `Name` tag, in the shape of its properties: `name` is
+/// null when the tag is missing, so that the object shows the difference and gets it.
+fn observed_named(
+    properties: &impl Serialize,
+    outputs: impl KindOutputs,
+    tags: &[Tag],
+) -> Observed {
+    let mut observed = Observed::of(properties, outputs);
+    if name_tag(tags).is_none() {
+        observed
+            .properties
+            .insert("name".into(), serde_json::Value::Null);
+    }
+    observed
 }
 
 /// Fails unless the object with `id` may be changed or deleted by `ctx`: it must not carry
@@ -174,43 +183,6 @@ async fn set_name(clients: &AwsClients, id: &str, name: &str) -> Result<(), Reso
         .send()
         .await
         .map_err(|e| classify("CreateTags", e))?;
-    Ok(())
-}
-
-/// A `Name` tag value AWS accepts: 1 to 256 characters.
-fn check_name(name: &str) -> Result<(), ResourceError> {
-    let len = name.chars().count();
-    if len == 0 || len > 256 {
-        return Err(ResourceError::invalid(format!(
-            "name `{name}` must be 1 to 256 characters long"
-        )));
-    }
-    Ok(())
-}
-
-/// A canonical IPv4 CIDR block (no host bits set, so the value reads back unchanged) with a
-/// prefix length in `prefixes`.
-fn check_cidr(what: &str, cidr: &str, prefixes: RangeInclusive<u8>) -> Result<(), ResourceError> {
-    let bad = |why: &str| ResourceError::invalid(format!("{what} `{cidr}`: {why}"));
-    let (addr, len) = cidr
-        .split_once('/')
-        .ok_or_else(|| bad("not an IPv4 CIDR block (a.b.c.d/n)"))?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
-    let len: u8 = len.parse().map_err(|_| bad("bad prefix length"))?;
-    if !prefixes.contains(&len) {
-        return Err(bad(&format!(
-            "prefix length must be /{} to /{}",
-            prefixes.start(),
-            prefixes.end()
-        )));
-    }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    if u32::from(addr) & !mask != 0 {
-        let canonical = Ipv4Addr::from(u32::from(addr) & mask);
-        return Err(bad(&format!(
-            "host bits set; did you mean {canonical}/{len}?"
-        )));
-    }
     Ok(())
 }
 
@@ -255,21 +227,4 @@ where
             }
         })
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_cidr;
-
-    #[test]
-    fn cidr_validation() {
-        assert!(check_cidr("cidr", "10.0.0.0/16", 16..=28).is_ok());
-        assert!(check_cidr("cidr", "0.0.0.0/0", 0..=32).is_ok());
-        assert!(check_cidr("cidr", "10.0.1.0/24", 16..=28).is_ok());
-        assert!(check_cidr("cidr", "10.0.0.1/16", 16..=28).is_err());
-        assert!(check_cidr("cidr", "10.0.0.0/8", 16..=28).is_err());
-        assert!(check_cidr("cidr", "10.0.0/16", 16..=28).is_err());
-        assert!(check_cidr("cidr", "10.0.0.0", 16..=28).is_err());
-        assert!(check_cidr("cidr", "10.0.0.0/33", 0..=32).is_err());
-    }
 }

@@ -1,65 +1,22 @@
 //! `aws_route_table` (with its routes managed in place) and `aws_route_table_association`.
 
 use super::{
-    FILTER_BATCH, check_cidr, check_name, filter, filter_ids, name_property, pick_adoptable,
-    set_name, tag_spec, tagged_for, until_visible,
+    FILTER_BATCH, filter, filter_ids, name_tag, observed_named, pick_adoptable, set_name, tag_spec,
+    tagged_for, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
-use crate::error::{classify, code, is_not_found, parse};
+use crate::error::{classify, code};
 use crate::ownership::{found, gone, pairs};
 use aws_sdk_ec2::types::{ResourceType, RouteOrigin, RouteTableAssociationStateCode};
 use dagform_core::kind::Owner;
-use dagform_core::{
-    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+use dagform_core::{Applied, Changes, Current, Kind, Observed, OpContext, ResourceError};
+use dagform_resources::ec2::{
+    Route, RouteTableAssociationOutputs, RouteTableAssociationProps, RouteTableField,
+    RouteTableOutputs, RouteTableProps,
 };
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteTableProps {
-    name: String,
-    vpc_id: String,
-    routes: Vec<Route>,
-}
-
-/// One route; its target is exactly one of an internet gateway and a NAT gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct Route {
-    destination_cidr_block: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    gateway_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    nat_gateway_id: Option<String>,
-}
-
-impl RouteTableProps {
-    fn parse(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        check_name(&p.name)?;
-        let mut seen = HashSet::new();
-        for r in &p.routes {
-            check_cidr("destination_cidr_block", &r.destination_cidr_block, 0..=32)?;
-            if !seen.insert(&r.destination_cidr_block) {
-                return Err(ResourceError::invalid(format!(
-                    "two routes to {}",
-                    r.destination_cidr_block
-                )));
-            }
-            if r.gateway_id.is_some() == r.nat_gateway_id.is_some() {
-                return Err(ResourceError::invalid(format!(
-                    "route to {} needs exactly one of gateway_id and nat_gateway_id",
-                    r.destination_cidr_block
-                )));
-            }
-        }
-        Ok(p)
-    }
-}
 
 /// The routes of a table that dagform manages: those added with CreateRoute. The implicit
 /// `local` route and propagated routes are AWS's.
@@ -85,11 +42,12 @@ fn managed_routes(table: &aws_sdk_ec2::types::RouteTable) -> Vec<Route> {
         .collect()
 }
 
+fn table_applied(id: &str) -> Applied {
+    Applied::of(RouteTableOutputs { id: id.to_owned() })
+}
+
 /// A live route table in the shape of the desired properties.
-fn observe_table(
-    table: &aws_sdk_ec2::types::RouteTable,
-    current: Current<'_>,
-) -> Result<Observed, ResourceError> {
+fn observe_table(table: &aws_sdk_ec2::types::RouteTable, current: Current<'_>) -> Observed {
     let mut routes = managed_routes(table);
     // In the recorded order, so that only a real difference shows as drift.
     let recorded: Vec<String> = current
@@ -111,16 +69,15 @@ fn observe_table(
             .unwrap_or(usize::MAX);
         (pos, r.destination_cidr_block.clone())
     });
-    let mut properties = Properties::new();
-    properties.insert("name".into(), name_property(table.tags()));
-    if let Some(vpc) = table.vpc_id() {
-        properties.insert("vpc_id".into(), json!(vpc));
-    }
-    properties.insert("routes".into(), serde_json::to_value(routes)?);
-    Ok(Observed {
-        properties,
-        outputs: Applied::new(current.id).outputs,
-    })
+    let props = RouteTableProps {
+        name: name_tag(table.tags()).unwrap_or_default().to_owned(),
+        vpc_id: table.vpc_id().unwrap_or_default().to_owned(),
+        routes,
+    };
+    let outputs = RouteTableOutputs {
+        id: current.id.to_owned(),
+    };
+    observed_named(&props, outputs, table.tags())
 }
 
 /// `aws_route_table`: a route table and its routes; routes change in place.
@@ -179,17 +136,13 @@ impl RouteTable {
             .map(|r| r.destination_cidr_block.as_str())
             .collect();
         for (dest, _) in live.iter().filter(|(d, _)| !wanted.contains(*d)) {
-            match ec2
+            let result = ec2
                 .delete_route()
                 .route_table_id(id)
                 .destination_cidr_block(*dest)
                 .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(classify("DeleteRoute", e)),
-            }
+                .await;
+            gone("DeleteRoute", result)?;
         }
         for r in desired {
             let dest = r.destination_cidr_block.as_str();
@@ -220,17 +173,10 @@ impl RouteTable {
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for RouteTable {
-    fn name(&self) -> &'static str {
-        "aws_route_table"
-    }
+impl Kind for RouteTable {
+    type Props = RouteTableProps;
 
-    fn forces_replacement(&self, property: &str) -> bool {
-        property == "vpc_id"
-    }
-
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = RouteTableProps::parse(props)?;
+    async fn create(&self, ctx: &OpContext, p: &RouteTableProps) -> Result<Applied, ResourceError> {
         let req = self
             .clients
             .ec2
@@ -248,7 +194,7 @@ impl ResourceKind for RouteTable {
         // A run killed before the routes are in leaves a table that `find` adopts: `read`
         // then reports its routes, and `update` adds the missing ones.
         self.sync_routes(ctx, &id, &[], &p.routes).await?;
-        Ok(Applied::new(id))
+        Ok(table_applied(&id))
     }
 
     async fn read(
@@ -256,8 +202,10 @@ impl ResourceKind for RouteTable {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let table = self.describe(current.id).await?;
-        table.map(|t| observe_table(&t, current)).transpose()
+        Ok(self
+            .describe(current.id)
+            .await?
+            .map(|t| observe_table(&t, current)))
     }
 
     /// One DescribeRouteTables per batch, by a `route-table-id` filter (which skips gone
@@ -280,7 +228,7 @@ impl ResourceKind for RouteTable {
             .map_err(|e| classify("DescribeRouteTables", e))
             .map(|tables| by_id(tables, |t| t.route_table_id()));
         each_item(items, found, |t, current| {
-            observe_table(t, current).map(Some)
+            Ok(Some(observe_table(t, current)))
         })
     }
 
@@ -292,22 +240,21 @@ impl ResourceKind for RouteTable {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &RouteTableProps,
+        changed: &Changes<RouteTableProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = RouteTableProps::parse(desired)?;
         let table = self
             .describe_not_foreign(ctx, current.id)
             .await?
             .ok_or_else(|| ResourceError::failed(format!("route table {} is gone", current.id)))?;
-        if changed.iter().any(|c| c == "name") {
+        if changed.contains(RouteTableField::Name) {
             set_name(&self.clients, current.id, &p.name).await?;
         }
-        if changed.iter().any(|c| c == "routes") {
+        if changed.contains(RouteTableField::Routes) {
             self.sync_routes(ctx, current.id, &managed_routes(&table), &p.routes)
                 .await?;
         }
-        Ok(Applied::new(current.id))
+        Ok(table_applied(current.id))
     }
 
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
@@ -329,9 +276,8 @@ impl ResourceKind for RouteTable {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &RouteTableProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = RouteTableProps::parse(props)?;
         let tables: Vec<_> = self
             .clients
             .ec2
@@ -346,15 +292,12 @@ impl ResourceKind for RouteTable {
             .map_err(|e| classify("DescribeRouteTables", e))?;
         Ok(pick_adoptable(ctx, &tables)
             .and_then(|t| t.route_table_id())
-            .map(Applied::new))
+            .map(table_applied))
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AssociationProps {
-    route_table_id: String,
-    subnet_id: String,
+fn association_applied(id: &str) -> Applied {
+    Applied::of(RouteTableAssociationOutputs { id: id.to_owned() })
 }
 
 /// A live association in the shape of the desired properties.
@@ -362,17 +305,14 @@ fn observe_association(
     a: &aws_sdk_ec2::types::RouteTableAssociation,
     current: Current<'_>,
 ) -> Observed {
-    let mut properties = Properties::new();
-    if let Some(rt) = a.route_table_id() {
-        properties.insert("route_table_id".into(), json!(rt));
-    }
-    if let Some(subnet) = a.subnet_id() {
-        properties.insert("subnet_id".into(), json!(subnet));
-    }
-    Observed {
-        properties,
-        outputs: Applied::new(current.id).outputs,
-    }
+    let props = RouteTableAssociationProps {
+        route_table_id: a.route_table_id().unwrap_or_default().to_owned(),
+        subnet_id: a.subnet_id().unwrap_or_default().to_owned(),
+    };
+    let outputs = RouteTableAssociationOutputs {
+        id: current.id.to_owned(),
+    };
+    Observed::of(&props, outputs)
 }
 
 /// `aws_route_table_association`: a subnet's association with a route table; its id is the
@@ -416,7 +356,7 @@ impl RouteTableAssociation {
     async fn resolve_already_associated(
         &self,
         ctx: &OpContext,
-        p: &AssociationProps,
+        p: &RouteTableAssociationProps,
     ) -> Result<Applied, ResourceError> {
         let table = self.table_of_subnet(&p.subnet_id).await?.ok_or_else(|| {
             ResourceError::Transient(format!(
@@ -430,7 +370,7 @@ impl RouteTableAssociation {
             .find(|a| a.subnet_id() == Some(p.subnet_id.as_str()) && is_live(a));
         let table_id = table.route_table_id().unwrap_or_default();
         match association.and_then(|a| a.route_table_association_id()) {
-            Some(id) if table_id == p.route_table_id => Ok(Applied::new(id)),
+            Some(id) if table_id == p.route_table_id => Ok(association_applied(id)),
             _ => {
                 let what = format!(
                     "association of subnet `{}` with route table `{table_id}`",
@@ -455,17 +395,14 @@ fn is_live(a: &aws_sdk_ec2::types::RouteTableAssociation) -> bool {
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for RouteTableAssociation {
-    fn name(&self) -> &'static str {
-        "aws_route_table_association"
-    }
+impl Kind for RouteTableAssociation {
+    type Props = RouteTableAssociationProps;
 
-    fn forces_replacement(&self, _property: &str) -> bool {
-        true
-    }
-
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p: AssociationProps = parse(props)?;
+    async fn create(
+        &self,
+        ctx: &OpContext,
+        p: &RouteTableAssociationProps,
+    ) -> Result<Applied, ResourceError> {
         let req = self
             .clients
             .ec2
@@ -486,12 +423,12 @@ impl ResourceKind for RouteTableAssociation {
         })
         .await?;
         let Some(out) = associated else {
-            return self.resolve_already_associated(ctx, &p).await;
+            return self.resolve_already_associated(ctx, p).await;
         };
         let id = out
             .association_id()
             .ok_or_else(|| ResourceError::failed("AssociateRouteTable returned no id"))?;
-        Ok(Applied::new(id))
+        Ok(association_applied(id))
     }
 
     async fn read(
@@ -499,24 +436,22 @@ impl ResourceKind for RouteTableAssociation {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let out = match self
+        let result = self
             .clients
             .ec2
             .describe_route_tables()
             .filters(filter("association.route-table-association-id", current.id))
             .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(classify("DescribeRouteTables", e)),
+            .await;
+        let Some(out) = found("DescribeRouteTables", result)? else {
+            return Ok(None);
         };
-        let found = out
+        let live = out
             .route_tables()
             .iter()
             .flat_map(|t| t.associations())
             .find(|a| a.route_table_association_id() == Some(current.id) && is_live(a));
-        Ok(found.map(|a| observe_association(a, current)))
+        Ok(live.map(|a| observe_association(a, current)))
     }
 
     /// One DescribeRouteTables per batch, for the tables holding any of the associations.
@@ -558,8 +493,8 @@ impl ResourceKind for RouteTableAssociation {
         &self,
         _ctx: &OpContext,
         _current: Current<'_>,
-        _desired: &Properties,
-        _changed: &[String],
+        _desired: &RouteTableAssociationProps,
+        _changed: &Changes<RouteTableAssociationProps>,
     ) -> Result<Applied, ResourceError> {
         Err(ResourceError::failed(
             "a route table association has no in-place update; every change replaces it",
@@ -605,9 +540,8 @@ impl ResourceKind for RouteTableAssociation {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &RouteTableAssociationProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p: AssociationProps = parse(props)?;
         let result = self
             .clients
             .ec2
@@ -625,6 +559,6 @@ impl ResourceKind for RouteTableAssociation {
             .filter(|a| a.subnet_id() == Some(p.subnet_id.as_str()) && is_live(a))
             .filter_map(|a| a.route_table_association_id())
             .find(|id| !ctx.superseded.iter().any(|s| s == id))
-            .map(Applied::new))
+            .map(association_applied))
     }
 }

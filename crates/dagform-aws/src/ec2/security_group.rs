@@ -2,12 +2,11 @@
 //! node, so groups can reference each other without a cycle).
 
 use super::{
-    FILTER_BATCH, adoptable, check_cidr, filter, filter_ids, not_yet_visible, tag_spec,
-    until_visible,
+    FILTER_BATCH, adoptable, filter, filter_ids, not_yet_visible, tag_spec, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
-use crate::error::{classify, code, is_not_found, parse};
+use crate::error::{classify, code, parse};
 use crate::ownership::{found, gone, pairs, single_attempt};
 use aws_sdk_ec2::types::{
     IpPermission, IpRange, ResourceType, SecurityGroupRuleRequest, SecurityGroupRuleUpdate,
@@ -17,59 +16,15 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use dagform_core::kind::Owner;
 use dagform_core::{
-    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Applied, Changes, Current, Kind, Observed, OpContext, Properties, ResourceError,
 };
-use serde::Deserialize;
+use dagform_resources::ec2::{
+    Direction, SecurityGroupField, SecurityGroupOutputs, SecurityGroupProps,
+    SecurityGroupRuleOutputs, SecurityGroupRuleProps,
+};
 use serde_json::json;
 use std::future::Future;
 use std::sync::Arc;
-
-/// Characters AWS allows in a VPC security group's name and description, and in a rule's
-/// description.
-fn check_sg_text(what: &str, value: &str, allow_empty: bool) -> Result<(), ResourceError> {
-    const EXTRA: &str = " ._-:/()#,@[]+=&;{}!$*";
-    let len = value.chars().count();
-    if (len == 0 && !allow_empty) || len > 255 {
-        return Err(ResourceError::invalid(format!(
-            "{what} `{value}` must be {} to 255 characters long",
-            if allow_empty { 0 } else { 1 }
-        )));
-    }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !c.is_ascii_alphanumeric() && !EXTRA.contains(*c))
-    {
-        return Err(ResourceError::invalid(format!(
-            "{what} `{value}` contains `{bad}`; allowed are letters, digits, spaces and {}",
-            EXTRA.trim()
-        )));
-    }
-    Ok(())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecurityGroupProps {
-    name: String,
-    description: String,
-    vpc_id: String,
-    revoke_default_egress: bool,
-}
-
-impl SecurityGroupProps {
-    fn parse(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        check_sg_text("name", &p.name, false)?;
-        if p.name.to_ascii_lowercase().starts_with("sg-") {
-            return Err(ResourceError::invalid(format!(
-                "security group name `{}` must not start with `sg-`",
-                p.name
-            )));
-        }
-        check_sg_text("description", &p.description, false)?;
-        Ok(p)
-    }
-}
 
 /// The allow-all IPv4 egress rule AWS gives every new VPC security group.
 fn default_egress() -> IpPermission {
@@ -88,27 +43,22 @@ fn has_default_egress(group: &aws_sdk_ec2::types::SecurityGroup) -> bool {
     })
 }
 
+fn group_applied(id: &str) -> Applied {
+    Applied::of(SecurityGroupOutputs { id: id.to_owned() })
+}
+
 /// A live group in the shape of the desired properties.
 fn observe_group(group: &aws_sdk_ec2::types::SecurityGroup, current: Current<'_>) -> Observed {
-    let mut properties = Properties::new();
-    let fields = [
-        ("name", group.group_name()),
-        ("description", group.description()),
-        ("vpc_id", group.vpc_id()),
-    ];
-    for (key, value) in fields {
-        if let Some(v) = value {
-            properties.insert(key.into(), json!(v));
-        }
-    }
-    properties.insert(
-        "revoke_default_egress".into(),
-        json!(!has_default_egress(group)),
-    );
-    Observed {
-        properties,
-        outputs: Applied::new(current.id).outputs,
-    }
+    let props = SecurityGroupProps {
+        name: group.group_name().unwrap_or_default().to_owned(),
+        description: group.description().unwrap_or_default().to_owned(),
+        vpc_id: group.vpc_id().unwrap_or_default().to_owned(),
+        revoke_default_egress: !has_default_egress(group),
+    };
+    let outputs = SecurityGroupOutputs {
+        id: current.id.to_owned(),
+    };
+    Observed::of(&props, outputs)
 }
 
 /// `aws_security_group`: a VPC security group without rules of its own; its rules are
@@ -230,17 +180,14 @@ fn claim<'g>(
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for SecurityGroup {
-    fn name(&self) -> &'static str {
-        "aws_security_group"
-    }
+impl Kind for SecurityGroup {
+    type Props = SecurityGroupProps;
 
-    fn forces_replacement(&self, property: &str) -> bool {
-        matches!(property, "name" | "description" | "vpc_id")
-    }
-
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = SecurityGroupProps::parse(props)?;
+    async fn create(
+        &self,
+        ctx: &OpContext,
+        p: &SecurityGroupProps,
+    ) -> Result<Applied, ResourceError> {
         let result = self
             .clients
             .ec2
@@ -266,7 +213,7 @@ impl ResourceKind for SecurityGroup {
                         p.name
                     ))
                 })?;
-                let Some(id) = claim(ctx, &p, &group)? else {
+                let Some(id) = claim(ctx, p, &group)? else {
                     return Err(ResourceError::failed(format!(
                         "security group `{}` in VPC `{}` is an older group of this resource \
                          awaiting deletion; its name is not free yet",
@@ -276,7 +223,7 @@ impl ResourceKind for SecurityGroup {
                 // Ours, made by an attempt whose answer was lost: finish it either way.
                 self.set_default_egress(ctx, id, p.revoke_default_egress)
                     .await?;
-                return Ok(Applied::new(id));
+                return Ok(group_applied(id));
             }
             Err(e) => return Err(not_yet_visible("CreateSecurityGroup", e)),
         };
@@ -285,7 +232,7 @@ impl ResourceKind for SecurityGroup {
         if p.revoke_default_egress {
             self.set_default_egress(ctx, &id, true).await?;
         }
-        Ok(Applied::new(id))
+        Ok(group_applied(&id))
     }
 
     async fn read(
@@ -331,21 +278,20 @@ impl ResourceKind for SecurityGroup {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &SecurityGroupProps,
+        changed: &Changes<SecurityGroupProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = SecurityGroupProps::parse(desired)?;
         if self.describe_not_foreign(ctx, current.id).await?.is_none() {
             return Err(ResourceError::failed(format!(
                 "security group {} is gone",
                 current.id
             )));
         }
-        if changed.iter().any(|c| c == "revoke_default_egress") {
+        if changed.contains(SecurityGroupField::RevokeDefaultEgress) {
             self.set_default_egress(ctx, current.id, p.revoke_default_egress)
                 .await?;
         }
-        Ok(Applied::new(current.id))
+        Ok(group_applied(current.id))
     }
 
     /// A group still used by network interfaces or referenced by another group's rules fails
@@ -369,144 +315,75 @@ impl ResourceKind for SecurityGroup {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &SecurityGroupProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = SecurityGroupProps::parse(props)?;
         let Some(group) = self.by_name(&p.name, &p.vpc_id).await? else {
             return Ok(None);
         };
-        Ok(claim(ctx, &p, &group)?.map(Applied::new))
+        Ok(claim(ctx, p, &group)?.map(group_applied))
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleProps {
-    security_group_id: String,
-    direction: Direction,
-    protocol: String,
-    from_port: i32,
-    to_port: i32,
-    #[serde(default)]
-    cidr_ipv4: Option<String>,
-    #[serde(default)]
-    peer_security_group_id: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
+fn rule_applied(id: &str) -> Applied {
+    Applied::of(SecurityGroupRuleOutputs { id: id.to_owned() })
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Direction {
-    Ingress,
-    Egress,
+/// The rule as AWS takes it in an authorize call.
+fn permission(p: &SecurityGroupRuleProps) -> IpPermission {
+    let (from, to) = p.ports();
+    let mut perm = IpPermission::builder()
+        .ip_protocol(&p.protocol)
+        .from_port(from)
+        .to_port(to);
+    if let Some(cidr) = &p.cidr_ipv4 {
+        perm = perm.ip_ranges(
+            IpRange::builder()
+                .cidr_ip(cidr)
+                .set_description(p.description.clone())
+                .build(),
+        );
+    }
+    if let Some(peer) = &p.peer_security_group_id {
+        perm = perm.user_id_group_pairs(
+            UserIdGroupPair::builder()
+                .group_id(peer)
+                .set_description(p.description.clone())
+                .build(),
+        );
+    }
+    perm.build()
 }
 
-impl RuleProps {
-    fn parse(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        match p.protocol.as_str() {
-            "tcp" | "udp" => {
-                let ports = 0..=65535;
-                if !ports.contains(&p.from_port)
-                    || !ports.contains(&p.to_port)
-                    || p.from_port > p.to_port
-                {
-                    return Err(ResourceError::invalid(format!(
-                        "port range {}-{} must lie within 0-65535, from_port first",
-                        p.from_port, p.to_port
-                    )));
-                }
-            }
-            // All traffic: AWS ignores the ports.
-            "-1" => {}
-            other => {
-                return Err(ResourceError::invalid(format!(
-                    "protocol `{other}` is not one of tcp, udp, -1"
-                )));
-            }
-        }
-        match (&p.cidr_ipv4, &p.peer_security_group_id) {
-            (Some(cidr), None) => check_cidr("cidr_ipv4", cidr, 0..=32)?,
-            (None, Some(_)) => {}
-            _ => {
-                return Err(ResourceError::invalid(
-                    "a rule needs exactly one of cidr_ipv4 and peer_security_group_id",
-                ));
-            }
-        }
-        if let Some(d) = &p.description {
-            check_sg_text("description", d, true)?;
-        }
-        Ok(p)
-    }
-
-    /// The ports as AWS records them: -1 for all traffic.
-    fn ports(&self) -> (i32, i32) {
-        if self.protocol == "-1" {
-            (-1, -1)
-        } else {
-            (self.from_port, self.to_port)
-        }
-    }
-
-    fn permission(&self) -> IpPermission {
-        let (from, to) = self.ports();
-        let mut perm = IpPermission::builder()
-            .ip_protocol(&self.protocol)
-            .from_port(from)
-            .to_port(to);
-        if let Some(cidr) = &self.cidr_ipv4 {
-            perm = perm.ip_ranges(
-                IpRange::builder()
-                    .cidr_ip(cidr)
-                    .set_description(self.description.clone())
-                    .build(),
-            );
-        }
-        if let Some(peer) = &self.peer_security_group_id {
-            perm = perm.user_id_group_pairs(
-                UserIdGroupPair::builder()
-                    .group_id(peer)
-                    .set_description(self.description.clone())
-                    .build(),
-            );
-        }
-        perm.build()
-    }
-
-    /// How an error names a live rule like this one.
-    fn describe_rule(&self, rule_id: &str) -> String {
-        let direction = match self.direction {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        };
-        let (from, to) = self.ports();
-        let peer = self
-            .cidr_ipv4
-            .as_deref()
-            .or(self.peer_security_group_id.as_deref())
-            .unwrap_or_default();
-        format!(
-            "{direction} rule `{rule_id}` ({} {from}-{to}, {peer}) of security group `{}`",
-            self.protocol, self.security_group_id
-        )
-    }
-
-    /// Whether a live rule is this one (for finding its id when AWS did not return it).
-    fn matches(&self, rule: &aws_sdk_ec2::types::SecurityGroupRule) -> bool {
-        let (from, to) = self.ports();
-        rule.is_egress() == Some(self.direction == Direction::Egress)
-            && rule.ip_protocol() == Some(self.protocol.as_str())
-            && (self.protocol == "-1"
-                || (rule.from_port() == Some(from) && rule.to_port() == Some(to)))
-            && rule.cidr_ipv4() == self.cidr_ipv4.as_deref()
-            && rule.referenced_group_info().and_then(|g| g.group_id())
-                == self.peer_security_group_id.as_deref()
-    }
+/// How an error names a live rule like `p`.
+fn describe_rule(p: &SecurityGroupRuleProps, rule_id: &str) -> String {
+    let (from, to) = p.ports();
+    let peer = p
+        .cidr_ipv4
+        .as_deref()
+        .or(p.peer_security_group_id.as_deref())
+        .unwrap_or_default();
+    format!(
+        "{} rule `{rule_id}` ({} {from}-{to}, {peer}) of security group `{}`",
+        p.direction.as_str(),
+        p.protocol,
+        p.security_group_id
+    )
 }
 
-/// A live rule in the shape of the desired properties.
+/// Whether a live rule is `p` (for finding its id when AWS did not return it).
+fn matches(p: &SecurityGroupRuleProps, rule: &aws_sdk_ec2::types::SecurityGroupRule) -> bool {
+    let (from, to) = p.ports();
+    rule.is_egress() == Some(p.direction == Direction::Egress)
+        && rule.ip_protocol() == Some(p.protocol.as_str())
+        && (p.protocol == "-1" || (rule.from_port() == Some(from) && rule.to_port() == Some(to)))
+        && rule.cidr_ipv4() == p.cidr_ipv4.as_deref()
+        && rule.referenced_group_info().and_then(|g| g.group_id())
+            == p.peer_security_group_id.as_deref()
+}
+
+/// A live rule in the shape of the desired properties. Built by hand: what AWS leaves out
+/// (the ports of an all-traffic rule, an empty description) is left out here too, so that it
+/// shows as neither drift nor a reason to replace the rule.
 fn observe_rule(rule: &aws_sdk_ec2::types::SecurityGroupRule, current: Current<'_>) -> Observed {
     let mut properties = Properties::new();
     if let Some(group) = rule.group_id() {
@@ -537,10 +414,10 @@ fn observe_rule(rule: &aws_sdk_ec2::types::SecurityGroupRule, current: Current<'
     if let Some(d) = rule.description().filter(|d| !d.is_empty()) {
         properties.insert("description".into(), json!(d));
     }
-    Observed {
-        properties,
-        outputs: Applied::new(current.id).outputs,
-    }
+    let outputs = SecurityGroupRuleOutputs {
+        id: current.id.to_owned(),
+    };
+    Observed::of(&properties, outputs)
 }
 
 /// `aws_security_group_rule`: one ingress or egress rule of a security group, from or to an
@@ -614,10 +491,10 @@ impl SecurityGroupRule {
     async fn claim_matching(
         &self,
         ctx: &OpContext,
-        p: &RuleProps,
+        p: &SecurityGroupRuleProps,
     ) -> Result<Option<String>, ResourceError> {
         let rules = self.rules_of_group(&p.security_group_id).await?;
-        let matching: Vec<_> = rules.iter().filter(|r| p.matches(r)).collect();
+        let matching: Vec<_> = rules.iter().filter(|r| matches(p, r)).collect();
         if let Some(ours) = matching.iter().find(|r| adoptable(ctx, **r)) {
             return Ok(ours.security_group_rule_id().map(str::to_owned));
         }
@@ -627,14 +504,18 @@ impl SecurityGroupRule {
             .find(|(_, owner)| *owner != Owner::Ours);
         match other {
             Some((rule, owner)) => Err(ctx.not_owned(
-                &p.describe_rule(rule.security_group_rule_id().unwrap_or_default()),
+                &describe_rule(p, rule.security_group_rule_id().unwrap_or_default()),
                 &owner,
             )),
             None => Ok(None),
         }
     }
 
-    async fn set_description(&self, p: &RuleProps, id: &str) -> Result<(), ResourceError> {
+    async fn set_description(
+        &self,
+        p: &SecurityGroupRuleProps,
+        id: &str,
+    ) -> Result<(), ResourceError> {
         let (from, to) = p.ports();
         let request = SecurityGroupRuleRequest::builder()
             .ip_protocol(&p.protocol)
@@ -677,17 +558,14 @@ where
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for SecurityGroupRule {
-    fn name(&self) -> &'static str {
-        "aws_security_group_rule"
-    }
+impl Kind for SecurityGroupRule {
+    type Props = SecurityGroupRuleProps;
 
-    fn forces_replacement(&self, property: &str) -> bool {
-        property != "description"
-    }
-
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = RuleProps::parse(props)?;
+    async fn create(
+        &self,
+        ctx: &OpContext,
+        p: &SecurityGroupRuleProps,
+    ) -> Result<Applied, ResourceError> {
         let ec2 = &self.clients.ec2;
         let tags = tag_spec(ResourceType::SecurityGroupRule, ctx, None);
         // No idempotency token, but no duplicate either: a group holds a rule only once, so a
@@ -697,7 +575,7 @@ impl ResourceKind for SecurityGroupRule {
                 let req = ec2
                     .authorize_security_group_ingress()
                     .group_id(&p.security_group_id)
-                    .ip_permissions(p.permission())
+                    .ip_permissions(permission(p))
                     .tag_specifications(tags);
                 until_visible(ctx, "AuthorizeSecurityGroupIngress", move || {
                     authorized(req.clone().send())
@@ -709,7 +587,7 @@ impl ResourceKind for SecurityGroupRule {
                 let req = ec2
                     .authorize_security_group_egress()
                     .group_id(&p.security_group_id)
-                    .ip_permissions(p.permission())
+                    .ip_permissions(permission(p))
                     .tag_specifications(tags);
                 until_visible(ctx, "AuthorizeSecurityGroupEgress", move || {
                     authorized(req.clone().send())
@@ -720,15 +598,15 @@ impl ResourceKind for SecurityGroupRule {
         };
         let Some(returned) = returned else {
             // The group holds this rule already: adopted when it is this node's.
-            let id = self.claim_matching(ctx, &p).await?.ok_or_else(|| {
+            let id = self.claim_matching(ctx, p).await?.ok_or_else(|| {
                 ResourceError::failed(format!(
                     "security group `{}` holds this rule already, as an older rule of this \
                      resource awaiting removal",
                     p.security_group_id
                 ))
             })?;
-            self.set_description(&p, &id).await?;
-            return Ok(Applied::new(id));
+            self.set_description(p, &id).await?;
+            return Ok(rule_applied(&id));
         };
         let id = match returned.iter().find_map(|r| r.security_group_rule_id()) {
             Some(id) => id.to_string(),
@@ -736,14 +614,14 @@ impl ResourceKind for SecurityGroupRule {
                 .rules_of_group(&p.security_group_id)
                 .await?
                 .iter()
-                .filter(|r| p.matches(r))
+                .filter(|r| matches(p, r))
                 .find_map(|r| r.security_group_rule_id())
                 .ok_or_else(|| {
                     ResourceError::failed("the new security group rule cannot be found")
                 })?
                 .to_string(),
         };
-        Ok(Applied::new(id))
+        Ok(rule_applied(&id))
     }
 
     async fn read(
@@ -751,23 +629,10 @@ impl ResourceKind for SecurityGroupRule {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let out = match self
-            .clients
-            .ec2
-            .describe_security_group_rules()
-            .security_group_rule_ids(current.id)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(classify("DescribeSecurityGroupRules", e)),
-        };
-        Ok(out
-            .security_group_rules()
-            .iter()
-            .find(|r| r.security_group_rule_id() == Some(current.id))
-            .map(|rule| observe_rule(rule, current)))
+        Ok(self
+            .describe(current.id)
+            .await?
+            .map(|rule| observe_rule(&rule, current)))
     }
 
     /// One DescribeSecurityGroupRules per batch, by a `security-group-rule-id` filter, which
@@ -802,49 +667,47 @@ impl ResourceKind for SecurityGroupRule {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        _changed: &[String],
+        p: &SecurityGroupRuleProps,
+        _changed: &Changes<SecurityGroupRuleProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = RuleProps::parse(desired)?;
         if self.describe_not_foreign(ctx, current.id).await?.is_none() {
             return Err(ResourceError::failed(format!(
                 "security group rule {} is gone",
                 current.id
             )));
         }
-        self.set_description(&p, current.id).await?;
-        Ok(Applied::new(current.id))
+        // Only the description changes in place.
+        self.set_description(p, current.id).await?;
+        Ok(rule_applied(current.id))
     }
 
     /// Revokes the rule by id; a rule or group already gone is success.
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
         // Only the group and the direction are needed; no re-validation of recorded values.
-        let p: RuleProps = parse(current.properties)?;
+        let p: SecurityGroupRuleProps = parse(current.properties)?;
         if self.describe_not_foreign(ctx, current.id).await?.is_none() {
             return Ok(());
         }
         let ec2 = &self.clients.ec2;
-        let result = match p.direction {
-            Direction::Ingress => ec2
-                .revoke_security_group_ingress()
-                .group_id(&p.security_group_id)
-                .security_group_rule_ids(current.id)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| (is_not_found(&e), classify("RevokeSecurityGroupIngress", e))),
-            Direction::Egress => ec2
-                .revoke_security_group_egress()
-                .group_id(&p.security_group_id)
-                .security_group_rule_ids(current.id)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| (is_not_found(&e), classify("RevokeSecurityGroupEgress", e))),
-        };
-        match result {
-            Ok(()) | Err((true, _)) => Ok(()),
-            Err((false, e)) => Err(e),
+        match p.direction {
+            Direction::Ingress => {
+                let result = ec2
+                    .revoke_security_group_ingress()
+                    .group_id(&p.security_group_id)
+                    .security_group_rule_ids(current.id)
+                    .send()
+                    .await;
+                gone("RevokeSecurityGroupIngress", result)
+            }
+            Direction::Egress => {
+                let result = ec2
+                    .revoke_security_group_egress()
+                    .group_id(&p.security_group_id)
+                    .security_group_rule_ids(current.id)
+                    .send()
+                    .await;
+                gone("RevokeSecurityGroupEgress", result)
+            }
         }
     }
 
@@ -853,9 +716,11 @@ impl ResourceKind for SecurityGroupRule {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &SecurityGroupRuleProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = RuleProps::parse(props)?;
-        Ok(self.claim_matching(ctx, &p).await?.map(Applied::new))
+        Ok(self
+            .claim_matching(ctx, p)
+            .await?
+            .map(|id| rule_applied(&id)))
     }
 }

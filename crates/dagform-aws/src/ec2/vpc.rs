@@ -1,42 +1,23 @@
 //! `aws_vpc` and the `data_default_vpc` data source.
 
 use super::{
-    FILTER_BATCH, check_cidr, check_name, filter, filter_ids, name_property, pick_adoptable,
+    FILTER_BATCH, filter, filter_ids, name_tag, observed_named, pick_adoptable,
     require_not_foreign, set_name, tag_spec, tagged_for, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, fail_all};
-use crate::error::{classify, is_not_found, parse};
-use crate::ownership::{gone, single_attempt};
+use crate::error::classify;
+use crate::ownership::{found, gone, single_attempt};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use dagform_core::{
-    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Applied, Changes, Current, Kind, Observed, OpContext, Properties, ResourceError,
 };
-use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use dagform_resources::ec2::{DefaultVpcOutputs, DefaultVpcProps, VpcField, VpcOutputs, VpcProps};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VpcProps {
-    name: String,
-    cidr_block: String,
-    enable_dns_hostnames: bool,
-    enable_dns_support: bool,
-}
-
-impl VpcProps {
-    fn parse(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        check_name(&p.name)?;
-        check_cidr("cidr_block", &p.cidr_block, 16..=28)?;
-        if p.enable_dns_hostnames && !p.enable_dns_support {
-            return Err(ResourceError::invalid(
-                "enable_dns_hostnames needs enable_dns_support",
-            ));
-        }
-        Ok(p)
-    }
+fn applied(id: &str) -> Applied {
+    Applied::of(VpcOutputs { id: id.to_owned() })
 }
 
 /// `aws_vpc`: a VPC; its CIDR block is fixed, its DNS attributes change in place.
@@ -92,23 +73,20 @@ impl Vpc {
         vpc: &aws_sdk_ec2::types::Vpc,
         current: Current<'_>,
     ) -> Result<Observed, ResourceError> {
-        let mut properties = Properties::new();
-        properties.insert("name".into(), name_property(vpc.tags()));
-        if let Some(cidr) = vpc.cidr_block() {
-            properties.insert("cidr_block".into(), json!(cidr));
-        }
-        let hostnames = self
-            .dns_attribute(current.id, VpcAttributeName::EnableDnsHostnames)
-            .await?;
-        let support = self
-            .dns_attribute(current.id, VpcAttributeName::EnableDnsSupport)
-            .await?;
-        properties.insert("enable_dns_hostnames".into(), json!(hostnames));
-        properties.insert("enable_dns_support".into(), json!(support));
-        Ok(Observed {
-            properties,
-            outputs: Applied::new(current.id).outputs,
-        })
+        let props = VpcProps {
+            name: name_tag(vpc.tags()).unwrap_or_default().to_owned(),
+            cidr_block: vpc.cidr_block().unwrap_or_default().to_owned(),
+            enable_dns_hostnames: self
+                .dns_attribute(current.id, VpcAttributeName::EnableDnsHostnames)
+                .await?,
+            enable_dns_support: self
+                .dns_attribute(current.id, VpcAttributeName::EnableDnsSupport)
+                .await?,
+        };
+        let outputs = VpcOutputs {
+            id: current.id.to_owned(),
+        };
+        Ok(observed_named(&props, outputs, vpc.tags()))
     }
 
     async fn dns_attribute(&self, id: &str, attr: VpcAttributeName) -> Result<bool, ResourceError> {
@@ -130,17 +108,10 @@ impl Vpc {
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for Vpc {
-    fn name(&self) -> &'static str {
-        "aws_vpc"
-    }
+impl Kind for Vpc {
+    type Props = VpcProps;
 
-    fn forces_replacement(&self, property: &str) -> bool {
-        property == "cidr_block"
-    }
-
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = VpcProps::parse(props)?;
+    async fn create(&self, ctx: &OpContext, p: &VpcProps) -> Result<Applied, ResourceError> {
         let out = self
             .clients
             .ec2
@@ -167,7 +138,7 @@ impl ResourceKind for Vpc {
             p.enable_dns_hostnames.then_some(true),
         )
         .await?;
-        Ok(Applied::new(id))
+        Ok(applied(&id))
     }
 
     async fn read(
@@ -175,17 +146,15 @@ impl ResourceKind for Vpc {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let out = match self
+        let result = self
             .clients
             .ec2
             .describe_vpcs()
             .vpc_ids(current.id)
             .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(classify("DescribeVpcs", e)),
+            .await;
+        let Some(out) = found("DescribeVpcs", result)? else {
+            return Ok(None);
         };
         match out.vpcs().first() {
             Some(vpc) => self.observe(vpc, current).await.map(Some),
@@ -234,23 +203,25 @@ impl ResourceKind for Vpc {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &VpcProps,
+        changed: &Changes<VpcProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = VpcProps::parse(desired)?;
         require_not_foreign(&self.clients, ctx, "VPC", current.id).await?;
-        let changed = |k: &str| changed.iter().any(|c| c == k);
-        if changed("name") {
+        if changed.contains(VpcField::Name) {
             set_name(&self.clients, current.id, &p.name).await?;
         }
         self.set_dns(
             ctx,
             current.id,
-            changed("enable_dns_support").then_some(p.enable_dns_support),
-            changed("enable_dns_hostnames").then_some(p.enable_dns_hostnames),
+            changed
+                .contains(VpcField::EnableDnsSupport)
+                .then_some(p.enable_dns_support),
+            changed
+                .contains(VpcField::EnableDnsHostnames)
+                .then_some(p.enable_dns_hostnames),
         )
         .await?;
-        Ok(Applied::new(current.id))
+        Ok(applied(current.id))
     }
 
     async fn delete(&self, ctx: &OpContext, current: Current<'_>) -> Result<(), ResourceError> {
@@ -270,7 +241,7 @@ impl ResourceKind for Vpc {
     async fn find(
         &self,
         ctx: &OpContext,
-        _props: &Properties,
+        _props: &VpcProps,
     ) -> Result<Option<Applied>, ResourceError> {
         let vpcs: Vec<_> = self
             .clients
@@ -285,16 +256,8 @@ impl ResourceKind for Vpc {
             .map_err(|e| classify("DescribeVpcs", e))?;
         Ok(pick_adoptable(ctx, &vpcs)
             .and_then(|v| v.vpc_id())
-            .map(Applied::new))
+            .map(applied))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DefaultVpcProps {
-    vpc_id: Option<String>,
-    /// Picks the one VPC carrying all these tags.
-    vpc_tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `data_default_vpc`: the region's default VPC (or the VPC given by `vpc_id`) and its
@@ -313,8 +276,8 @@ impl DefaultVpc {
     async fn lookup(
         &self,
         vpc_id: Option<&str>,
-        vpc_tags: Option<&std::collections::BTreeMap<String, String>>,
-    ) -> Result<Option<Applied>, ResourceError> {
+        vpc_tags: Option<&BTreeMap<String, String>>,
+    ) -> Result<Option<DefaultVpcOutputs>, ResourceError> {
         let ec2 = &self.clients.ec2;
         let req = match (vpc_id, vpc_tags) {
             (Some(id), _) => ec2.describe_vpcs().vpc_ids(id),
@@ -323,10 +286,8 @@ impl DefaultVpc {
             }),
             (None, None) => ec2.describe_vpcs().filters(filter("is-default", "true")),
         };
-        let out = match req.send().await {
-            Ok(out) => out,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(classify("DescribeVpcs", e)),
+        let Some(out) = found("DescribeVpcs", req.send().await)? else {
+            return Ok(None);
         };
         if vpc_id.is_none() && vpc_tags.is_some() && out.vpcs().len() != 1 {
             return Err(ResourceError::failed(format!(
@@ -367,39 +328,37 @@ impl DefaultVpc {
             }
         }
         subnets.sort();
-        let subnet_ids: Vec<Json> = subnets.into_iter().map(|(_, s)| json!(s)).collect();
-        Ok(Some(
-            Applied::new(id)
-                .output("cidr_block", vpc.cidr_block().unwrap_or_default())
-                .output("subnet_ids", subnet_ids),
-        ))
+        Ok(Some(DefaultVpcOutputs {
+            id: id.to_owned(),
+            cidr_block: vpc.cidr_block().unwrap_or_default().to_owned(),
+            subnet_ids: subnets.into_iter().map(|(_, s)| s).collect(),
+        }))
     }
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for DefaultVpc {
-    fn name(&self) -> &'static str {
-        "data_default_vpc"
-    }
-
-    fn forces_replacement(&self, _property: &str) -> bool {
-        false
-    }
+impl Kind for DefaultVpc {
+    type Props = DefaultVpcProps;
 
     fn is_data_source(&self) -> bool {
         true
     }
 
-    async fn create(&self, _ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p: DefaultVpcProps = parse(props)?;
-        self.lookup(p.vpc_id.as_deref(), p.vpc_tags.as_ref())
+    async fn create(
+        &self,
+        _ctx: &OpContext,
+        p: &DefaultVpcProps,
+    ) -> Result<Applied, ResourceError> {
+        let outputs = self
+            .lookup(p.vpc_id.as_deref(), p.vpc_tags.as_ref())
             .await?
             .ok_or_else(|| {
                 ResourceError::failed(format!(
                     "VPC `{}` does not exist",
-                    p.vpc_id.unwrap_or_default()
+                    p.vpc_id.as_deref().unwrap_or_default()
                 ))
-            })
+            })?;
+        Ok(Applied::of(outputs))
     }
 
     async fn read(
@@ -410,26 +369,25 @@ impl ResourceKind for DefaultVpc {
         let Some(found) = self.lookup(Some(current.id), None).await? else {
             return Ok(None);
         };
+        // Only the properties the lookup was given: a lookup by default or by tags has no
+        // `vpc_id` to compare.
         let mut properties = Properties::new();
         if current.properties.contains_key("vpc_id") {
-            properties.insert("vpc_id".into(), json!(current.id));
+            properties.insert("vpc_id".into(), current.id.into());
         }
         if let Some(tags) = current.properties.get("vpc_tags") {
             // How the VPC was picked, not a property of it.
             properties.insert("vpc_tags".into(), tags.clone());
         }
-        Ok(Some(Observed {
-            properties,
-            outputs: found.outputs,
-        }))
+        Ok(Some(Observed::of(&properties, found)))
     }
 
     async fn update(
         &self,
         ctx: &OpContext,
         _current: Current<'_>,
-        desired: &Properties,
-        _changed: &[String],
+        desired: &DefaultVpcProps,
+        _changed: &Changes<DefaultVpcProps>,
     ) -> Result<Applied, ResourceError> {
         self.create(ctx, desired).await
     }

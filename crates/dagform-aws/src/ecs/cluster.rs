@@ -1,14 +1,13 @@
 //! `aws_ecs_cluster`.
 
-use super::valid_name;
 use crate::AwsClients;
-use crate::error::{classify, code, is_not_found, parse};
-use crate::ownership::{found, pairs, tags_for};
-use aws_sdk_ecs::types::{Cluster, ClusterField, ClusterSetting, ClusterSettingName};
+use crate::error::{classify, code};
+use crate::ownership::{found, gone, pairs, tags_for};
+use aws_sdk_ecs::types::{Cluster, ClusterField as Include, ClusterSetting, ClusterSettingName};
 use dagform_core::{
-    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Applied, Changes, Current, Kind, KindOutputs, Observed, OpContext, Properties, ResourceError,
 };
-use serde::Deserialize;
+use dagform_resources::ecs::{ClusterField, ClusterOutputs, ClusterProps};
 use std::sync::Arc;
 
 /// `aws_ecs_cluster`: a cluster, with Container Insights on or off.
@@ -31,8 +30,8 @@ impl EcsCluster {
                 .describe_clusters()
                 .clusters(cluster)
                 // Real ECS returns settings and tags only when asked for them.
-                .include(ClusterField::Settings)
-                .include(ClusterField::Tags)
+                .include(Include::Settings)
+                .include(Include::Tags)
                 .send()
                 .await,
         )?;
@@ -43,61 +42,7 @@ impl EcsCluster {
                 .cloned()
         }))
     }
-}
 
-fn what(name: &str) -> String {
-    format!("ECS cluster `{name}`")
-}
-
-/// Whether Container Insights is on (`enhanced` is Container Insights with more metrics),
-/// or `None` when the cluster does not say.
-fn insights(cluster: &Cluster) -> Option<bool> {
-    cluster
-        .settings()
-        .iter()
-        .find(|s| s.name() == Some(&ClusterSettingName::ContainerInsights))
-        .map(|s| matches!(s.value(), Some("enabled" | "enhanced")))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClusterProps {
-    name: String,
-    container_insights: bool,
-}
-
-impl ClusterProps {
-    fn from(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        if !valid_name(&p.name) {
-            return Err(ResourceError::invalid(format!(
-                "cluster name `{}` must be 1-255 letters, digits, hyphens or underscores",
-                p.name
-            )));
-        }
-        Ok(p)
-    }
-
-    fn insights_setting(&self) -> ClusterSetting {
-        ClusterSetting::builder()
-            .name(ClusterSettingName::ContainerInsights)
-            .value(if self.container_insights {
-                "enabled"
-            } else {
-                "disabled"
-            })
-            .build()
-    }
-}
-
-fn applied(cluster: &Cluster) -> Applied {
-    let arn = cluster.cluster_arn().unwrap_or_default();
-    Applied::new(arn)
-        .output("arn", arn)
-        .output("name", cluster.cluster_name().unwrap_or_default())
-}
-
-impl EcsCluster {
     /// Sets Container Insights as wanted when the cluster has it otherwise, returning the
     /// cluster as it is then.
     async fn set_insights(
@@ -115,7 +60,7 @@ impl EcsCluster {
             .ecs
             .update_cluster()
             .cluster(cluster.cluster_arn().unwrap_or_default())
-            .settings(p.insights_setting())
+            .settings(insights_setting(p))
             .send()
             .await
             .map_err(|e| classify("UpdateCluster", e))?;
@@ -123,24 +68,72 @@ impl EcsCluster {
     }
 }
 
-#[async_trait::async_trait]
-impl ResourceKind for EcsCluster {
-    fn name(&self) -> &'static str {
-        "aws_ecs_cluster"
-    }
+fn what(name: &str) -> String {
+    format!("ECS cluster `{name}`")
+}
 
-    fn forces_replacement(&self, property: &str) -> bool {
-        property == "name"
+/// Whether Container Insights is on (`enhanced` is Container Insights with more metrics),
+/// or `None` when the cluster does not say.
+fn insights(cluster: &Cluster) -> Option<bool> {
+    cluster
+        .settings()
+        .iter()
+        .find(|s| s.name() == Some(&ClusterSettingName::ContainerInsights))
+        .map(|s| matches!(s.value(), Some("enabled" | "enhanced")))
+}
+
+fn insights_setting(p: &ClusterProps) -> ClusterSetting {
+    ClusterSetting::builder()
+        .name(ClusterSettingName::ContainerInsights)
+        .value(if p.container_insights {
+            "enabled"
+        } else {
+            "disabled"
+        })
+        .build()
+}
+
+fn outputs(cluster: &Cluster) -> ClusterOutputs {
+    let arn = cluster.cluster_arn().unwrap_or_default();
+    ClusterOutputs {
+        id: arn.to_owned(),
+        arn: arn.to_owned(),
+        name: cluster.cluster_name().unwrap_or_default().to_owned(),
     }
+}
+
+fn applied(cluster: &Cluster) -> Applied {
+    Applied::of(outputs(cluster))
+}
+
+/// A live cluster in the shape of the desired properties; Container Insights only when the
+/// cluster reports it.
+fn observe(cluster: &Cluster) -> Observed {
+    let mut properties = Properties::new();
+    properties.insert(
+        ClusterField::Name.as_str().into(),
+        cluster.cluster_name().unwrap_or_default().into(),
+    );
+    if let Some(on) = insights(cluster) {
+        properties.insert(ClusterField::ContainerInsights.as_str().into(), on.into());
+    }
+    Observed {
+        properties,
+        outputs: outputs(cluster).into_outputs(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Kind for EcsCluster {
+    type Props = ClusterProps;
 
     /// CreateCluster answers a name that exists with the existing cluster (and the emulator
     /// replaces it), so the name is looked up first: a cluster of this node is adopted and
     /// brought to the wanted settings, anyone else's is refused.
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = ClusterProps::from(props)?;
+    async fn create(&self, ctx: &OpContext, p: &ClusterProps) -> Result<Applied, ResourceError> {
         if let Some(existing) = self.describe(&p.name).await? {
             ctx.require_ours(&what(&p.name), pairs(existing.tags()))?;
-            return Ok(applied(&self.set_insights(existing, &p).await?));
+            return Ok(applied(&self.set_insights(existing, p).await?));
         }
         // Idempotent by name, so an SDK retry cannot make a second cluster: no single attempt.
         let out = self
@@ -148,7 +141,7 @@ impl ResourceKind for EcsCluster {
             .ecs
             .create_cluster()
             .cluster_name(&p.name)
-            .settings(p.insights_setting())
+            .settings(insights_setting(p))
             .set_tags(Some(tags_for(ctx, Some(&p.name))))
             .send()
             .await
@@ -168,38 +161,23 @@ impl ResourceKind for EcsCluster {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some(cluster) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let mut properties = Properties::new();
-        properties.insert(
-            "name".into(),
-            cluster.cluster_name().unwrap_or_default().into(),
-        );
-        if let Some(on) = insights(&cluster) {
-            properties.insert("container_insights".into(), on.into());
-        }
-        Ok(Some(Observed {
-            properties,
-            outputs: applied(&cluster).outputs,
-        }))
+        Ok(self.describe(current.id).await?.as_ref().map(observe))
     }
 
     async fn update(
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &ClusterProps,
+        changed: &Changes<ClusterProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = ClusterProps::from(desired)?;
         let cluster = self
             .describe(current.id)
             .await?
             .ok_or_else(|| ResourceError::failed(format!("cluster {} is gone", current.id)))?;
         ctx.require_not_foreign(&what(&p.name), pairs(cluster.tags()))?;
-        let cluster = if changed.iter().any(|c| c == "container_insights") {
-            self.set_insights(cluster, &p).await?
+        let cluster = if changed.contains(ClusterField::ContainerInsights) {
+            self.set_insights(cluster, p).await?
         } else {
             cluster
         };
@@ -214,16 +192,14 @@ impl ResourceKind for EcsCluster {
             &what(cluster.cluster_name().unwrap_or(current.id)),
             pairs(cluster.tags()),
         )?;
-        match self
+        let result = self
             .clients
             .ecs
             .delete_cluster()
             .cluster(current.id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
+            .await;
+        match result {
             // Services or tasks still draining out of the cluster: retry until they are gone.
             Err(e)
                 if matches!(
@@ -239,7 +215,7 @@ impl ResourceKind for EcsCluster {
                     classify("DeleteCluster", e).to_string(),
                 ))
             }
-            Err(e) => Err(classify("DeleteCluster", e)),
+            result => gone("DeleteCluster", result),
         }
     }
 
@@ -248,9 +224,8 @@ impl ResourceKind for EcsCluster {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &ClusterProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = ClusterProps::from(props)?;
         let Some(cluster) = self.describe(&p.name).await? else {
             return Ok(None);
         };

@@ -14,17 +14,9 @@ use serde_json::Value as Json;
 use std::sync::Arc;
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
-    kinds.register(Arc::new(EcsCluster::new(clients.clone())));
-    kinds.register(Arc::new(EcsTaskDefinition::new(clients.clone())));
-    kinds.register(Arc::new(EcsService::new(clients.clone())));
-}
-
-/// ECS's rule for cluster, service, family and container names.
-fn valid_name(name: &str) -> bool {
-    (1..=255).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    kinds.add(EcsCluster::new(clients.clone()));
+    kinds.add(EcsTaskDefinition::new(clients.clone()));
+    kinds.add(EcsService::new(clients.clone()));
 }
 
 /// Records an optional property as read: shown when it was asked for or when it differs from

@@ -1,19 +1,20 @@
 //! `aws_ecs_service`, and the opt-in wait for a service to become stable.
 
-use super::{observe_optional, valid_name};
+use super::observe_optional;
 use crate::AwsClients;
-use crate::error::{classify, code, is_not_found, parse};
-use crate::ownership::{finish_existing, pairs, tags_for};
+use crate::error::{classify, code};
+use crate::ownership::{finish_existing, found, pairs, tags_for};
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentConfiguration, DeploymentRolloutState,
-    LaunchType, LoadBalancer, NetworkConfiguration, Service, ServiceField,
+    LaunchType, LoadBalancer, NetworkConfiguration, Service, ServiceField as Include,
 };
 use dagform_core::kind::PollSettings;
 use dagform_core::{
-    Address, Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Address, Applied, Changes, Current, Kind, KindOutputs, Observed, OpContext, Properties,
+    ResourceError, Typed,
 };
-use serde::Deserialize;
+use dagform_resources::ecs::{ServiceField, ServiceOutputs, ServiceProps};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,164 +24,76 @@ pub struct EcsService {
     clients: Arc<AwsClients>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServiceProps {
-    name: String,
-    /// Cluster ARN or name.
-    cluster: String,
-    task_definition_arn: String,
-    desired_count: i32,
-    launch_type: String,
-    subnet_ids: Vec<String>,
-    security_group_ids: Vec<String>,
-    assign_public_ip: bool,
-    load_balancers: Vec<LoadBalancerProps>,
-    #[serde(default)]
-    health_check_grace_period_seconds: Option<i32>,
-    #[serde(default)]
-    deployment_minimum_healthy_percent: Option<i32>,
-    #[serde(default)]
-    deployment_maximum_percent: Option<i32>,
-    #[serde(default)]
-    enable_execute_command: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadBalancerProps {
-    target_group_arn: String,
-    container_name: String,
-    container_port: i32,
-}
-
-/// Properties that only a new service can change.
-const REPLACED_BY: &[&str] = &["name", "cluster", "launch_type", "load_balancers"];
-
 /// ECS's defaults for a rolling deployment.
 const DEFAULT_MIN_HEALTHY: i32 = 100;
 const DEFAULT_MAX_PERCENT: i32 = 200;
 
-impl ServiceProps {
-    fn from(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        if !valid_name(&p.name) {
-            return Err(ResourceError::invalid(format!(
-                "service name `{}` must be 1-255 letters, digits, hyphens or underscores",
-                p.name
-            )));
-        }
-        if p.cluster.is_empty() {
-            return Err(ResourceError::invalid("cluster is required"));
-        }
-        if p.desired_count < 0 {
-            return Err(ResourceError::invalid("desired_count must not be negative"));
-        }
-        if !matches!(p.launch_type.as_str(), "FARGATE" | "EC2") {
-            return Err(ResourceError::invalid(format!(
-                "launch_type must be FARGATE or EC2, not `{}`",
-                p.launch_type
-            )));
-        }
-        if !(1..=16).contains(&p.subnet_ids.len()) {
-            return Err(ResourceError::invalid("subnet_ids needs 1 to 16 subnets"));
-        }
-        if !(1..=5).contains(&p.security_group_ids.len()) {
-            return Err(ResourceError::invalid(
-                "security_group_ids needs 1 to 5 security groups",
-            ));
-        }
-        if p.load_balancers.len() > 5 {
-            return Err(ResourceError::invalid(
-                "a service takes at most 5 load balancers",
-            ));
-        }
-        if let Some(lb) = p
-            .load_balancers
-            .iter()
-            .find(|lb| !(1..=65535).contains(&lb.container_port) || lb.container_name.is_empty())
-        {
-            return Err(ResourceError::invalid(format!(
-                "load balancer {}: needs a container name and a port 1-65535",
-                lb.target_group_arn
-            )));
-        }
-        if p.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
-            return Err(ResourceError::invalid(
-                "health_check_grace_period_seconds must not be negative",
-            ));
-        }
-        if p.deployment_minimum_healthy_percent
-            .is_some_and(|m| !(0..=100).contains(&m))
-        {
-            return Err(ResourceError::invalid(
-                "deployment_minimum_healthy_percent must be between 0 and 100",
-            ));
-        }
-        if p.deployment_maximum_percent.is_some_and(|m| m < 100) {
-            return Err(ResourceError::invalid(
-                "deployment_maximum_percent must be at least 100",
-            ));
-        }
-        Ok(p)
-    }
+fn network_configuration(p: &ServiceProps) -> Result<NetworkConfiguration, ResourceError> {
+    let vpc = AwsVpcConfiguration::builder()
+        .set_subnets(Some(p.subnet_ids.clone()))
+        .set_security_groups(Some(p.security_group_ids.clone()))
+        .assign_public_ip(if p.assign_public_ip {
+            AssignPublicIp::Enabled
+        } else {
+            AssignPublicIp::Disabled
+        })
+        .build()
+        .map_err(|e| ResourceError::failed(e.to_string()))?;
+    Ok(NetworkConfiguration::builder()
+        .awsvpc_configuration(vpc)
+        .build())
+}
 
-    fn network_configuration(&self) -> Result<NetworkConfiguration, ResourceError> {
-        let vpc = AwsVpcConfiguration::builder()
-            .set_subnets(Some(self.subnet_ids.clone()))
-            .set_security_groups(Some(self.security_group_ids.clone()))
-            .assign_public_ip(if self.assign_public_ip {
-                AssignPublicIp::Enabled
-            } else {
-                AssignPublicIp::Disabled
-            })
-            .build()
-            .map_err(|e| ResourceError::failed(e.to_string()))?;
-        Ok(NetworkConfiguration::builder()
-            .awsvpc_configuration(vpc)
-            .build())
-    }
+/// The rollout settings, when the properties give any.
+fn deployment_configuration(p: &ServiceProps) -> Option<DeploymentConfiguration> {
+    (p.deployment_minimum_healthy_percent.is_some() || p.deployment_maximum_percent.is_some())
+        .then(|| full_deployment_configuration(p))
+}
 
-    fn deployment_configuration(&self) -> Option<DeploymentConfiguration> {
-        (self.deployment_minimum_healthy_percent.is_some()
-            || self.deployment_maximum_percent.is_some())
-        .then(|| self.full_deployment_configuration())
-    }
+/// With unset values back at ECS's defaults, so removing one from the config resets it.
+fn full_deployment_configuration(p: &ServiceProps) -> DeploymentConfiguration {
+    DeploymentConfiguration::builder()
+        .minimum_healthy_percent(
+            p.deployment_minimum_healthy_percent
+                .unwrap_or(DEFAULT_MIN_HEALTHY),
+        )
+        .maximum_percent(p.deployment_maximum_percent.unwrap_or(DEFAULT_MAX_PERCENT))
+        .build()
+}
 
-    /// With unset values back at ECS's defaults, so removing one from the config resets it.
-    fn full_deployment_configuration(&self) -> DeploymentConfiguration {
-        DeploymentConfiguration::builder()
-            .minimum_healthy_percent(
-                self.deployment_minimum_healthy_percent
-                    .unwrap_or(DEFAULT_MIN_HEALTHY),
-            )
-            .maximum_percent(
-                self.deployment_maximum_percent
-                    .unwrap_or(DEFAULT_MAX_PERCENT),
-            )
-            .build()
-    }
+fn load_balancers(p: &ServiceProps) -> Vec<LoadBalancer> {
+    p.load_balancers
+        .iter()
+        .map(|lb| {
+            LoadBalancer::builder()
+                .target_group_arn(&lb.target_group_arn)
+                .container_name(&lb.container_name)
+                .container_port(lb.container_port)
+                .build()
+        })
+        .collect()
+}
 
-    fn load_balancers(&self) -> Vec<LoadBalancer> {
-        self.load_balancers
-            .iter()
-            .map(|lb| {
-                LoadBalancer::builder()
-                    .target_group_arn(&lb.target_group_arn)
-                    .container_name(&lb.container_name)
-                    .container_port(lb.container_port)
-                    .build()
-            })
-            .collect()
+fn outputs(service: &Service) -> ServiceOutputs {
+    let arn = service.service_arn().unwrap_or_default();
+    ServiceOutputs {
+        id: arn.to_owned(),
+        arn: arn.to_owned(),
+        name: service.service_name().unwrap_or_default().to_owned(),
+        cluster: service.cluster_arn().unwrap_or_default().to_owned(),
     }
 }
 
 fn applied(service: &Service) -> Applied {
-    let arn = service.service_arn().unwrap_or_default();
-    Applied::new(arn)
-        .output("arn", arn)
-        .output("name", service.service_name().unwrap_or_default())
-        .output("cluster", service.cluster_arn().unwrap_or_default())
+    Applied::of(outputs(service))
+}
+
+/// Typed properties in the engine's untyped shape (options left unset stay out).
+fn untyped(p: &ServiceProps) -> Properties {
+    match serde_json::to_value(p) {
+        Ok(Json::Object(map)) => map,
+        _ => Properties::new(),
+    }
 }
 
 /// Whether a cluster given by name or ARN is the cluster with ARN `arn`.
@@ -220,39 +133,44 @@ fn cluster_of<'a>(current: &Current<'a>) -> &'a str {
     current
         .outputs
         .get("cluster")
-        .or_else(|| current.properties.get("cluster"))
+        .or_else(|| current.properties.get(ServiceField::Cluster.as_str()))
         .and_then(Json::as_str)
         .unwrap_or_default()
 }
 
-/// A live service in the shape of the desired properties.
+/// A live service in the shape of the desired properties; the optional settings as
+/// [`observe_optional`] records them.
 fn observe(s: &Service, current: Current<'_>) -> Observed {
+    use ServiceField as F;
     let recorded = current.properties;
     let mut properties = Properties::new();
-    properties.insert("name".into(), s.service_name().unwrap_or_default().into());
+    let mut set = |field: F, value: Json| {
+        properties.insert(field.as_str().into(), value);
+    };
+    set(F::Name, s.service_name().unwrap_or_default().into());
     let cluster_arn = s.cluster_arn().unwrap_or_default();
     // Echo the cluster as configured (name or ARN) when it is the same cluster.
     let cluster = recorded
-        .get("cluster")
+        .get(F::Cluster.as_str())
         .and_then(Json::as_str)
         .filter(|given| same_cluster(given, cluster_arn))
         .unwrap_or(cluster_arn);
-    properties.insert("cluster".into(), cluster.into());
+    set(F::Cluster, cluster.into());
     if let Some(td) = s.task_definition() {
-        properties.insert("task_definition_arn".into(), td.into());
+        set(F::TaskDefinitionArn, td.into());
     }
-    properties.insert("desired_count".into(), s.desired_count().into());
+    set(F::DesiredCount, s.desired_count().into());
     if let Some(lt) = s.launch_type() {
-        properties.insert("launch_type".into(), lt.as_str().into());
+        set(F::LaunchType, lt.as_str().into());
     }
     if let Some(vpc) = s
         .network_configuration()
         .and_then(|n| n.awsvpc_configuration())
     {
-        properties.insert("subnet_ids".into(), vpc.subnets().into());
-        properties.insert("security_group_ids".into(), vpc.security_groups().into());
-        properties.insert(
-            "assign_public_ip".into(),
+        set(F::SubnetIds, vpc.subnets().into());
+        set(F::SecurityGroupIds, vpc.security_groups().into());
+        set(
+            F::AssignPublicIp,
             (vpc.assign_public_ip() == Some(&AssignPublicIp::Enabled)).into(),
         );
     }
@@ -267,46 +185,69 @@ fn observe(s: &Service, current: Current<'_>) -> Observed {
             })
         })
         .collect();
-    properties.insert("load_balancers".into(), lbs.into());
-    observe_optional(
-        &mut properties,
-        recorded,
-        "health_check_grace_period_seconds",
-        s.health_check_grace_period_seconds().map(Json::from),
-        Some(json!(0)),
-    );
+    set(F::LoadBalancers, lbs.into());
     let deployment = s.deployment_configuration();
-    observe_optional(
-        &mut properties,
-        recorded,
-        "deployment_minimum_healthy_percent",
-        deployment
-            .and_then(|d| d.minimum_healthy_percent())
-            .map(Json::from),
-        Some(json!(DEFAULT_MIN_HEALTHY)),
-    );
-    observe_optional(
-        &mut properties,
-        recorded,
-        "deployment_maximum_percent",
-        deployment.and_then(|d| d.maximum_percent()).map(Json::from),
-        Some(json!(DEFAULT_MAX_PERCENT)),
-    );
-    observe_optional(
-        &mut properties,
-        recorded,
-        "enable_execute_command",
-        Some(s.enable_execute_command().into()),
-        Some(json!(false)),
-    );
+    let optional = [
+        (
+            F::HealthCheckGracePeriodSeconds,
+            s.health_check_grace_period_seconds().map(Json::from),
+            json!(0),
+        ),
+        (
+            F::DeploymentMinimumHealthyPercent,
+            deployment
+                .and_then(|d| d.minimum_healthy_percent())
+                .map(Json::from),
+            json!(DEFAULT_MIN_HEALTHY),
+        ),
+        (
+            F::DeploymentMaximumPercent,
+            deployment.and_then(|d| d.maximum_percent()).map(Json::from),
+            json!(DEFAULT_MAX_PERCENT),
+        ),
+        (
+            F::EnableExecuteCommand,
+            Some(s.enable_execute_command().into()),
+            json!(false),
+        ),
+    ];
+    for (field, live, default) in optional {
+        observe_optional(
+            &mut properties,
+            recorded,
+            field.as_str(),
+            live,
+            Some(default),
+        );
+    }
     Observed {
         properties,
-        outputs: applied(s).outputs,
+        outputs: outputs(s).into_outputs(),
     }
 }
 
 /// DescribeServices takes at most 10 services per call.
 const DESCRIBE_SERVICES_BATCH: usize = 10;
+
+/// The services of `cluster` DescribeServices returns (a service it does not know is listed
+/// among its failures); none when the cluster is gone, the services with it.
+async fn describe_many(
+    clients: &AwsClients,
+    cluster: &str,
+    services: Vec<String>,
+    tags: bool,
+) -> Result<Vec<Service>, ResourceError> {
+    let mut req = clients
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .set_services(Some(services));
+    if tags {
+        req = req.include(Include::Tags);
+    }
+    let out = found("DescribeServices", req.send().await)?;
+    Ok(out.map_or_else(Vec::new, |out| out.services().to_vec()))
+}
 
 async fn describe(
     clients: &AwsClients,
@@ -314,20 +255,8 @@ async fn describe(
     service: &str,
     tags: bool,
 ) -> Result<Option<Service>, ResourceError> {
-    let mut req = clients
-        .ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service);
-    if tags {
-        req = req.include(ServiceField::Tags);
-    }
-    match req.send().await {
-        Ok(out) => Ok(out.services().first().cloned()),
-        // ClusterNotFoundException: the service went with its cluster.
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(classify("DescribeServices", e)),
-    }
+    let services = describe_many(clients, cluster, vec![service.to_owned()], tags).await?;
+    Ok(services.into_iter().next())
 }
 
 impl EcsService {
@@ -340,7 +269,7 @@ impl EcsService {
     async fn adopt(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &ServiceProps,
         existing: Service,
     ) -> Result<Applied, ResourceError> {
         let object = what(
@@ -353,32 +282,26 @@ impl EcsService {
                 "{object} is still being deleted (DRAINING)"
             )));
         }
-        finish_existing(self, ctx, &object, applied(&existing), props).await
+        let kind = Typed(EcsService::new(self.clients.clone()));
+        finish_existing(&kind, ctx, &object, applied(&existing), &untyped(p)).await
     }
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for EcsService {
-    fn name(&self) -> &'static str {
-        "aws_ecs_service"
-    }
-
-    fn forces_replacement(&self, property: &str) -> bool {
-        REPLACED_BY.contains(&property)
-    }
+impl Kind for EcsService {
+    type Props = ServiceProps;
 
     /// "Unable to assume role" and "does not have an associated load balancer" (IAM or the
     /// listener not yet visible to ECS) come back Transient from `classify` and are retried.
     /// A service name is unique in its cluster (and the emulator replaces a service created
     /// again), so the name is looked up first: this node's service is adopted, anyone else's
     /// refused.
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = ServiceProps::from(props)?;
+    async fn create(&self, ctx: &OpContext, p: &ServiceProps) -> Result<Applied, ResourceError> {
         if let Some(existing) = describe(&self.clients, &p.cluster, &p.name, true)
             .await?
             .filter(is_live)
         {
-            return self.adopt(ctx, props, existing).await;
+            return self.adopt(ctx, p, existing).await;
         }
         let created = self
             .clients
@@ -392,10 +315,10 @@ impl ResourceKind for EcsService {
             .task_definition(&p.task_definition_arn)
             .desired_count(p.desired_count)
             .launch_type(LaunchType::from(p.launch_type.as_str()))
-            .network_configuration(p.network_configuration()?)
-            .set_load_balancers(Some(p.load_balancers()))
+            .network_configuration(network_configuration(p)?)
+            .set_load_balancers(Some(load_balancers(p)))
             .set_health_check_grace_period_seconds(p.health_check_grace_period_seconds)
-            .set_deployment_configuration(p.deployment_configuration())
+            .set_deployment_configuration(deployment_configuration(p))
             .set_enable_execute_command(p.enable_execute_command)
             .set_tags(Some(tags_for(ctx, Some(&p.name))))
             .send()
@@ -408,7 +331,7 @@ impl ResourceKind for EcsService {
                     .await?
                     .filter(is_live);
                 return match existing {
-                    Some(existing) => self.adopt(ctx, props, existing).await,
+                    Some(existing) => self.adopt(ctx, p, existing).await,
                     None => Err(classify("CreateService", e)),
                 };
             }
@@ -423,7 +346,7 @@ impl ResourceKind for EcsService {
         let grace_dropped = p
             .health_check_grace_period_seconds
             .is_some_and(|g| service.health_check_grace_period_seconds() != Some(g));
-        let rollout_dropped = p.deployment_configuration().is_some_and(|want| {
+        let rollout_dropped = deployment_configuration(p).is_some_and(|want| {
             service
                 .deployment_configuration()
                 .map(|got| (got.minimum_healthy_percent(), got.maximum_percent()))
@@ -436,7 +359,7 @@ impl ResourceKind for EcsService {
                 .cluster(&p.cluster)
                 .service(&p.name)
                 .set_health_check_grace_period_seconds(p.health_check_grace_period_seconds)
-                .set_deployment_configuration(p.deployment_configuration())
+                .set_deployment_configuration(deployment_configuration(p))
                 .send()
                 .await
                 .map_err(|e| classify("UpdateService", e))?;
@@ -458,7 +381,7 @@ impl ResourceKind for EcsService {
     }
 
     /// One DescribeServices per cluster for up to 10 services; services it does not return
-    /// (it lists them as failures) are gone.
+    /// are gone.
     async fn read_many(
         &self,
         _ctx: &OpContext,
@@ -471,22 +394,8 @@ impl ResourceKind for EcsService {
         let mut out: Vec<Option<Result<Option<Observed>, ResourceError>>> = vec![None; items.len()];
         for (cluster, indices) in by_cluster {
             for chunk in indices.chunks(DESCRIBE_SERVICES_BATCH) {
-                let described = self
-                    .clients
-                    .ecs
-                    .describe_services()
-                    .cluster(cluster)
-                    .set_services(Some(
-                        chunk.iter().map(|&i| items[i].id.to_owned()).collect(),
-                    ))
-                    .send()
-                    .await;
-                let services = match described {
-                    Ok(out) => Ok(out.services().to_vec()),
-                    // ClusterNotFoundException: the services went with their cluster.
-                    Err(e) if is_not_found(&e) => Ok(Vec::new()),
-                    Err(e) => Err(classify("DescribeServices", e)),
-                };
+                let ids = chunk.iter().map(|&i| items[i].id.to_owned()).collect();
+                let services = describe_many(&self.clients, cluster, ids, false).await;
                 for &i in chunk {
                     let item = items[i];
                     out[i] = Some(services.as_ref().map_err(Clone::clone).map(|services| {
@@ -515,11 +424,10 @@ impl ResourceKind for EcsService {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &ServiceProps,
+        changed: &Changes<ServiceProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = ServiceProps::from(desired)?;
-        let is_changed = |keys: &[&str]| changed.iter().any(|c| keys.contains(&c.as_str()));
+        use ServiceField as F;
         let cluster = cluster_of(&current);
         let live = describe(&self.clients, cluster, current.id, true)
             .await?
@@ -535,32 +443,32 @@ impl ResourceKind for EcsService {
         // Only what changed: resending an unchanged network configuration would start a
         // needless deployment.
         let mut any = false;
-        if is_changed(&["task_definition_arn"]) {
+        if changed.contains(F::TaskDefinitionArn) {
             req = req.task_definition(&p.task_definition_arn);
             any = true;
         }
-        if is_changed(&["desired_count"]) {
+        if changed.contains(F::DesiredCount) {
             req = req.desired_count(p.desired_count);
             any = true;
         }
-        if is_changed(&["subnet_ids", "security_group_ids", "assign_public_ip"]) {
-            req = req.network_configuration(p.network_configuration()?);
+        if changed.any(&[F::SubnetIds, F::SecurityGroupIds, F::AssignPublicIp]) {
+            req = req.network_configuration(network_configuration(p)?);
             any = true;
         }
-        if is_changed(&["health_check_grace_period_seconds"]) {
+        if changed.contains(F::HealthCheckGracePeriodSeconds) {
             req = req.health_check_grace_period_seconds(
                 p.health_check_grace_period_seconds.unwrap_or(0),
             );
             any = true;
         }
-        if is_changed(&[
-            "deployment_minimum_healthy_percent",
-            "deployment_maximum_percent",
+        if changed.any(&[
+            F::DeploymentMinimumHealthyPercent,
+            F::DeploymentMaximumPercent,
         ]) {
-            req = req.deployment_configuration(p.full_deployment_configuration());
+            req = req.deployment_configuration(full_deployment_configuration(p));
             any = true;
         }
-        if is_changed(&["enable_execute_command"]) {
+        if changed.contains(F::EnableExecuteCommand) {
             req = req.enable_execute_command(p.enable_execute_command.unwrap_or(false));
             any = true;
         }
@@ -595,32 +503,36 @@ impl ResourceKind for EcsService {
             pairs(live.tags()),
         )?;
         // ServiceNotActiveException: already being deleted; only the wait is left.
-        let gone_or_going = |c: Option<&str>| c == Some("ServiceNotActiveException");
-        match ecs
+        let going = |c: Option<&str>| c == Some("ServiceNotActiveException");
+        let scaled = ecs
             .update_service()
             .cluster(cluster)
             .service(current.id)
             .desired_count(0)
             .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) if gone_or_going(code(&e)) => {}
-            Err(e) => return Err(classify("UpdateService", e)),
+            .await;
+        match scaled {
+            Err(e) if going(code(&e)) => {}
+            scaled => {
+                if found("UpdateService", scaled)?.is_none() {
+                    return Ok(());
+                }
+            }
         }
-        match ecs
+        let deleted = ecs
             .delete_service()
             .cluster(cluster)
             .service(current.id)
             .force(true)
             .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) if gone_or_going(code(&e)) => {}
-            Err(e) => return Err(classify("DeleteService", e)),
+            .await;
+        match deleted {
+            Err(e) if going(code(&e)) => {}
+            deleted => {
+                if found("DeleteService", deleted)?.is_none() {
+                    return Ok(());
+                }
+            }
         }
         ctx.wait_for(
             &format!("service {} to become INACTIVE", current.id),
@@ -637,9 +549,8 @@ impl ResourceKind for EcsService {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &ServiceProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = ServiceProps::from(props)?;
         let Some(service) = describe(&self.clients, &p.cluster, &p.name, true)
             .await?
             .filter(is_live)

@@ -1,22 +1,22 @@
 //! `aws_ecs_task_definition`: immutable revisions, replaced create-before-destroy.
 
-use super::valid_name;
 use crate::AwsClients;
-use crate::error::{classify, code, parse};
+use crate::error::{classify, code};
 use crate::ownership::{pairs, single_attempt, tags_for};
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, HealthCheck, KeyValuePair, LogConfiguration, LogDriver,
-    NetworkMode, PortMapping, Secret, SortOrder, Tag, TaskDefinition, TaskDefinitionField,
-    TaskDefinitionStatus, TransportProtocol,
+    NetworkMode, PortMapping, Secret, SortOrder, Tag, TaskDefinition,
+    TaskDefinitionField as Include, TaskDefinitionStatus, TransportProtocol,
 };
 use dagform_core::kind::Owner;
 use dagform_core::{
-    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Applied, Changes, Current, Kind, KindOutputs, Observed, OpContext, Properties, ResourceError,
 };
-use serde::Deserialize;
+use dagform_resources::ecs::{
+    ContainerProps, TaskDefinitionField, TaskDefinitionOutputs, TaskDefinitionProps,
+};
 use serde_json::{Map, Value as Json, json};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// `aws_ecs_task_definition`: one revision of a task family.
@@ -24,276 +24,63 @@ pub struct EcsTaskDefinition {
     clients: Arc<AwsClients>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskDefinitionProps {
-    family: String,
-    cpu: String,
-    memory: String,
-    network_mode: String,
-    requires_compatibilities: Vec<String>,
-    execution_role_arn: String,
-    #[serde(default)]
-    task_role_arn: Option<String>,
-    containers: Vec<ContainerProps>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ContainerProps {
-    name: String,
-    image: String,
-    essential: bool,
-    port_mappings: Vec<PortMappingProps>,
-    /// Plain variables, in the user's order.
-    environment: Map<String, Json>,
-    /// Variable name → ARN of the secret (or parameter) ECS injects it from.
-    secrets: Map<String, Json>,
-    log: LogProps,
-    #[serde(default)]
-    health_check: Option<HealthCheckProps>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PortMappingProps {
-    container_port: i32,
-    protocol: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogProps {
-    group: String,
-    region: String,
-    stream_prefix: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HealthCheckProps {
-    command: Vec<String>,
-    interval: i32,
-    timeout: i32,
-    retries: i32,
-    start_period: i32,
-}
-
-/// The memory sizes (MiB) Fargate allows for a task CPU size (CPU units).
-fn fargate_memory_allowed(cpu: u32, memory: u32) -> bool {
-    let (min, max, step) = match cpu {
-        256 => return matches!(memory, 512 | 1024 | 2048),
-        512 => (1024, 4096, 1024),
-        1024 => (2048, 8192, 1024),
-        2048 => (4096, 16384, 1024),
-        4096 => (8192, 30720, 1024),
-        8192 => (16384, 61440, 4096),
-        16384 => (32768, 122880, 8192),
-        _ => return false,
-    };
-    (min..=max).contains(&memory) && memory.is_multiple_of(step)
-}
-
-fn in_range(what: &str, v: i32, min: i32, max: i32) -> Result<(), ResourceError> {
-    if (min..=max).contains(&v) {
-        Ok(())
-    } else {
-        Err(ResourceError::invalid(format!(
-            "{what} must be between {min} and {max}, not {v}"
-        )))
-    }
-}
-
-/// The string values of an `environment` or `secrets` object, in order.
-fn string_pairs<'a>(
-    container: &str,
-    what: &str,
-    map: &'a Map<String, Json>,
-) -> Result<Vec<(&'a str, &'a str)>, ResourceError> {
-    map.iter()
-        .map(|(k, v)| match v {
-            Json::String(s) if !k.is_empty() => Ok((k.as_str(), s.as_str())),
-            _ => Err(ResourceError::invalid(format!(
-                "container `{container}`: {what} `{k}` must be a non-empty name with a string value"
-            ))),
+/// A container as ECS takes it.
+fn definition(c: &ContainerProps) -> Result<ContainerDefinition, ResourceError> {
+    let build_err =
+        |e: aws_smithy_types::error::operation::BuildError| ResourceError::failed(e.to_string());
+    let ports = c
+        .port_mappings
+        .iter()
+        .map(|m| {
+            PortMapping::builder()
+                .container_port(m.container_port)
+                .protocol(TransportProtocol::from(m.protocol.as_str()))
+                .build()
         })
-        .collect()
+        .collect();
+    let environment = c
+        .environment_vars()
+        .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+        .collect();
+    let secrets = c
+        .secret_refs()
+        .map(|(k, v)| Secret::builder().name(k).value_from(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(build_err)?;
+    let log = LogConfiguration::builder()
+        .log_driver(LogDriver::Awslogs)
+        .options("awslogs-group", &c.log.group)
+        .options("awslogs-region", &c.log.region)
+        .options("awslogs-stream-prefix", &c.log.stream_prefix)
+        .build()
+        .map_err(build_err)?;
+    let health_check = match &c.health_check {
+        Some(h) => Some(
+            HealthCheck::builder()
+                .set_command(Some(h.command.clone()))
+                .interval(h.interval)
+                .timeout(h.timeout)
+                .retries(h.retries)
+                .start_period(h.start_period)
+                .build()
+                .map_err(build_err)?,
+        ),
+        None => None,
+    };
+    Ok(ContainerDefinition::builder()
+        .name(&c.name)
+        .image(&c.image)
+        .essential(c.essential)
+        .set_port_mappings(Some(ports))
+        .set_environment(Some(environment))
+        .set_secrets(Some(secrets))
+        .log_configuration(log)
+        .set_health_check(health_check)
+        .build())
 }
 
-impl TaskDefinitionProps {
-    fn from(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        if !valid_name(&p.family) {
-            return Err(ResourceError::invalid(format!(
-                "family `{}` must be 1-255 letters, digits, hyphens or underscores",
-                p.family
-            )));
-        }
-        if !matches!(
-            p.network_mode.as_str(),
-            "awsvpc" | "bridge" | "host" | "none"
-        ) {
-            return Err(ResourceError::invalid(format!(
-                "network_mode `{}` must be awsvpc, bridge, host or none",
-                p.network_mode
-            )));
-        }
-        if let Some(c) = p
-            .requires_compatibilities
-            .iter()
-            .find(|c| !matches!(c.as_str(), "FARGATE" | "EC2" | "EXTERNAL"))
-        {
-            return Err(ResourceError::invalid(format!(
-                "requires_compatibilities: `{c}` must be FARGATE, EC2 or EXTERNAL"
-            )));
-        }
-        if p.requires_compatibilities.iter().any(|c| c == "FARGATE") {
-            if p.network_mode != "awsvpc" {
-                return Err(ResourceError::invalid(
-                    "Fargate task definitions need network_mode awsvpc",
-                ));
-            }
-            let size = |s: &str| s.parse::<u32>().ok();
-            let fits = matches!((size(&p.cpu), size(&p.memory)),
-                (Some(cpu), Some(memory)) if fargate_memory_allowed(cpu, memory));
-            if !fits {
-                return Err(ResourceError::invalid(format!(
-                    "cpu {} with memory {} is not a Fargate task size (e.g. cpu 256 takes \
-                     memory 512, 1024 or 2048; cpu 1024 takes 2048-8192 in steps of 1024)",
-                    p.cpu, p.memory
-                )));
-            }
-        }
-        if p.containers.is_empty() {
-            return Err(ResourceError::invalid(
-                "a task definition needs a container",
-            ));
-        }
-        if !p.containers.iter().any(|c| c.essential) {
-            return Err(ResourceError::invalid(
-                "at least one container must be essential",
-            ));
-        }
-        let mut names = HashSet::new();
-        for c in &p.containers {
-            if !valid_name(&c.name) || !names.insert(c.name.as_str()) {
-                return Err(ResourceError::invalid(format!(
-                    "container name `{}` must be unique and 1-255 letters, digits, hyphens or underscores",
-                    c.name
-                )));
-            }
-            if c.image.trim().is_empty() {
-                return Err(ResourceError::invalid(format!(
-                    "container `{}` needs an image",
-                    c.name
-                )));
-            }
-            for m in &c.port_mappings {
-                in_range(
-                    &format!("container `{}` port", c.name),
-                    m.container_port,
-                    1,
-                    65535,
-                )?;
-                if !matches!(m.protocol.as_str(), "tcp" | "udp") {
-                    return Err(ResourceError::invalid(format!(
-                        "container `{}` port {}: protocol must be tcp or udp",
-                        c.name, m.container_port
-                    )));
-                }
-            }
-            string_pairs(&c.name, "environment variable", &c.environment)?;
-            string_pairs(&c.name, "secret", &c.secrets)?;
-            if let Some(k) = c.secrets.keys().find(|k| c.environment.contains_key(*k)) {
-                return Err(ResourceError::invalid(format!(
-                    "container `{}`: `{k}` is both an environment variable and a secret",
-                    c.name
-                )));
-            }
-            if [&c.log.group, &c.log.region, &c.log.stream_prefix]
-                .iter()
-                .any(|s| s.is_empty())
-            {
-                return Err(ResourceError::invalid(format!(
-                    "container `{}`: log group, region and stream_prefix are required",
-                    c.name
-                )));
-            }
-            if let Some(h) = &c.health_check {
-                if h.command.is_empty() {
-                    return Err(ResourceError::invalid(format!(
-                        "container `{}`: health check needs a command",
-                        c.name
-                    )));
-                }
-                in_range("health check interval", h.interval, 5, 300)?;
-                in_range("health check timeout", h.timeout, 2, 120)?;
-                in_range("health check retries", h.retries, 1, 10)?;
-                in_range("health check start_period", h.start_period, 0, 300)?;
-            }
-        }
-        Ok(p)
-    }
-}
-
-impl ContainerProps {
-    fn definition(&self) -> Result<ContainerDefinition, ResourceError> {
-        let build_err = |e: aws_smithy_types::error::operation::BuildError| {
-            ResourceError::failed(e.to_string())
-        };
-        let ports = self
-            .port_mappings
-            .iter()
-            .map(|m| {
-                PortMapping::builder()
-                    .container_port(m.container_port)
-                    .protocol(TransportProtocol::from(m.protocol.as_str()))
-                    .build()
-            })
-            .collect();
-        let environment = string_pairs(&self.name, "environment variable", &self.environment)?
-            .into_iter()
-            .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
-            .collect();
-        let secrets = string_pairs(&self.name, "secret", &self.secrets)?
-            .into_iter()
-            .map(|(k, v)| Secret::builder().name(k).value_from(v).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(build_err)?;
-        let log = LogConfiguration::builder()
-            .log_driver(LogDriver::Awslogs)
-            .options("awslogs-group", &self.log.group)
-            .options("awslogs-region", &self.log.region)
-            .options("awslogs-stream-prefix", &self.log.stream_prefix)
-            .build()
-            .map_err(build_err)?;
-        let health_check = match &self.health_check {
-            Some(h) => Some(
-                HealthCheck::builder()
-                    .set_command(Some(h.command.clone()))
-                    .interval(h.interval)
-                    .timeout(h.timeout)
-                    .retries(h.retries)
-                    .start_period(h.start_period)
-                    .build()
-                    .map_err(build_err)?,
-            ),
-            None => None,
-        };
-        Ok(ContainerDefinition::builder()
-            .name(&self.name)
-            .image(&self.image)
-            .essential(self.essential)
-            .set_port_mappings(Some(ports))
-            .set_environment(Some(environment))
-            .set_secrets(Some(secrets))
-            .log_configuration(log)
-            .set_health_check(health_check)
-            .build())
-    }
-}
-
-/// A container definition as read back, in the shape of [`ContainerProps`].
+/// A container definition as read back, in the shape of [`ContainerProps`]; another log
+/// driver than `awslogs` shows as its name.
 fn observed_container(c: &ContainerDefinition, recorded: Option<&Json>) -> Json {
     let mut out = Map::new();
     out.insert("name".into(), c.name().unwrap_or_default().into());
@@ -367,12 +154,74 @@ fn observed_container(c: &ContainerDefinition, recorded: Option<&Json>) -> Json 
     Json::Object(out)
 }
 
-fn applied(td: &TaskDefinition) -> Applied {
+fn outputs(td: &TaskDefinition) -> TaskDefinitionOutputs {
     let arn = td.task_definition_arn().unwrap_or_default();
-    Applied::new(arn)
-        .output("arn", arn)
-        .output("family", td.family().unwrap_or_default())
-        .output("revision", td.revision())
+    TaskDefinitionOutputs {
+        id: arn.to_owned(),
+        arn: arn.to_owned(),
+        family: td.family().unwrap_or_default().to_owned(),
+        revision: td.revision(),
+    }
+}
+
+fn applied(td: &TaskDefinition) -> Applied {
+    Applied::of(outputs(td))
+}
+
+/// A live revision in the shape of the desired properties: what ECS leaves out stays out,
+/// and a task role asked for but missing is null.
+fn observe(td: &TaskDefinition, current: Current<'_>) -> Observed {
+    use TaskDefinitionField as F;
+    let mut properties = Properties::new();
+    let mut set = |field: F, value: Json| {
+        properties.insert(field.as_str().into(), value);
+    };
+    set(F::Family, td.family().unwrap_or_default().into());
+    if let Some(cpu) = td.cpu() {
+        set(F::Cpu, cpu.into());
+    }
+    if let Some(memory) = td.memory() {
+        set(F::Memory, memory.into());
+    }
+    if let Some(mode) = td.network_mode() {
+        set(F::NetworkMode, mode.as_str().into());
+    }
+    let compat: Vec<Json> = td
+        .requires_compatibilities()
+        .iter()
+        .map(|c| c.as_str().into())
+        .collect();
+    set(F::RequiresCompatibilities, compat.into());
+    if let Some(arn) = td.execution_role_arn() {
+        set(F::ExecutionRoleArn, arn.into());
+    }
+    match td.task_role_arn() {
+        Some(arn) => set(F::TaskRoleArn, arn.into()),
+        None if current.properties.contains_key(F::TaskRoleArn.as_str()) => {
+            set(F::TaskRoleArn, Json::Null);
+        }
+        None => {}
+    }
+    let recorded = current
+        .properties
+        .get(F::Containers.as_str())
+        .and_then(Json::as_array);
+    let containers: Vec<Json> = td
+        .container_definitions()
+        .iter()
+        .map(|c| {
+            let mine = recorded.and_then(|r| {
+                r.iter()
+                    .find(|rc| rc.get("name").and_then(Json::as_str) == c.name())
+            });
+            observed_container(c, mine)
+        })
+        .collect();
+    set(F::Containers, containers.into());
+    Observed {
+        properties,
+        outputs: outputs(td).into_outputs(),
+    }
 }
 
 /// The family and revision of a task definition ARN (`…:task-definition/api:3`).
@@ -400,7 +249,7 @@ impl EcsTaskDefinition {
             .ecs
             .describe_task_definition()
             .task_definition(arn)
-            .include(TaskDefinitionField::Tags)
+            .include(Include::Tags)
             .send()
             .await
         {
@@ -494,27 +343,23 @@ impl EcsTaskDefinition {
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for EcsTaskDefinition {
-    fn name(&self) -> &'static str {
-        "aws_ecs_task_definition"
-    }
-
-    /// Revisions are immutable: any change registers a new one.
-    fn forces_replacement(&self, _property: &str) -> bool {
-        true
-    }
+impl Kind for EcsTaskDefinition {
+    type Props = TaskDefinitionProps;
 
     /// The new revision must exist before the service moves to it and the old one goes.
     fn create_before_destroy(&self) -> bool {
         true
     }
 
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = TaskDefinitionProps::from(props)?;
+    async fn create(
+        &self,
+        ctx: &OpContext,
+        p: &TaskDefinitionProps,
+    ) -> Result<Applied, ResourceError> {
         let containers = p
             .containers
             .iter()
-            .map(ContainerProps::definition)
+            .map(definition)
             .collect::<Result<Vec<_>, _>>()?;
         self.require_family_ours(ctx, &p.family).await?;
         let out = self
@@ -553,71 +398,24 @@ impl ResourceKind for EcsTaskDefinition {
         _ctx: &OpContext,
         current: Current<'_>,
     ) -> Result<Option<Observed>, ResourceError> {
-        let Some((td, _)) = self.describe(current.id).await? else {
-            return Ok(None);
-        };
-        let mut properties = Properties::new();
-        properties.insert("family".into(), td.family().unwrap_or_default().into());
-        if let Some(cpu) = td.cpu() {
-            properties.insert("cpu".into(), cpu.into());
-        }
-        if let Some(memory) = td.memory() {
-            properties.insert("memory".into(), memory.into());
-        }
-        if let Some(mode) = td.network_mode() {
-            properties.insert("network_mode".into(), mode.as_str().into());
-        }
-        let compat: Vec<Json> = td
-            .requires_compatibilities()
-            .iter()
-            .map(|c| c.as_str().into())
-            .collect();
-        properties.insert("requires_compatibilities".into(), compat.into());
-        if let Some(arn) = td.execution_role_arn() {
-            properties.insert("execution_role_arn".into(), arn.into());
-        }
-        match td.task_role_arn() {
-            Some(arn) => {
-                properties.insert("task_role_arn".into(), arn.into());
-            }
-            None if current.properties.contains_key("task_role_arn") => {
-                properties.insert("task_role_arn".into(), Json::Null);
-            }
-            None => {}
-        }
-        let recorded = current
-            .properties
-            .get("containers")
-            .and_then(Json::as_array);
-        let containers: Vec<Json> = td
-            .container_definitions()
-            .iter()
-            .map(|c| {
-                let mine = recorded.and_then(|r| {
-                    r.iter()
-                        .find(|rc| rc.get("name").and_then(Json::as_str) == c.name())
-                });
-                observed_container(c, mine)
-            })
-            .collect();
-        properties.insert("containers".into(), containers.into());
-        Ok(Some(Observed {
-            properties,
-            outputs: applied(&td).outputs,
-        }))
+        Ok(self
+            .describe(current.id)
+            .await?
+            .map(|(td, _)| observe(&td, current)))
     }
 
+    /// Every property forces a new revision, so there is nothing to change in place.
     async fn update(
         &self,
         _ctx: &OpContext,
         current: Current<'_>,
-        _desired: &Properties,
-        changed: &[String],
+        _desired: &TaskDefinitionProps,
+        changed: &Changes<TaskDefinitionProps>,
     ) -> Result<Applied, ResourceError> {
         Err(ResourceError::failed(format!(
             "task definition {} is immutable; changing {} needs a new revision",
             current.id,
-            changed.join(", ")
+            changed.names().join(", ")
         )))
     }
 
@@ -663,9 +461,8 @@ impl ResourceKind for EcsTaskDefinition {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &TaskDefinitionProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = TaskDefinitionProps::from(props)?;
         let replaced_up_to = ctx
             .superseded
             .iter()
@@ -709,18 +506,5 @@ mod tests {
             family_revision("arn:aws:ecs:us-east-1:1:task-definition/api"),
             None
         );
-    }
-
-    #[test]
-    fn fargate_sizes() {
-        assert!(fargate_memory_allowed(256, 512));
-        assert!(fargate_memory_allowed(256, 2048));
-        assert!(!fargate_memory_allowed(256, 4096));
-        assert!(fargate_memory_allowed(512, 3072));
-        assert!(!fargate_memory_allowed(512, 512));
-        assert!(fargate_memory_allowed(4096, 30720));
-        assert!(fargate_memory_allowed(8192, 20480));
-        assert!(!fargate_memory_allowed(8192, 18432));
-        assert!(!fargate_memory_allowed(300, 1024));
     }
 }

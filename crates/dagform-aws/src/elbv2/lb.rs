@@ -1,100 +1,64 @@
 //! `aws_lb`: an application load balancer.
 
 use super::{
-    ARN_BATCH, Claim, adopt_holder, adoptable, arns, check_range, held_by_superseded,
-    int_attribute, require_not_foreign, taken_and_freed, validate_name,
+    ARN_BATCH, Claim, adopt_holder, adoptable, arns, held_by_superseded, int_attribute, read_each,
+    require_not_foreign, taken_and_freed,
 };
 use crate::AwsClients;
-use crate::clients::{by_id, fail_all, read_each};
-use crate::error::{classify, code, is_not_found, parse};
+use crate::clients::{by_id, fail_all};
+use crate::error::{classify, code, is_not_found};
 use crate::ownership::{found, in_recorded_order, single_attempt, tags_for};
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
 };
-use dagform_core::{
-    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
-};
-use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use dagform_core::{Applied, Changes, Current, Kind, Observed, OpContext, ResourceError};
+use dagform_resources::elbv2::{LoadBalancerField, LoadBalancerOutputs, LoadBalancerProps};
 use std::sync::Arc;
 
 const IDLE_TIMEOUT: &str = "idle_timeout.timeout_seconds";
 /// AWS's idle timeout when none is set, restored when the property is removed.
 const DEFAULT_IDLE_TIMEOUT: i32 = 60;
 
-pub(super) struct LoadBalancer {
-    pub(super) clients: Arc<AwsClients>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Props {
-    name: String,
-    scheme: String,
-    subnet_ids: Vec<String>,
-    security_group_ids: Vec<String>,
-    #[serde(default)]
-    idle_timeout_seconds: Option<i32>,
-}
-
-impl Props {
-    fn parse(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        validate_name("load balancer", &p.name)?;
-        if p.name.starts_with("internal-") {
-            return Err(ResourceError::invalid(format!(
-                "load balancer name `{}` must not begin with `internal-`",
-                p.name
-            )));
-        }
-        if !matches!(p.scheme.as_str(), "internet-facing" | "internal") {
-            return Err(ResourceError::invalid(format!(
-                "scheme must be `internet-facing` or `internal`, got `{}`",
-                p.scheme
-            )));
-        }
-        if p.subnet_ids.len() < 2 {
-            return Err(ResourceError::invalid(
-                "an application load balancer needs subnets in at least two Availability Zones",
-            ));
-        }
-        if let Some(t) = p.idle_timeout_seconds {
-            check_range("idle_timeout_seconds", t, 1..=4000)?;
-        }
-        Ok(p)
-    }
+/// `aws_lb`: an application load balancer; its name and scheme are fixed at creation.
+#[derive(Clone)]
+pub struct LoadBalancer {
+    clients: Arc<AwsClients>,
 }
 
 type Lb = aws_sdk_elasticloadbalancingv2::types::LoadBalancer;
 
-fn applied(lb: &Lb) -> Result<Applied, ResourceError> {
+fn outputs(lb: &Lb) -> Result<LoadBalancerOutputs, ResourceError> {
     let arn = lb
         .load_balancer_arn()
         .ok_or_else(|| ResourceError::failed("DescribeLoadBalancers: load balancer without ARN"))?;
-    Ok(Applied::new(arn)
-        .output("arn", arn)
-        .output("dns_name", lb.dns_name().unwrap_or_default())
-        .output(
-            "canonical_hosted_zone_id",
-            lb.canonical_hosted_zone_id().unwrap_or_default(),
-        )
-        .output("name", lb.load_balancer_name().unwrap_or_default()))
+    Ok(LoadBalancerOutputs {
+        id: arn.to_owned(),
+        arn: arn.to_owned(),
+        dns_name: lb.dns_name().unwrap_or_default().to_owned(),
+        canonical_hosted_zone_id: lb.canonical_hosted_zone_id().unwrap_or_default().to_owned(),
+        name: lb.load_balancer_name().unwrap_or_default().to_owned(),
+    })
+}
+
+fn applied(lb: &Lb) -> Result<Applied, ResourceError> {
+    outputs(lb).map(Applied::of)
 }
 
 impl LoadBalancer {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
     async fn describe(&self, arn: &str) -> Result<Option<Lb>, ResourceError> {
-        match self
+        let result = self
             .clients
             .elbv2
             .describe_load_balancers()
             .load_balancer_arns(arn)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.load_balancers().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("DescribeLoadBalancers", e)),
-        }
+            .await;
+        Ok(found("DescribeLoadBalancers", result)?
+            .and_then(|out| out.load_balancers().first().cloned()))
     }
 
     /// A live load balancer in the shape of the desired properties.
@@ -105,33 +69,34 @@ impl LoadBalancer {
             .iter()
             .filter_map(|az| az.subnet_id().map(str::to_owned))
             .collect();
-        let mut properties = Properties::new();
-        properties.insert("name".into(), json!(lb.load_balancer_name()));
-        properties.insert("scheme".into(), json!(lb.scheme().map(|s| s.as_str())));
-        properties.insert(
-            "subnet_ids".into(),
-            json!(in_recorded_order(subnets, recorded.get("subnet_ids"))),
-        );
-        properties.insert(
-            "security_group_ids".into(),
-            json!(in_recorded_order(
+        let idle_timeout_seconds =
+            if recorded.contains_key(LoadBalancerField::IdleTimeoutSeconds.as_str()) {
+                // An attribute never set may go unreported (the emulator does so): it is then
+                // AWS's default, which an adopted half-built load balancer must show to be
+                // finished.
+                Some(
+                    self.idle_timeout(current.id)
+                        .await?
+                        .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+                )
+            } else {
+                None
+            };
+        let props = LoadBalancerProps {
+            name: lb.load_balancer_name().unwrap_or_default().to_owned(),
+            scheme: lb
+                .scheme()
+                .map(|s| s.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            subnet_ids: in_recorded_order(subnets, recorded.get("subnet_ids")),
+            security_group_ids: in_recorded_order(
                 lb.security_groups().to_vec(),
-                recorded.get("security_group_ids")
-            )),
-        );
-        if recorded.contains_key("idle_timeout_seconds") {
-            // An attribute never set may go unreported (the emulator does so): it is then
-            // AWS's default, which an adopted half-built load balancer must show to be finished.
-            let t = self
-                .idle_timeout(current.id)
-                .await?
-                .unwrap_or(DEFAULT_IDLE_TIMEOUT.into());
-            properties.insert("idle_timeout_seconds".into(), Json::from(t));
-        }
-        Ok(Observed {
-            properties,
-            outputs: applied(lb)?.outputs,
-        })
+                recorded.get("security_group_ids"),
+            ),
+            idle_timeout_seconds,
+        };
+        Ok(Observed::of(&props, outputs(lb)?))
     }
 
     /// Waits until the load balancer leaves `provisioning` (about 2.5 minutes on AWS).
@@ -159,7 +124,7 @@ impl LoadBalancer {
 
     /// Who holds the wanted name. AWS keeps one load balancer per name; the emulator may hold
     /// several, and any of them not this node's makes the name not this node's.
-    async fn claim(&self, ctx: &OpContext, p: &Props) -> Result<Claim, ResourceError> {
+    async fn claim(&self, ctx: &OpContext, p: &LoadBalancerProps) -> Result<Claim, ResourceError> {
         let Some(out) = found(
             "DescribeLoadBalancers",
             self.clients
@@ -203,7 +168,7 @@ impl LoadBalancer {
         Ok(())
     }
 
-    async fn idle_timeout(&self, arn: &str) -> Result<Option<i64>, ResourceError> {
+    async fn idle_timeout(&self, arn: &str) -> Result<Option<i32>, ResourceError> {
         let out = self
             .clients
             .elbv2
@@ -220,23 +185,20 @@ impl LoadBalancer {
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for LoadBalancer {
-    fn name(&self) -> &'static str {
-        "aws_lb"
-    }
-
-    fn forces_replacement(&self, property: &str) -> bool {
-        matches!(property, "name" | "scheme")
-    }
+impl Kind for LoadBalancer {
+    type Props = LoadBalancerProps;
 
     /// The name is unique in the region, and AWS answers a create of an existing name with
     /// the same settings with that load balancer: whatever holds the name is checked first, and
     /// what the create returns is checked again, so another stack's is never taken.
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = Props::parse(props)?;
+    async fn create(
+        &self,
+        ctx: &OpContext,
+        p: &LoadBalancerProps,
+    ) -> Result<Applied, ResourceError> {
         let object = object(&p.name);
-        let holder = self.claim(ctx, &p).await?;
-        if let Some(adopted) = adopt_holder(self, ctx, &object, holder, props).await? {
+        let holder = self.claim(ctx, p).await?;
+        if let Some(adopted) = adopt_holder(self, ctx, &object, holder, p).await? {
             return Ok(adopted);
         }
         let created = self
@@ -256,8 +218,8 @@ impl ResourceKind for LoadBalancer {
         let out = match created {
             Ok(out) => out,
             Err(e) if code(&e) == Some("DuplicateLoadBalancerName") => {
-                let holder = self.claim(ctx, &p).await?;
-                return adopt_holder(self, ctx, &object, holder, props)
+                let holder = self.claim(ctx, p).await?;
+                return adopt_holder(self, ctx, &object, holder, p)
                     .await?
                     .ok_or_else(|| taken_and_freed(&object));
             }
@@ -327,42 +289,33 @@ impl ResourceKind for LoadBalancer {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &LoadBalancerProps,
+        changed: &Changes<LoadBalancerProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = Props::parse(desired)?;
         let arn = current.id;
         require_not_foreign(&self.clients, ctx, &object(&p.name), arn).await?;
         let elbv2 = &self.clients.elbv2;
-        for property in changed {
-            match property.as_str() {
-                "security_group_ids" => {
-                    elbv2
-                        .set_security_groups()
-                        .load_balancer_arn(arn)
-                        .set_security_groups(Some(p.security_group_ids.clone()))
-                        .send()
-                        .await
-                        .map_err(|e| classify("SetSecurityGroups", e))?;
-                }
-                "subnet_ids" => {
-                    elbv2
-                        .set_subnets()
-                        .load_balancer_arn(arn)
-                        .set_subnets(Some(p.subnet_ids.clone()))
-                        .send()
-                        .await
-                        .map_err(|e| classify("SetSubnets", e))?;
-                }
-                "idle_timeout_seconds" => {
-                    self.set_idle_timeout(
-                        arn,
-                        p.idle_timeout_seconds.unwrap_or(DEFAULT_IDLE_TIMEOUT),
-                    )
-                    .await?;
-                }
-                _ => {}
-            }
+        if changed.contains(LoadBalancerField::SecurityGroupIds) {
+            elbv2
+                .set_security_groups()
+                .load_balancer_arn(arn)
+                .set_security_groups(Some(p.security_group_ids.clone()))
+                .send()
+                .await
+                .map_err(|e| classify("SetSecurityGroups", e))?;
+        }
+        if changed.contains(LoadBalancerField::SubnetIds) {
+            elbv2
+                .set_subnets()
+                .load_balancer_arn(arn)
+                .set_subnets(Some(p.subnet_ids.clone()))
+                .send()
+                .await
+                .map_err(|e| classify("SetSubnets", e))?;
+        }
+        if changed.contains(LoadBalancerField::IdleTimeoutSeconds) {
+            self.set_idle_timeout(arn, p.idle_timeout_seconds.unwrap_or(DEFAULT_IDLE_TIMEOUT))
+                .await?;
         }
         let lb = self.describe(arn).await?.ok_or_else(|| {
             ResourceError::failed(format!("load balancer {arn} disappeared during update"))
@@ -375,17 +328,15 @@ impl ResourceKind for LoadBalancer {
         if !require_not_foreign(&self.clients, ctx, &format!("load balancer {arn}"), arn).await? {
             return Ok(());
         }
-        match self
+        let deleted = self
             .clients
             .elbv2
             .delete_load_balancer()
             .load_balancer_arn(arn)
             .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(classify("DeleteLoadBalancer", e)),
+            .await;
+        if found("DeleteLoadBalancer", deleted)?.is_none() {
+            return Ok(());
         }
         // Target groups stay "in use" until the load balancer is really gone.
         ctx.wait_for(&format!("load balancer {arn} to be deleted"), || async {
@@ -399,10 +350,9 @@ impl ResourceKind for LoadBalancer {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &LoadBalancerProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = Props::parse(props)?;
-        match self.claim(ctx, &p).await?.adopted() {
+        match self.claim(ctx, p).await?.adopted() {
             Some(ours) => applied(&self.wait_active(ctx, &ours.id).await?).map(Some),
             None => Ok(None),
         }

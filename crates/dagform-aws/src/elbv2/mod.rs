@@ -9,22 +9,24 @@ mod target_group;
 use crate::AwsClients;
 use crate::ownership::{finish_existing, found, pairs};
 use aws_sdk_elasticloadbalancingv2::types::Tag;
-use dagform_core::{Applied, Current, Kinds, OpContext, Properties, ResourceError, ResourceKind};
+use dagform_core::{
+    Applied, Current, Kind, Kinds, Observed, OpContext, Properties, ResourceError, Typed,
+};
+use serde::Serialize;
+use serde_json::Value as Json;
 use std::sync::Arc;
 
+pub use lb::LoadBalancer;
+pub use listener::Listener;
+pub use rule::ListenerRule;
+pub use target_group::TargetGroup;
+
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
-    kinds.register(Arc::new(lb::LoadBalancer {
-        clients: clients.clone(),
-    }));
-    kinds.register(Arc::new(target_group::TargetGroup {
-        clients: clients.clone(),
-    }));
-    kinds.register(Arc::new(listener::Listener {
-        clients: clients.clone(),
-    }));
-    kinds.register(Arc::new(rule::ListenerRule {
-        clients: clients.clone(),
-    }));
+    let c = || clients.clone();
+    kinds.add(LoadBalancer::new(c()));
+    kinds.add(TargetGroup::new(c()));
+    kinds.add(Listener::new(c()));
+    kinds.add(ListenerRule::new(c()));
 }
 
 /// How many ARNs a batched read describes in one call: DescribeLoadBalancers takes at most
@@ -36,43 +38,14 @@ fn arns(items: &[Current<'_>]) -> Vec<String> {
     items.iter().map(|c| c.id.to_owned()).collect()
 }
 
-/// Load balancer and target group names: at most 32 alphanumerics and hyphens, no hyphen at
-/// either end. AWS rejects anything else; the emulator does not check all of it.
-fn validate_name(what: &str, name: &str) -> Result<(), ResourceError> {
-    if name.is_empty() || name.len() > 32 {
-        return Err(ResourceError::invalid(format!(
-            "{what} name `{name}` must be 1 to 32 characters long (it has {})",
-            name.len()
-        )));
-    }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(ResourceError::invalid(format!(
-            "{what} name `{name}` may only contain letters, digits and hyphens"
-        )));
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err(ResourceError::invalid(format!(
-            "{what} name `{name}` must not begin or end with a hyphen"
-        )));
-    }
-    Ok(())
-}
-
-/// `value` must lie in `range`, or the properties are invalid.
-fn check_range(
-    what: &str,
-    value: i32,
-    range: std::ops::RangeInclusive<i32>,
-) -> Result<(), ResourceError> {
-    if range.contains(&value) {
-        Ok(())
-    } else {
-        Err(ResourceError::invalid(format!(
-            "{what} must be between {} and {}, got {value}",
-            range.start(),
-            range.end()
-        )))
-    }
+/// Reads each item on its own, for a batch AWS would not describe at once (it fails a
+/// describe by a list of ARNs as a whole when one of them is gone).
+async fn read_each<K: Kind + Clone>(
+    kind: &K,
+    ctx: &OpContext,
+    items: &[Current<'_>],
+) -> Vec<Result<Option<Observed>, ResourceError>> {
+    crate::clients::read_each(&Typed(kind.clone()), ctx, items).await
 }
 
 /// The tags of the ELBv2 object `arn`; `None` when it is gone (AWS answers "not found";
@@ -155,19 +128,29 @@ async fn claim(
 
 /// A create's answer to the object holding its key: this node's is finished and adopted, the
 /// one it replaces blocks the create; `None` when the key is free.
-async fn adopt_holder(
-    kind: &dyn ResourceKind,
+async fn adopt_holder<K: Kind + Clone>(
+    kind: &K,
     ctx: &OpContext,
     object: &str,
     claim: Claim,
-    props: &Properties,
+    props: &K::Props,
 ) -> Result<Option<Applied>, ResourceError> {
     match claim {
         Claim::Free => Ok(None),
         Claim::Superseded => Err(held_by_superseded(object)),
-        Claim::Ours(existing) => finish_existing(kind, ctx, object, existing, props)
-            .await
-            .map(Some),
+        Claim::Ours(existing) => {
+            finish_existing(&Typed(kind.clone()), ctx, object, existing, &untyped(props))
+                .await
+                .map(Some)
+        }
+    }
+}
+
+/// Typed properties in the engine's untyped shape.
+fn untyped<P: Serialize>(props: &P) -> Properties {
+    match serde_json::to_value(props) {
+        Ok(Json::Object(map)) => map,
+        _ => Properties::new(),
     }
 }
 
@@ -210,7 +193,7 @@ fn arn_suffix(arn: &str) -> &str {
 fn int_attribute<'a>(
     attributes: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
     key: &str,
-) -> Option<i64> {
+) -> Option<i32> {
     attributes
         .into_iter()
         .find(|(k, _)| *k == Some(key))
@@ -221,17 +204,6 @@ fn int_attribute<'a>(
 mod tests {
     use super::*;
     use crate::ownership::in_recorded_order;
-
-    #[test]
-    fn names_follow_aws_rules() {
-        assert!(validate_name("target group", "dev-customer1-backend-api-tg").is_ok());
-        assert!(validate_name("target group", &"a".repeat(32)).is_ok());
-        assert!(validate_name("target group", &"a".repeat(33)).is_err());
-        assert!(validate_name("target group", "-abc").is_err());
-        assert!(validate_name("target group", "abc-").is_err());
-        assert!(validate_name("target group", "a_b").is_err());
-        assert!(validate_name("target group", "").is_err());
-    }
 
     #[test]
     fn suffix_is_the_resource_part() {

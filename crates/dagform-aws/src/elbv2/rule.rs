@@ -1,122 +1,83 @@
 //! `aws_lb_listener_rule`: forwards requests matching host names (and paths) to a target group.
 
 use super::listener::forwarded_target_group;
-use super::{Claim, adopt_holder, check_range, claim, require_not_foreign, taken_and_freed};
+use super::{Claim, adopt_holder, claim, require_not_foreign, taken_and_freed};
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
-use crate::error::{classify, code, is_not_found, parse};
+use crate::error::{classify, code, is_not_found};
 use crate::ownership::{found, gone, in_recorded_order, single_attempt, tags_for};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, HostHeaderConditionConfig, PathPatternConditionConfig, RuleCondition,
     RulePriorityPair,
 };
 use dagform_core::{
-    Applied, Current, Observed, OpContext, Properties, ResourceError, ResourceKind,
+    Applied, Changes, Current, Kind, KindOutputs, Observed, OpContext, Properties, ResourceError,
 };
-use serde::Deserialize;
-use serde_json::json;
+use dagform_resources::elbv2::{ListenerRuleField, ListenerRuleOutputs, ListenerRuleProps};
+use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// AWS allows three values per condition and five per rule.
-const MAX_VALUES_PER_CONDITION: usize = 3;
-const MAX_VALUES_PER_RULE: usize = 5;
-
-pub(super) struct ListenerRule {
-    pub(super) clients: Arc<AwsClients>,
+/// `aws_lb_listener_rule`: only the listener it belongs to is fixed at creation.
+#[derive(Clone)]
+pub struct ListenerRule {
+    clients: Arc<AwsClients>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Props {
-    listener_arn: String,
-    priority: i32,
-    host_headers: Vec<String>,
-    #[serde(default)]
-    path_patterns: Vec<String>,
-    target_group_arn: String,
-}
-
-impl Props {
-    fn parse(props: &Properties) -> Result<Self, ResourceError> {
-        let p: Self = parse(props)?;
-        check_range("priority", p.priority, 1..=50000)?;
-        if p.host_headers.is_empty() && p.path_patterns.is_empty() {
-            return Err(ResourceError::invalid(
-                "a listener rule needs at least one host header or path pattern",
-            ));
-        }
-        for (what, values) in [
-            ("host_headers", &p.host_headers),
-            ("path_patterns", &p.path_patterns),
-        ] {
-            if values.len() > MAX_VALUES_PER_CONDITION {
-                return Err(ResourceError::invalid(format!(
-                    "{what} may hold at most {MAX_VALUES_PER_CONDITION} values, got {}",
-                    values.len()
-                )));
-            }
-            if let Some(v) = values.iter().find(|v| v.is_empty() || v.len() > 128) {
-                return Err(ResourceError::invalid(format!(
-                    "{what} values must be 1 to 128 characters long, got `{v}`"
-                )));
-            }
-        }
-        let total = p.host_headers.len() + p.path_patterns.len();
-        if total > MAX_VALUES_PER_RULE {
-            return Err(ResourceError::invalid(format!(
-                "a listener rule may match at most {MAX_VALUES_PER_RULE} values in all, got {total}"
-            )));
-        }
-        Ok(p)
-    }
-
-    fn conditions(&self) -> Vec<RuleCondition> {
-        let mut conditions = vec![];
-        if !self.host_headers.is_empty() {
-            conditions.push(
-                RuleCondition::builder()
-                    .field("host-header")
-                    .host_header_config(
-                        HostHeaderConditionConfig::builder()
-                            .set_values(Some(self.host_headers.clone()))
-                            .build(),
-                    )
-                    .build(),
-            );
-        }
-        if !self.path_patterns.is_empty() {
-            conditions.push(
-                RuleCondition::builder()
-                    .field("path-pattern")
-                    .path_pattern_config(
-                        PathPatternConditionConfig::builder()
-                            .set_values(Some(self.path_patterns.clone()))
-                            .build(),
-                    )
-                    .build(),
-            );
-        }
-        conditions
-    }
-
-    fn actions(&self) -> Vec<Action> {
-        vec![
-            Action::builder()
-                .r#type(ActionTypeEnum::Forward)
-                .target_group_arn(&self.target_group_arn)
+/// The rule's conditions as the SDK takes them.
+fn conditions(p: &ListenerRuleProps) -> Vec<RuleCondition> {
+    let mut conditions = vec![];
+    if !p.host_headers.is_empty() {
+        conditions.push(
+            RuleCondition::builder()
+                .field("host-header")
+                .host_header_config(
+                    HostHeaderConditionConfig::builder()
+                        .set_values(Some(p.host_headers.clone()))
+                        .build(),
+                )
                 .build(),
-        ]
+        );
     }
+    if !p.path_patterns.is_empty() {
+        conditions.push(
+            RuleCondition::builder()
+                .field("path-pattern")
+                .path_pattern_config(
+                    PathPatternConditionConfig::builder()
+                        .set_values(Some(p.path_patterns.clone()))
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    conditions
+}
+
+/// The rule's forward as the SDK takes it.
+fn actions(p: &ListenerRuleProps) -> Vec<Action> {
+    vec![
+        Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn(&p.target_group_arn)
+            .build(),
+    ]
 }
 
 type Rule = aws_sdk_elasticloadbalancingv2::types::Rule;
 
-fn applied(rule: &Rule) -> Result<Applied, ResourceError> {
+fn outputs(rule: &Rule) -> Result<ListenerRuleOutputs, ResourceError> {
     let arn = rule
         .rule_arn()
         .ok_or_else(|| ResourceError::failed("DescribeRules: rule without ARN"))?;
-    Ok(Applied::new(arn).output("arn", arn))
+    Ok(ListenerRuleOutputs {
+        id: arn.to_owned(),
+        arn: arn.to_owned(),
+    })
+}
+
+fn applied(rule: &Rule) -> Result<Applied, ResourceError> {
+    outputs(rule).map(Applied::of)
 }
 
 /// The values of the rule's `field` condition, from its typed config or the legacy `Values`.
@@ -142,28 +103,32 @@ fn listener_of(rule_arn: &str) -> Option<String> {
         .then(|| prefix.replacen(":listener-rule/", ":listener/", 1))
 }
 
-/// A live rule in the shape of the desired properties.
+/// A live rule in the shape of the desired properties. Built by hand: the listener, priority
+/// and target group are left out when they cannot be read from what AWS reports.
 fn observe(rule: &Rule, current: Current<'_>) -> Result<Observed, ResourceError> {
     let recorded = current.properties;
     let mut properties = Properties::new();
+    let mut set = |field: ListenerRuleField, value: Json| {
+        properties.insert(field.as_str().to_owned(), value);
+    };
     let listener = listener_of(current.id)
-        .map(serde_json::Value::from)
+        .map(Json::from)
         .or_else(|| recorded.get("listener_arn").cloned());
     if let Some(listener) = listener {
-        properties.insert("listener_arn".into(), listener);
+        set(ListenerRuleField::ListenerArn, listener);
     }
     if let Some(priority) = rule.priority().and_then(|p| p.parse::<i64>().ok()) {
-        properties.insert("priority".into(), json!(priority));
+        set(ListenerRuleField::Priority, json!(priority));
     }
-    properties.insert(
-        "host_headers".into(),
+    set(
+        ListenerRuleField::HostHeaders,
         json!(in_recorded_order(
             condition_values(rule, "host-header"),
             recorded.get("host_headers")
         )),
     );
-    properties.insert(
-        "path_patterns".into(),
+    set(
+        ListenerRuleField::PathPatterns,
         json!(in_recorded_order(
             condition_values(rule, "path-pattern"),
             recorded.get("path_patterns")
@@ -175,17 +140,21 @@ fn observe(rule: &Rule, current: Current<'_>) -> Result<Observed, ResourceError>
         .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
         .and_then(forwarded_target_group);
     if let Some(target) = target {
-        properties.insert("target_group_arn".into(), json!(target));
+        set(ListenerRuleField::TargetGroupArn, json!(target));
     }
     Ok(Observed {
         properties,
-        outputs: applied(rule)?.outputs,
+        outputs: outputs(rule)?.into_outputs(),
     })
 }
 
 impl ListenerRule {
+    pub fn new(clients: Arc<AwsClients>) -> Self {
+        Self { clients }
+    }
+
     /// Who holds the wanted priority of the listener (one rule per priority).
-    async fn claim(&self, ctx: &OpContext, p: &Props) -> Result<Claim, ResourceError> {
+    async fn claim(&self, ctx: &OpContext, p: &ListenerRuleProps) -> Result<Claim, ResourceError> {
         let priority = p.priority.to_string();
         let mut marker = None;
         let holder = loop {
@@ -218,43 +187,36 @@ impl ListenerRule {
     }
 
     async fn describe(&self, arn: &str) -> Result<Option<Rule>, ResourceError> {
-        match self
+        let result = self
             .clients
             .elbv2
             .describe_rules()
             .rule_arns(arn)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.rules().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify("DescribeRules", e)),
-        }
+            .await;
+        Ok(found("DescribeRules", result)?.and_then(|out| out.rules().first().cloned()))
     }
 }
 
 #[async_trait::async_trait]
-impl ResourceKind for ListenerRule {
-    fn name(&self) -> &'static str {
-        "aws_lb_listener_rule"
-    }
-
-    fn forces_replacement(&self, property: &str) -> bool {
-        property == "listener_arn"
-    }
+impl Kind for ListenerRule {
+    type Props = ListenerRuleProps;
 
     /// A priority is unique per listener: a create that meets `PriorityInUse` adopts the rule
     /// holding it only when it is this node's.
-    async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
-        let p = Props::parse(props)?;
+    async fn create(
+        &self,
+        ctx: &OpContext,
+        p: &ListenerRuleProps,
+    ) -> Result<Applied, ResourceError> {
         let created = self
             .clients
             .elbv2
             .create_rule()
             .listener_arn(&p.listener_arn)
             .priority(p.priority)
-            .set_conditions(Some(p.conditions()))
-            .set_actions(Some(p.actions()))
+            .set_conditions(Some(conditions(p)))
+            .set_actions(Some(actions(p)))
             .set_tags(Some(tags_for(ctx, None)))
             .customize()
             .config_override(single_attempt::elbv2())
@@ -263,9 +225,9 @@ impl ResourceKind for ListenerRule {
         let out = match created {
             Ok(out) => out,
             Err(e) if code(&e) == Some("PriorityInUse") => {
-                let object = object(&p);
-                let holder = self.claim(ctx, &p).await?;
-                return adopt_holder(self, ctx, &object, holder, props)
+                let object = object(p);
+                let holder = self.claim(ctx, p).await?;
+                return adopt_holder(self, ctx, &object, holder, p)
                     .await?
                     .ok_or_else(|| taken_and_freed(&object));
             }
@@ -342,14 +304,13 @@ impl ResourceKind for ListenerRule {
         &self,
         ctx: &OpContext,
         current: Current<'_>,
-        desired: &Properties,
-        changed: &[String],
+        p: &ListenerRuleProps,
+        changed: &Changes<ListenerRuleProps>,
     ) -> Result<Applied, ResourceError> {
-        let p = Props::parse(desired)?;
         let arn = current.id;
         require_not_foreign(&self.clients, ctx, &format!("listener rule {arn}"), arn).await?;
         let elbv2 = &self.clients.elbv2;
-        if changed.iter().any(|c| c == "priority") {
+        if changed.contains(ListenerRuleField::Priority) {
             elbv2
                 .set_rule_priorities()
                 .rule_priorities(
@@ -362,17 +323,16 @@ impl ResourceKind for ListenerRule {
                 .await
                 .map_err(|e| classify("SetRulePriorities", e))?;
         }
-        if changed.iter().any(|c| {
-            matches!(
-                c.as_str(),
-                "host_headers" | "path_patterns" | "target_group_arn"
-            )
-        }) {
+        if changed.any(&[
+            ListenerRuleField::HostHeaders,
+            ListenerRuleField::PathPatterns,
+            ListenerRuleField::TargetGroupArn,
+        ]) {
             elbv2
                 .modify_rule()
                 .rule_arn(arn)
-                .set_conditions(Some(p.conditions()))
-                .set_actions(Some(p.actions()))
+                .set_conditions(Some(conditions(p)))
+                .set_actions(Some(actions(p)))
                 .send()
                 .await
                 .map_err(|e| classify("ModifyRule", e))?;
@@ -400,15 +360,14 @@ impl ResourceKind for ListenerRule {
     async fn find(
         &self,
         ctx: &OpContext,
-        props: &Properties,
+        p: &ListenerRuleProps,
     ) -> Result<Option<Applied>, ResourceError> {
-        let p = Props::parse(props)?;
-        Ok(self.claim(ctx, &p).await?.adopted())
+        Ok(self.claim(ctx, p).await?.adopted())
     }
 }
 
 /// How errors name a rule: by its priority and listener.
-fn object(p: &Props) -> String {
+fn object(p: &ListenerRuleProps) -> String {
     format!(
         "listener rule at priority {} of {}",
         p.priority,

@@ -76,11 +76,10 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
         ApplyReport::default()
     };
     let mut code = if plan.has_changes() {
-        super::finish(&report, "Provision", started.elapsed())
+        finish(&report, started.elapsed())
     } else {
         exit::OK
     };
-    print_pending_validation(&report, &blueprint.graph, store.state());
 
     let mut waited = Vec::new();
     if args.wait && code == exit::OK {
@@ -125,6 +124,8 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
             "succeeded": report.succeeded.iter().map(|(a, s)| json!({"address": a, "step": s.to_string()})).collect::<Vec<_>>(),
             "failed": report.failed.iter().map(|f| json!({"address": f.address, "step": f.step.to_string(), "error": f.error})).collect::<Vec<_>>(),
             "skipped": report.skipped.iter().map(|(a, s)| json!({"address": a, "step": s.to_string()})).collect::<Vec<_>>(),
+            "pending": report.pending.iter().map(|p| json!({"address": p.address, "step": p.step.to_string(), "waiting_for": p.waiting_for, "instructions": p.instructions})).collect::<Vec<_>>(),
+            "waiting": report.waiting.iter().map(|w| json!({"address": w.address, "step": w.step.to_string(), "on": w.on})).collect::<Vec<_>>(),
             "cancelled": report.cancelled,
             "waited": waited,
             "outputs": outputs,
@@ -151,42 +152,52 @@ fn services_applied(report: &ApplyReport, state: &State) -> Vec<(String, String)
         .collect()
 }
 
-/// A certificate validated through DNS hosted elsewhere waits for records only the user can
-/// add: say which, so a later run can finish the HTTPS listener.
-fn print_pending_validation(
-    report: &ApplyReport,
-    graph: &dagform_core::ResourceGraph,
-    state: &State,
-) {
-    for failure in &report.failed {
-        let Some(node) = graph.get(&failure.address) else {
-            continue;
+/// Prints the outcome of the run and picks the exit code. A run that did everything it could
+/// but left objects waiting on the user has its own code, once it has said what to do.
+fn finish(report: &ApplyReport, elapsed: Duration) -> u8 {
+    if report.pending.is_empty() || report.cancelled || !report.failed.is_empty() {
+        let code = super::finish(report, "Provision", elapsed);
+        print_pending(report);
+        return code;
+    }
+    eprintln!(
+        "\nProvision done as far as it can go in {:.1}s: {} step(s) done, {} waiting on something outside AWS, {} waiting on them.",
+        elapsed.as_secs_f64(),
+        report.succeeded.len(),
+        report.pending.len(),
+        report.waiting.len()
+    );
+    print_pending(report);
+    exit::PENDING
+}
+
+/// What each pending object waits for and what the user can do about it, in the kind's words,
+/// and what waits on it.
+fn print_pending(report: &ApplyReport) {
+    for pending in &report.pending {
+        let then = if pending.instructions.is_empty() {
+            ""
+        } else {
+            " To finish it:"
         };
-        if node.kind != "aws_acm_certificate_validation" {
-            continue;
-        }
-        let Some(cert) = node
-            .properties
-            .get("certificate_arn")
-            .and_then(|v| v.references().first().map(|r| r.node.clone()))
-        else {
-            continue;
-        };
-        let records = state
-            .get(&cert)
-            .and_then(|c| c.outputs.get("validation_records"))
-            .and_then(|r| r.as_array().cloned())
-            .unwrap_or_default();
         eprintln!(
-            "\nThe certificate is not issued yet, so the HTTPS listener waits. Add these DNS records at your DNS host, then run provision again:"
+            "\n`{}` is waiting for {}.{then}",
+            pending.address, pending.waiting_for
         );
-        for r in records {
-            eprintln!(
-                "  {}  {}  {}",
-                r["name"].as_str().unwrap_or("?"),
-                r["type"].as_str().unwrap_or("CNAME"),
-                r["value"].as_str().unwrap_or("?")
-            );
+        for line in &pending.instructions {
+            eprintln!("  {line}");
         }
+        let held: Vec<&str> = report
+            .waiting
+            .iter()
+            .filter(|w| w.on == pending.address)
+            .map(|w| w.address.as_str())
+            .collect();
+        if !held.is_empty() {
+            eprintln!("Waiting on it: {}.", held.join(", "));
+        }
+    }
+    if !report.pending.is_empty() {
+        eprintln!("Run provision again once that is done: it carries on from there.");
     }
 }

@@ -3,37 +3,50 @@
 //! Only counts and literal properties matter here, so references still unknown before an
 //! apply are no obstacle: a service's task size is read from the task definition node its
 //! `task_definition_arn` refers to.
+//!
+//! Kinds and property names come from the kinds' schema (`dagform-resources`), so a renamed
+//! property is a compile error here rather than an estimate that silently drops a line.
 
 use super::prices::{PriceTable, number, rate};
 use super::{Group, Usd};
 use dagform_core::kind::{Outputs, Properties};
-use dagform_core::{Address, ResourceGraph, State, Value};
+use dagform_core::{Address, KindProperties, PropertyName, ResourceGraph, State, Value};
+use dagform_resources::ecs::{
+    ContainerField, ContainerLogField, ServiceField, ServiceProps, TaskDefinitionField,
+    TaskDefinitionProps,
+};
+use dagform_resources::elbv2::{LoadBalancerField, LoadBalancerProps};
+use dagform_resources::logs::{LogGroupField, LogGroupProps};
+use dagform_resources::rds::{DbInstanceField, DbInstanceProps};
+use dagform_resources::route53::{RecordField, RecordProps, ZoneProps};
+use dagform_resources::{acm, ec2, ecr, elbv2, iam, rds, secretsmanager};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-const LOG_GROUP: &str = "aws_cloudwatch_log_group";
-const TASK_DEFINITION: &str = "aws_ecs_task_definition";
+const LOG_GROUP: &str = LogGroupProps::KIND;
+const TASK_DEFINITION: &str = TaskDefinitionProps::KIND;
 
 /// Kinds that cost nothing by themselves. Any kind neither here nor priced below is reported
 /// as not priced, so a new kind never lowers an estimate silently.
 const FREE: &[&str] = &[
-    "aws_acm_certificate",
-    "aws_acm_certificate_validation",
-    "aws_db_subnet_group",
-    "aws_ecs_cluster",
-    "aws_ecs_task_definition",
-    "aws_iam_role",
-    "aws_internet_gateway",
-    "aws_lb_listener",
-    "aws_lb_listener_rule",
-    "aws_lb_target_group",
-    "aws_route_table",
-    "aws_route_table_association",
-    "aws_security_group",
-    "aws_security_group_rule",
-    "aws_subnet",
-    "aws_vpc",
-    "data_default_vpc",
+    acm::CertificateProps::KIND,
+    acm::CertificateValidationProps::KIND,
+    rds::DbSubnetGroupProps::KIND,
+    rds::DbParameterGroupProps::KIND,
+    dagform_resources::ecs::ClusterProps::KIND,
+    TaskDefinitionProps::KIND,
+    iam::RoleProps::KIND,
+    ec2::InternetGatewayProps::KIND,
+    elbv2::ListenerProps::KIND,
+    elbv2::ListenerRuleProps::KIND,
+    elbv2::TargetGroupProps::KIND,
+    ec2::RouteTableProps::KIND,
+    ec2::RouteTableAssociationProps::KIND,
+    ec2::SecurityGroupProps::KIND,
+    ec2::SecurityGroupRuleProps::KIND,
+    ec2::SubnetProps::KIND,
+    ec2::VpcProps::KIND,
+    ec2::DefaultVpcProps::KIND,
 ];
 
 /// One priced item: what it is, for which resource, and its monthly cost.
@@ -152,7 +165,8 @@ enum Target<'a> {
 }
 
 impl<'a> Props<'a> {
-    fn data(self, key: &str) -> Option<&'a Json> {
+    fn data(self, field: impl PropertyName) -> Option<&'a Json> {
+        let key = field.property();
         match self {
             Props::Desired(p) => p.get(key)?.as_data(),
             Props::Recorded { properties, .. } => properties.get(key),
@@ -160,25 +174,26 @@ impl<'a> Props<'a> {
         .filter(|j| !j.is_null())
     }
 
-    fn text(self, key: &str) -> Option<&'a str> {
-        self.data(key)?.as_str()
+    fn text(self, field: impl PropertyName) -> Option<&'a str> {
+        self.data(field)?.as_str()
     }
 
     /// A number, also when written as a string (`cpu = "256"`).
-    fn number(self, key: &str) -> Option<f64> {
-        match self.data(key)? {
+    fn number(self, field: impl PropertyName) -> Option<f64> {
+        match self.data(field)? {
             Json::Number(n) => n.as_f64(),
             Json::String(s) => s.trim().parse().ok(),
             _ => None,
         }
     }
 
-    fn flag(self, key: &str) -> bool {
-        self.data(key).and_then(Json::as_bool).unwrap_or(false)
+    fn flag(self, field: impl PropertyName) -> bool {
+        self.data(field).and_then(Json::as_bool).unwrap_or(false)
     }
 
     /// Whether the property is given at all, known or not.
-    fn is_set(self, key: &str) -> bool {
+    fn is_set(self, field: impl PropertyName) -> bool {
+        let key = field.property();
         match self {
             Props::Desired(p) => p.get(key).is_some_and(|v| v.as_data() != Some(&Json::Null)),
             Props::Recorded { properties, .. } => properties.get(key).is_some_and(|j| !j.is_null()),
@@ -186,7 +201,8 @@ impl<'a> Props<'a> {
     }
 
     /// How many items a list property holds, known or not.
-    fn len(self, key: &str) -> Option<usize> {
+    fn len(self, field: impl PropertyName) -> Option<usize> {
+        let key = field.property();
         match self {
             Props::Desired(p) => match p.get(key)? {
                 Value::List(items) => Some(items.len()),
@@ -197,7 +213,8 @@ impl<'a> Props<'a> {
         }
     }
 
-    fn target(self, key: &str) -> Option<Target<'a>> {
+    fn target(self, field: impl PropertyName) -> Option<Target<'a>> {
+        let key = field.property();
         match self {
             Props::Desired(p) => match p.get(key)? {
                 Value::Ref(r) => Some(Target::Node(&r.node)),
@@ -209,7 +226,8 @@ impl<'a> Props<'a> {
     }
 
     /// The property as plain data, unknown references read as null.
-    fn known(self, key: &str) -> Option<Json> {
+    fn known(self, field: impl PropertyName) -> Option<Json> {
+        let key = field.property();
         match self {
             Props::Desired(p) => p
                 .get(key)?
@@ -221,7 +239,8 @@ impl<'a> Props<'a> {
     }
 
     /// The nodes this property refers to.
-    fn referenced_nodes(self, key: &str) -> Vec<&'a Address> {
+    fn referenced_nodes(self, field: impl PropertyName) -> Vec<&'a Address> {
+        let key = field.property();
         match self {
             Props::Desired(p) => p
                 .get(key)
@@ -257,7 +276,7 @@ impl<'a, 'b> Index<'a, 'b> {
             log_group_by_name: items
                 .iter()
                 .filter(|i| i.kind == LOG_GROUP)
-                .filter_map(|i| Some((i.props.text("name")?, i.address)))
+                .filter_map(|i| Some((i.props.text(LogGroupField::Name)?, i.address)))
                 .collect(),
         }
     }
@@ -273,13 +292,16 @@ impl<'a, 'b> Index<'a, 'b> {
     fn written_log_groups(&self, task_definition: &Item<'a>) -> BTreeSet<&'a Address> {
         let props = task_definition.props;
         let mut out: BTreeSet<&Address> = props
-            .referenced_nodes("containers")
+            .referenced_nodes(TaskDefinitionField::Containers)
             .into_iter()
             .filter(|a| self.by_address.get(a).is_some_and(|i| i.kind == LOG_GROUP))
             .collect();
-        if let Some(Json::Array(containers)) = props.known("containers") {
+        if let Some(Json::Array(containers)) = props.known(TaskDefinitionField::Containers) {
             for c in &containers {
-                let name = c.pointer("/log/group").and_then(Json::as_str);
+                let log = c.get(ContainerField::Log.property());
+                let name = log
+                    .and_then(|l| l.get(ContainerLogField::Group.property()))
+                    .and_then(Json::as_str);
                 if let Some(address) = name.and_then(|n| self.log_group_by_name.get(n)) {
                     out.insert(address);
                 }
@@ -328,7 +350,7 @@ fn price_item(
     let ipv4 = prices.public_ipv4.hour;
     let props = item.props;
     match item.kind {
-        "aws_nat_gateway" => {
+        ec2::NatGatewayProps::KIND => {
             let p = &prices.nat_gateway;
             add(
                 format!("NAT gateway, {h} h × {}", rate(p.hour)),
@@ -343,16 +365,12 @@ fn price_item(
                 Some(a.nat_gb_per_gateway * p.gb_processed),
             );
         }
-        "aws_eip" => add(
+        ec2::EipProps::KIND => add(
             format!("public IPv4 address (Elastic IP), {h} h × {}", rate(ipv4)),
             Some(hours * ipv4),
         ),
-        "aws_lb" => {
-            let kind = props.text("load_balancer_type").unwrap_or("application");
-            if kind != "application" {
-                add(format!("{kind} load balancer: not priced"), None);
-                return;
-            }
+        // dagform's load balancers are application load balancers.
+        LoadBalancerProps::KIND => {
             let p = &prices.load_balancer;
             add(
                 format!("application load balancer, {h} h × {}", rate(p.hour)),
@@ -368,11 +386,8 @@ fn price_item(
                 Some(lcus * hours * p.lcu_hour),
             );
             // An internet-facing load balancer holds one public address in each of its zones.
-            if props.text("scheme") != Some("internal") {
-                let zones = ["subnet_ids", "subnets", "subnet_mappings"]
-                    .iter()
-                    .find_map(|k| props.len(k));
-                match zones {
+            if props.text(LoadBalancerField::Scheme) != Some("internal") {
+                match props.len(LoadBalancerField::SubnetIds) {
                     Some(n) => add(
                         format!(
                             "public IPv4 addresses, {n} (one per zone) × {h} h × {}",
@@ -387,12 +402,10 @@ fn price_item(
                 }
             }
         }
-        "aws_ecs_service" => price_service(item, index, prices, add),
-        "data_route53_zone" | "aws_route53_zone" => {
-            add("hosted zone".into(), Some(prices.route53.hosted_zone_month))
-        }
+        ServiceProps::KIND => price_service(item, index, prices, add),
+        ZoneProps::KIND => add("hosted zone".into(), Some(prices.route53.hosted_zone_month)),
         // Queries to alias records that point at AWS resources are free.
-        "aws_route53_record" if !props.is_set("alias") => {
+        RecordProps::KIND if !props.is_set(RecordField::Alias) => {
             let q = a.queries_per_record;
             add(
                 format!(
@@ -403,7 +416,7 @@ fn price_item(
                 Some(q / 1e6 * prices.route53.million_queries),
             )
         }
-        "aws_route53_record" => {}
+        RecordProps::KIND => {}
         // A log group nothing in the stack writes to costs next to nothing.
         LOG_GROUP if log_writers > 0 => {
             let p = &prices.logs;
@@ -417,7 +430,7 @@ fn price_item(
                 Some(gb * p.ingestion_gb),
             );
             let months = props
-                .number("retention_in_days")
+                .number(LogGroupField::RetentionInDays)
                 .map_or(a.log_months_kept_without_retention, |d| d * 12.0 / 365.0);
             add(
                 format!(
@@ -429,10 +442,10 @@ fn price_item(
             );
         }
         LOG_GROUP => {}
-        "aws_secretsmanager_secret" => {
+        secretsmanager::SecretProps::KIND => {
             add("secret".into(), Some(prices.secrets_manager.secret_month))
         }
-        "aws_ecr_repository" => {
+        ecr::RepositoryProps::KIND => {
             let gb = a.ecr_gb_per_repository;
             add(
                 format!(
@@ -443,7 +456,7 @@ fn price_item(
                 Some(gb * prices.ecr.storage_gb_month),
             )
         }
-        "aws_db_instance" => price_database(item, prices, add),
+        DbInstanceProps::KIND => price_database(item, prices, add),
         kind if FREE.contains(&kind) => {}
         kind => add(
             format!("{kind}: not priced, no price rule for this kind"),
@@ -462,7 +475,7 @@ fn price_service(
     let props = item.props;
     let hours = prices.assumptions.hours_per_month;
     let h = number(hours);
-    let launch = props.text("launch_type").unwrap_or("FARGATE");
+    let launch = props.text(ServiceField::LaunchType).unwrap_or("FARGATE");
     if launch != "FARGATE" {
         add(
             format!("tasks on {launch} capacity: not priced, the instances are billed apart"),
@@ -471,10 +484,14 @@ fn price_service(
         return;
     }
     let size = props
-        .target("task_definition_arn")
+        .target(ServiceField::TaskDefinitionArn)
         .and_then(|t| index.get(t))
-        .and_then(|td| Some((td.props.number("cpu")?, td.props.number("memory")?)));
-    let (Some(count), Some((cpu, memory))) = (props.number("desired_count"), size) else {
+        .and_then(|td| {
+            let cpu = td.props.number(TaskDefinitionField::Cpu)?;
+            Some((cpu, td.props.number(TaskDefinitionField::Memory)?))
+        });
+    let count = props.number(ServiceField::DesiredCount);
+    let (Some(count), Some((cpu, memory))) = (count, size) else {
         add(
             "Fargate tasks: not priced, desired count or task size unknown".into(),
             None,
@@ -492,7 +509,7 @@ fn price_service(
         ),
         Some(count * hours * (vcpu * p.vcpu_hour + gb * p.gb_hour)),
     );
-    if props.flag("assign_public_ip") {
+    if props.flag(ServiceField::AssignPublicIp) {
         add(
             format!(
                 "public IPv4 addresses, {} (one per task) × {h} h",
@@ -508,9 +525,13 @@ fn price_database(item: &Item, prices: &PriceTable, add: &mut dyn FnMut(String, 
     let props = item.props;
     let hours = prices.assumptions.hours_per_month;
     let region = &prices.region;
-    let engine = props.text("engine").unwrap_or("unknown engine");
-    let class = props.text("instance_class").unwrap_or("unknown class");
-    let (copies, layout) = if props.flag("multi_az") {
+    let engine = props
+        .text(DbInstanceField::Engine)
+        .unwrap_or("unknown engine");
+    let class = props
+        .text(DbInstanceField::InstanceClass)
+        .unwrap_or("unknown class");
+    let (copies, layout) = if props.flag(DbInstanceField::MultiAz) {
         (2.0, " multi-AZ")
     } else {
         (1.0, "")
@@ -535,9 +556,9 @@ fn price_database(item: &Item, prices: &PriceTable, add: &mut dyn FnMut(String, 
         ),
     }
     // Without a storage type RDS uses gp2.
-    let storage = props.text("storage_type").unwrap_or("gp2");
+    let storage = props.text(DbInstanceField::StorageType).unwrap_or("gp2");
     match (
-        props.number("allocated_storage"),
+        props.number(DbInstanceField::AllocatedStorage),
         prices.rds.storage_gb_month.get(storage),
     ) {
         (Some(gb), Some(rate_gb)) => add(
