@@ -36,7 +36,7 @@ test: emulator-deps
 	$(CARGO) test --workspace --no-fail-fast
 
 unit:
-	$(CARGO) test --workspace --exclude dagform-e2e
+	$(CARGO) test --workspace --lib --bins
 
 lint:
 	$(CARGO) fmt --all --check

@@ -34,7 +34,9 @@ fn assert_no_secret(text: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn priceguard_deploys_into_the_default_vpc_and_leaves_it_as_it_was() {
-    let emu = Emulator::start();
+    // ACM issues the certificate ten seconds after it is requested: long enough for the
+    // first run to find it still waiting for its records, however slow the machine.
+    let emu = Emulator::start_with(&[("MOTO_ACM_VALIDATION_WAIT", "10")]);
     let clients = emu.clients().await;
     let project = Project::from_example("priceguard");
     let vpcs_before = clients
@@ -138,8 +140,27 @@ async fn priceguard_deploys_into_the_default_vpc_and_leaves_it_as_it_was() {
         "HTTPS waits for the certificate"
     );
 
-    // Once ACM issues the certificate (the emulator does so after a second), a re-run adds HTTPS.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Once ACM issues the certificate (as the records were added), a re-run adds HTTPS.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let issued = clients
+            .acm
+            .list_certificates()
+            .send()
+            .await
+            .unwrap()
+            .certificate_summary_list()
+            .iter()
+            .any(|c| c.status().map(|s| s.as_str()) == Some("ISSUED"));
+        if issued {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ACM never issued the certificate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     run_ok(&mut dagform(&project, &emu, &["provision", "--yes"]));
     let listeners = clients
         .elbv2

@@ -74,6 +74,12 @@ pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
 
 impl Emulator {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// An emulator with settings of its own, e.g. `MOTO_ACM_VALIDATION_WAIT` (seconds before
+    /// a DNS-validated certificate is issued; 1 unless given).
+    pub fn start_with(settings: &[(&str, &str)]) -> Self {
         let server = moto_server();
         assert!(
             server.exists(),
@@ -89,6 +95,7 @@ impl Emulator {
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
                 .env("MOTO_ACM_VALIDATION_WAIT", "1")
+                .envs(settings.iter().copied())
                 .current_dir(dir.path())
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().expect("log"))

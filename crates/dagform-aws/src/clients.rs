@@ -7,7 +7,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use dagform_core::{Current, Observed, OpContext, ResourceError, ResourceKind};
+use dagform_core::{Current, Kind, Observed, OpContext, ResourceError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,7 +138,7 @@ pub(crate) fn fail_all(
 
 /// Reads each item on its own, for a batch that cannot be described at once (AWS fails a
 /// describe by a list of ARNs as a whole when one of them is gone).
-pub(crate) async fn read_each<K: ResourceKind + ?Sized>(
+pub(crate) async fn read_each<K: Kind>(
     kind: &K,
     ctx: &OpContext,
     items: &[Current<'_>],

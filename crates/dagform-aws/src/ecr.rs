@@ -5,7 +5,7 @@ use crate::error::{classify, code};
 use crate::ownership::{finish_existing, found, gone, pairs, single_attempt, tags_for};
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Repository, Tag};
 use dagform_core::{
-    Applied, Changes, Current, Kind, Kinds, Observed, OpContext, Properties, ResourceError, Typed,
+    Applied, Changes, Current, Kind, Kinds, Observed, OpContext, Properties, ResourceError,
 };
 use dagform_resources::ecr::{RepositoryField, RepositoryOutputs, RepositoryProps};
 use serde_json::{Value as Json, json};
@@ -79,14 +79,6 @@ fn outputs(repo: &Repository) -> RepositoryOutputs {
 
 fn applied(repo: &Repository) -> Applied {
     Applied::of(outputs(repo))
-}
-
-/// The properties as the engine holds them, for adopting through the untyped interface.
-fn untyped(p: &RepositoryProps) -> Properties {
-    match serde_json::to_value(p) {
-        Ok(Json::Object(map)) => map,
-        _ => Properties::new(),
-    }
 }
 
 /// How errors name a repository.
@@ -212,8 +204,7 @@ impl Kind for EcrRepository {
             Err(e) if code(&e) == Some("RepositoryAlreadyExistsException") => {
                 return match self.find(ctx, p).await? {
                     Some(existing) => {
-                        let kind = Typed(self.clone());
-                        finish_existing(&kind, ctx, &object(&p.name), existing, &untyped(p)).await
+                        finish_existing(self, ctx, &object(&p.name), existing, p).await
                     }
                     // Ours, but the replaced repository still awaiting deletion.
                     None => Err(classify("CreateRepository", e)),

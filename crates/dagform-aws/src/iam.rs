@@ -6,7 +6,7 @@ use crate::ownership::{finish_existing, found, gone, pairs, single_attempt, tags
 use aws_sdk_iam::types::Role;
 use dagform_core::{
     Applied, Changes, Current, Kind, KindOutputs, Kinds, Observed, OpContext, Properties,
-    ResourceError, Typed,
+    ResourceError,
 };
 use dagform_resources::iam::{RoleField, RoleOutputs, RoleProps};
 use serde_json::{Map, Value as Json, json};
@@ -84,14 +84,6 @@ fn outputs(role: &Role) -> RoleOutputs {
 
 fn applied(role: &Role) -> Applied {
     Applied::of(outputs(role))
-}
-
-/// Typed properties in the engine's untyped shape (an unset description stays out).
-fn untyped(p: &RoleProps) -> Properties {
-    match serde_json::to_value(p) {
-        Ok(Json::Object(map)) => map,
-        _ => Properties::new(),
-    }
 }
 
 fn what(name: &str) -> String {
@@ -237,15 +229,8 @@ impl Kind for IamRole {
                     ));
                 };
                 ctx.require_ours(&what(&p.name), pairs(existing.tags()))?;
-                let kind = Typed(IamRole::new(self.clients.clone()));
-                return finish_existing(
-                    &kind,
-                    ctx,
-                    &what(&p.name),
-                    applied(&existing),
-                    &untyped(p),
-                )
-                .await;
+                let kind = IamRole::new(self.clients.clone());
+                return finish_existing(&kind, ctx, &what(&p.name), applied(&existing), p).await;
             }
             Err(e) => return Err(classify("CreateRole", e)),
         };

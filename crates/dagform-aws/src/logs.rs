@@ -4,9 +4,7 @@ use crate::AwsClients;
 use crate::clients::{by_id, each_item};
 use crate::error::{classify, code};
 use crate::ownership::{finish_existing, found, gone, map_pairs, single_attempt};
-use dagform_core::{
-    Applied, Changes, Current, Kind, Kinds, Observed, OpContext, Properties, ResourceError, Typed,
-};
+use dagform_core::{Applied, Changes, Current, Kind, Kinds, Observed, OpContext, ResourceError};
 use dagform_resources::logs::{LogGroupField, LogGroupOutputs, LogGroupProps};
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
@@ -167,14 +165,6 @@ fn applied(name: &str, arn: String) -> Applied {
     Applied::of(outputs(name, arn))
 }
 
-/// The properties as the engine holds them, for adopting through the untyped interface.
-fn untyped(p: &LogGroupProps) -> Properties {
-    match serde_json::to_value(p) {
-        Ok(Json::Object(map)) => map,
-        _ => Properties::new(),
-    }
-}
-
 #[async_trait::async_trait]
 impl Kind for LogGroup {
     type Props = LogGroupProps;
@@ -203,8 +193,7 @@ impl Kind for LogGroup {
             Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => {
                 return match self.find(ctx, p).await? {
                     Some(existing) => {
-                        let kind = Typed(self.clone());
-                        finish_existing(&kind, ctx, &object(&p.name), existing, &untyped(p)).await
+                        finish_existing(self, ctx, &object(&p.name), existing, p).await
                     }
                     // Ours, but the replaced group still awaiting deletion.
                     None => Err(classify("CreateLogGroup", e)),
@@ -242,7 +231,7 @@ impl Kind for LogGroup {
     ) -> Vec<Result<Option<Observed>, ResourceError>> {
         let prefix = common_prefix(items.iter().map(|c| c.id));
         if prefix.is_empty() {
-            return crate::clients::read_each(&Typed(self.clone()), ctx, items).await;
+            return crate::clients::read_each(self, ctx, items).await;
         }
         let mut wanted: HashSet<&str> = items.iter().map(|c| c.id).collect();
         let mut pages = self

@@ -9,7 +9,8 @@
 use crate::error::{classify, is_not_found};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use dagform_core::{OpContext, ResourceError};
+use dagform_core::typed::{KindProperties, PropertyName};
+use dagform_core::{Applied, Changes, Current, Kind, OpContext, ResourceError};
 use std::collections::HashMap;
 
 /// One service's tag type, read as a key and a value.
@@ -198,16 +199,17 @@ pub(crate) fn in_recorded_order(
 /// it is this resource's, but no state records it (a lost record, or a create retried without
 /// a `find`). A difference in a property that cannot change in place is an error rather than
 /// a replacement: deleting an object is not a create's decision to make.
-pub(crate) async fn finish_existing(
-    kind: &dyn dagform_core::ResourceKind,
+pub(crate) async fn finish_existing<K: Kind>(
+    kind: &K,
     ctx: &OpContext,
     object: &str,
-    found: dagform_core::Applied,
-    props: &dagform_core::Properties,
-) -> Result<dagform_core::Applied, ResourceError> {
-    let as_wanted = dagform_core::Current {
+    found: Applied,
+    props: &K::Props,
+) -> Result<Applied, ResourceError> {
+    let wanted = props.to_properties();
+    let as_wanted = Current {
         id: &found.id,
-        properties: props,
+        properties: &wanted,
         outputs: &found.outputs,
     };
     let Some(observed) = kind.read(ctx, as_wanted).await? else {
@@ -216,11 +218,17 @@ pub(crate) async fn finish_existing(
         )));
     };
     let unmatched = dagform_core::plan::unmatched_properties(
-        props,
+        &wanted,
         &observed.properties,
-        kind.sensitive_properties(),
+        K::Props::SENSITIVE,
     );
-    if let Some(fixed) = unmatched.iter().find(|p| kind.forces_replacement(p)) {
+    let changes = Changes::<K::Props>::new(&unmatched);
+    if let Some(fixed) = changes
+        .fields()
+        .iter()
+        .find(|f| K::Props::forces_replacement(**f))
+    {
+        let fixed = fixed.property();
         return Err(ResourceError::failed(format!(
             "{object} already exists for this resource with another `{fixed}` ({}); delete it \
              or change the configuration to match",
@@ -232,12 +240,12 @@ pub(crate) async fn finish_existing(
         applied.outputs.extend(observed.outputs);
         return Ok(applied);
     }
-    let current = dagform_core::Current {
+    let current = Current {
         id: &found.id,
         properties: &observed.properties,
         outputs: &observed.outputs,
     };
-    kind.update(ctx, current, props, &unmatched).await
+    kind.update(ctx, current, props, &changes).await
 }
 
 #[cfg(test)]
@@ -247,6 +255,19 @@ mod tests {
 
     fn ctx() -> OpContext {
         OpContext::new("dev-app", "shared.vpc", PollSettings::default())
+    }
+
+    #[test]
+    fn recorded_order_wins_for_same_items() {
+        let rec = serde_json::json!(["b", "a"]);
+        assert_eq!(
+            in_recorded_order(vec!["a".into(), "b".into()], Some(&rec)),
+            vec!["b", "a"]
+        );
+        assert_eq!(
+            in_recorded_order(vec!["a".into(), "c".into()], Some(&rec)),
+            vec!["a", "c"]
+        );
     }
 
     #[test]

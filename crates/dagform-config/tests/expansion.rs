@@ -22,7 +22,7 @@ fn render(value: &Value) -> Json {
 }
 
 fn expansion(path: &Path) -> Json {
-    let source = std::fs::read_to_string(&path).unwrap();
+    let source = std::fs::read_to_string(path).unwrap();
     let config = parse(path, &source).unwrap();
     let bp = blueprint(&config, path, None).unwrap();
     let mut nodes: Vec<_> = bp.graph.topological();

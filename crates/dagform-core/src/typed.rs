@@ -51,6 +51,14 @@ pub trait KindProperties: Serialize + DeserializeOwned + Send + Sync + 'static {
         parsed.check()?;
         Ok(parsed)
     }
+
+    /// The properties in the engine's untyped shape (options left unset stay out).
+    fn to_properties(&self) -> Properties {
+        match serde_json::to_value(self) {
+            Ok(Json::Object(map)) => map,
+            _ => Properties::new(),
+        }
+    }
 }
 
 /// A kind's property, named as the graph and the state name it: code that reads untyped
@@ -111,6 +119,19 @@ impl Observed {
             properties,
             outputs: outputs.into_outputs(),
         }
+    }
+}
+
+impl crate::state::ResourceState {
+    /// The recorded object's outputs, when it is of kind `P` and they read as `P`'s outputs.
+    pub fn outputs_as<P: KindProperties>(&self) -> Option<P::Outputs>
+    where
+        P::Outputs: DeserializeOwned,
+    {
+        if self.kind != P::KIND {
+            return None;
+        }
+        serde_json::from_value(Json::Object(self.outputs.clone())).ok()
     }
 }
 
@@ -305,6 +326,11 @@ impl<P: KindProperties> Changes<P> {
             fields: names.iter().filter_map(|n| P::field(n)).collect(),
             names: names.to_vec(),
         }
+    }
+
+    /// The changed properties that are fields of the kind.
+    pub fn fields(&self) -> &[P::Field] {
+        &self.fields
     }
 
     pub fn contains(&self, field: P::Field) -> bool {

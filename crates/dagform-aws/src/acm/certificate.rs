@@ -260,6 +260,19 @@ impl Kind for Certificate {
             None => Ok(None),
         }
     }
+
+    /// What `status` shows of it.
+    async fn inspect(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<serde_json::Value>, ResourceError> {
+        Ok(Some(
+            crate::inspect::certificate(&self.clients, current)
+                .await?
+                .to_json(),
+        ))
+    }
 }
 
 /// Whether a certificate can still become (or is) the one in use: not failed, revoked,

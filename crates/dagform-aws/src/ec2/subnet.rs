@@ -1,8 +1,8 @@
 //! `aws_subnet`.
 
 use super::{
-    FILTER_BATCH, adoptable, filter, filter_ids, name_tag, not_yet_visible, pick_adoptable,
-    require_not_foreign, set_name, tag_spec, until_visible,
+    FILTER_BATCH, adoptable, filter, filter_ids, name_tag, not_yet_visible, observed_named,
+    pick_adoptable, require_not_foreign, set_name, tag_spec, until_visible,
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_item};
@@ -154,7 +154,7 @@ fn observe(s: &aws_sdk_ec2::types::Subnet, current: Current<'_>) -> Observed {
         id: current.id.to_owned(),
         availability_zone: props.availability_zone.clone(),
     };
-    Observed::of(&props, outputs)
+    observed_named(&props, outputs, s.tags())
 }
 
 #[async_trait::async_trait]

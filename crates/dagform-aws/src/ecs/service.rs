@@ -12,7 +12,7 @@ use aws_sdk_ecs::types::{
 use dagform_core::kind::PollSettings;
 use dagform_core::{
     Address, Applied, Changes, Current, Kind, KindOutputs, Observed, OpContext, Properties,
-    ResourceError, Typed,
+    ResourceError,
 };
 use dagform_resources::ecs::{ServiceField, ServiceOutputs, ServiceProps};
 use serde_json::{Value as Json, json};
@@ -86,14 +86,6 @@ fn outputs(service: &Service) -> ServiceOutputs {
 
 fn applied(service: &Service) -> Applied {
     Applied::of(outputs(service))
-}
-
-/// Typed properties in the engine's untyped shape (options left unset stay out).
-fn untyped(p: &ServiceProps) -> Properties {
-    match serde_json::to_value(p) {
-        Ok(Json::Object(map)) => map,
-        _ => Properties::new(),
-    }
 }
 
 /// Whether a cluster given by name or ARN is the cluster with ARN `arn`.
@@ -282,8 +274,8 @@ impl EcsService {
                 "{object} is still being deleted (DRAINING)"
             )));
         }
-        let kind = Typed(EcsService::new(self.clients.clone()));
-        finish_existing(&kind, ctx, &object, applied(&existing), &untyped(p)).await
+        let kind = EcsService::new(self.clients.clone());
+        finish_existing(&kind, ctx, &object, applied(&existing), p).await
     }
 }
 
@@ -563,6 +555,19 @@ impl Kind for EcsService {
             return Ok(None);
         }
         Ok(Some(applied(&service)))
+    }
+
+    /// What `status` shows of it.
+    async fn inspect(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<serde_json::Value>, ResourceError> {
+        Ok(Some(
+            crate::inspect::service(&self.clients, current)
+                .await?
+                .to_json(),
+        ))
     }
 }
 

@@ -1,10 +1,11 @@
 //! `aws_lb`: an application load balancer.
 
 use super::{
-    ARN_BATCH, Claim, adopt_holder, adoptable, arns, held_by_superseded, int_attribute, read_each,
+    ARN_BATCH, Claim, adopt_holder, adoptable, arns, held_by_superseded, int_attribute,
     require_not_foreign, taken_and_freed,
 };
 use crate::AwsClients;
+use crate::clients::read_each;
 use crate::clients::{by_id, fail_all};
 use crate::error::{classify, code, is_not_found};
 use crate::ownership::{found, in_recorded_order, single_attempt, tags_for};
@@ -356,6 +357,19 @@ impl Kind for LoadBalancer {
             Some(ours) => applied(&self.wait_active(ctx, &ours.id).await?).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// What `status` shows of it.
+    async fn inspect(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<serde_json::Value>, ResourceError> {
+        Ok(Some(
+            crate::inspect::load_balancer(&self.clients, current)
+                .await?
+                .to_json(),
+        ))
     }
 }
 

@@ -2,10 +2,11 @@
 //! request no rule matches.
 
 use super::{
-    ARN_BATCH, Claim, adopt_holder, adoptable, arns, claim, held_by_superseded, read_each,
+    ARN_BATCH, Claim, adopt_holder, adoptable, arns, claim, held_by_superseded,
     require_not_foreign, taken_and_freed,
 };
 use crate::AwsClients;
+use crate::clients::read_each;
 use crate::clients::{by_id, each_item, fail_all};
 use crate::error::{classify, code, is_not_found};
 use crate::ownership::{found, gone, single_attempt, tags_for};
@@ -380,6 +381,19 @@ impl Kind for Listener {
         p: &ListenerProps,
     ) -> Result<Option<Applied>, ResourceError> {
         Ok(self.claim(ctx, p).await?.adopted())
+    }
+
+    /// What `status` shows of it.
+    async fn inspect(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<serde_json::Value>, ResourceError> {
+        Ok(Some(
+            crate::inspect::listener(&self.clients, current)
+                .await?
+                .to_json(),
+        ))
     }
 }
 

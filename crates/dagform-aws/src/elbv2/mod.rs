@@ -9,11 +9,7 @@ mod target_group;
 use crate::AwsClients;
 use crate::ownership::{finish_existing, found, pairs};
 use aws_sdk_elasticloadbalancingv2::types::Tag;
-use dagform_core::{
-    Applied, Current, Kind, Kinds, Observed, OpContext, Properties, ResourceError, Typed,
-};
-use serde::Serialize;
-use serde_json::Value as Json;
+use dagform_core::{Applied, Current, Kind, Kinds, OpContext, ResourceError};
 use std::sync::Arc;
 
 pub use lb::LoadBalancer;
@@ -36,16 +32,6 @@ const ARN_BATCH: usize = 20;
 /// The ids (ARNs) of a batch.
 fn arns(items: &[Current<'_>]) -> Vec<String> {
     items.iter().map(|c| c.id.to_owned()).collect()
-}
-
-/// Reads each item on its own, for a batch AWS would not describe at once (it fails a
-/// describe by a list of ARNs as a whole when one of them is gone).
-async fn read_each<K: Kind + Clone>(
-    kind: &K,
-    ctx: &OpContext,
-    items: &[Current<'_>],
-) -> Vec<Result<Option<Observed>, ResourceError>> {
-    crate::clients::read_each(&Typed(kind.clone()), ctx, items).await
 }
 
 /// The tags of the ELBv2 object `arn`; `None` when it is gone (AWS answers "not found";
@@ -138,19 +124,9 @@ async fn adopt_holder<K: Kind + Clone>(
     match claim {
         Claim::Free => Ok(None),
         Claim::Superseded => Err(held_by_superseded(object)),
-        Claim::Ours(existing) => {
-            finish_existing(&Typed(kind.clone()), ctx, object, existing, &untyped(props))
-                .await
-                .map(Some)
-        }
-    }
-}
-
-/// Typed properties in the engine's untyped shape.
-fn untyped<P: Serialize>(props: &P) -> Properties {
-    match serde_json::to_value(props) {
-        Ok(Json::Object(map)) => map,
-        _ => Properties::new(),
+        Claim::Ours(existing) => finish_existing(kind, ctx, object, existing, props)
+            .await
+            .map(Some),
     }
 }
 
@@ -203,26 +179,12 @@ fn int_attribute<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ownership::in_recorded_order;
 
     #[test]
     fn suffix_is_the_resource_part() {
         assert_eq!(
             arn_suffix("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/abc"),
             "targetgroup/tg/abc"
-        );
-    }
-
-    #[test]
-    fn recorded_order_wins_for_same_items() {
-        let rec = serde_json::json!(["b", "a"]);
-        assert_eq!(
-            in_recorded_order(vec!["a".into(), "b".into()], Some(&rec)),
-            vec!["b", "a"]
-        );
-        assert_eq!(
-            in_recorded_order(vec!["a".into(), "c".into()], Some(&rec)),
-            vec!["a", "c"]
         );
     }
 }

@@ -2,9 +2,10 @@
 
 use super::{
     ARN_BATCH, Claim, adopt_holder, adoptable, arn_suffix, arns, claim, held_by_superseded,
-    int_attribute, read_each, require_not_foreign, taken_and_freed,
+    int_attribute, require_not_foreign, taken_and_freed,
 };
 use crate::AwsClients;
+use crate::clients::read_each;
 use crate::clients::{by_id, fail_all};
 use crate::error::{classify, code, is_not_found};
 use crate::ownership::{found, gone, single_attempt, tags_for};
@@ -351,6 +352,19 @@ impl Kind for TargetGroup {
         p: &TargetGroupProps,
     ) -> Result<Option<Applied>, ResourceError> {
         Ok(self.claim(ctx, p).await?.adopted())
+    }
+
+    /// What `status` shows of it.
+    async fn inspect(
+        &self,
+        _ctx: &OpContext,
+        current: Current<'_>,
+    ) -> Result<Option<serde_json::Value>, ResourceError> {
+        Ok(Some(
+            crate::inspect::target_group(&self.clients, current)
+                .await?
+                .to_json(),
+        ))
     }
 }
 

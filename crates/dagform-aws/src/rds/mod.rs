@@ -17,7 +17,7 @@ use crate::ownership::{finish_existing, found};
 use aws_sdk_rds::types::{DbInstance, Tag};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use dagform_core::{Applied, Kind, Kinds, OpContext, Properties, ResourceError, Typed};
+use dagform_core::{Applied, Kind, Kinds, OpContext, ResourceError};
 use serde_json::Value as Json;
 use std::sync::Arc;
 
@@ -104,21 +104,14 @@ fn is_superseded(ctx: &OpContext, id: &str) -> bool {
 /// Adopts the object of this node's that holds the name a create asked for, bringing it to
 /// the desired properties. Identifiers are unique in the region, so anyone else's object
 /// under the name is an error (from `find`).
-async fn adopt_existing<K: Kind + Clone>(
+async fn adopt_existing<K: Kind>(
     kind: &K,
     ctx: &OpContext,
     object: &str,
     props: &K::Props,
 ) -> Result<Applied, ResourceError> {
     match kind.find(ctx, props).await? {
-        Some(existing) => {
-            // The properties as the graph gives them: optional ones left out when unset.
-            let properties = match serde_json::to_value(props)? {
-                Json::Object(map) => map,
-                _ => Properties::new(),
-            };
-            finish_existing(&Typed(kind.clone()), ctx, object, existing, &properties).await
-        }
+        Some(existing) => finish_existing(kind, ctx, object, existing, props).await,
         None => Err(ResourceError::failed(format!(
             "{object} is held by an object this resource replaced, which is still to be \
              deleted"

@@ -8,6 +8,7 @@ use clap::Args;
 use dagform_aws::AwsClients;
 use dagform_aws::error::{classify, is_not_found};
 use dagform_core::Address;
+use dagform_resources::logs::LogGroupProps;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -63,12 +64,11 @@ fn millis(t: SystemTime) -> i64 {
 fn log_group(ctx: &Context, customer: &str, service: &str) -> Result<String> {
     let state = ctx.read_state()?;
     let address = Address::new(format!("customer.{customer}.log_group.{service}"));
-    if let Some(name) = state
+    if let Some(log_group) = state
         .get(&address)
-        .and_then(|r| r.outputs.get("name"))
-        .and_then(|n| n.as_str())
+        .and_then(|r| r.outputs_as::<LogGroupProps>())
     {
-        return Ok(name.to_owned());
+        return Ok(log_group.name);
     }
     let customers: Vec<&str> = ctx.config.customer_names().collect();
     let services: Vec<&str> = ctx.config.service_names().collect();

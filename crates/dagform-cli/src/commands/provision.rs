@@ -8,6 +8,7 @@ use clap::Args;
 use dagform_core::State;
 use dagform_core::plan::PlanOptions;
 use dagform_core::reconcile::{ApplyReport, Step};
+use dagform_resources::ecs::ServiceProps;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -143,12 +144,8 @@ fn services_applied(report: &ApplyReport, state: &State) -> Vec<(String, String)
         .iter()
         .filter(|(_, step)| matches!(step, Step::Create | Step::Update))
         .filter_map(|(address, _)| state.get(address))
-        .filter(|r| r.kind == "aws_ecs_service")
-        .filter_map(|r| {
-            let cluster = r.outputs.get("cluster")?.as_str()?.to_owned();
-            let name = r.outputs.get("name")?.as_str()?.to_owned();
-            Some((cluster, name))
-        })
+        .filter_map(|r| r.outputs_as::<ServiceProps>())
+        .map(|service| (service.cluster, service.name))
         .collect()
 }
 

@@ -8,7 +8,13 @@ use crate::context::Context;
 use anyhow::{Context as _, Result};
 use dagform_aws::AwsClients;
 use dagform_core::kind::PollSettings;
+use dagform_core::typed::KindProperties;
 use dagform_core::{Address, Current, Kinds, OpContext, ResourceError, ResourceState, State};
+use dagform_resources::acm::CertificateProps;
+use dagform_resources::ecs::ServiceProps;
+use dagform_resources::elbv2::{
+    ListenerField, ListenerProps, ListenerRuleProps, LoadBalancerProps, TargetGroupProps,
+};
 use dagform_resources::status::{
     CertificateView, Inspected, ListenerView, LoadBalancerView, ServiceView, TargetGroupView,
 };
@@ -32,18 +38,20 @@ pub(super) async fn report(
     let views = Views {
         stack: ctx.stack(),
         kinds,
-        clients,
     };
     let selected = |a: &Address, _: &ResourceState| prefix.is_none_or(|p| a.is_within(p));
     let https = |_: &Address, r: &ResourceState| {
-        r.properties.get("protocol").and_then(Json::as_str) == Some("HTTPS")
+        r.properties
+            .get(ListenerField::Protocol.as_str())
+            .and_then(Json::as_str)
+            == Some("HTTPS")
     };
     let (load_balancers, certificates, mut services, target_groups, listeners) = tokio::try_join!(
-        views.of::<LoadBalancerView>(state, "aws_lb", |_, _| true),
-        views.of::<CertificateView>(state, "aws_acm_certificate", |_, _| true),
-        views.of::<ServiceView>(state, "aws_ecs_service", selected),
-        views.of::<TargetGroupView>(state, "aws_lb_target_group", selected),
-        views.of::<ListenerView>(state, "aws_lb_listener", https),
+        views.of::<LoadBalancerView>(state, LoadBalancerProps::KIND, |_, _| true),
+        views.of::<CertificateView>(state, CertificateProps::KIND, |_, _| true),
+        views.of::<ServiceView>(state, ServiceProps::KIND, selected),
+        views.of::<TargetGroupView>(state, TargetGroupProps::KIND, selected),
+        views.of::<ListenerView>(state, ListenerProps::KIND, https),
     )?;
     // Services cluster by cluster, each cluster's in the state's order.
     services.sort_by_key(|s| output(s.record, "cluster").unwrap_or_default());
@@ -83,7 +91,6 @@ struct Seen<'s, V> {
 struct Views<'a> {
     stack: String,
     kinds: &'a Kinds,
-    clients: &'a AwsClients,
 }
 
 impl Views<'_> {
@@ -132,29 +139,7 @@ impl Views<'_> {
             outputs: &record.outputs,
         };
         let op = OpContext::new(self.stack.clone(), address.clone(), PollSettings::default());
-        match kind.inspect(&op, current).await? {
-            Some(view) => Ok(Some(view)),
-            None => self.read_directly(&record.kind, current).await,
-        }
-    }
-
-    /// The view of a kind whose `inspect` reports none, read with the same functions the kinds
-    /// use.
-    async fn read_directly(
-        &self,
-        kind: &str,
-        current: Current<'_>,
-    ) -> Result<Option<Json>, ResourceError> {
-        use dagform_aws::inspect;
-        let clients = self.clients;
-        Ok(Some(match kind {
-            "aws_lb" => inspect::load_balancer(clients, current).await?.to_json(),
-            "aws_acm_certificate" => inspect::certificate(clients, current).await?.to_json(),
-            "aws_ecs_service" => inspect::service(clients, current).await?.to_json(),
-            "aws_lb_target_group" => inspect::target_group(clients, current).await?.to_json(),
-            "aws_lb_listener" => inspect::listener(clients, current).await?.to_json(),
-            _ => return Ok(None),
-        }))
+        kind.inspect(&op, current).await
     }
 }
 
@@ -276,7 +261,7 @@ fn listener_rules(
     let managed: BTreeMap<&str, &Address> = state
         .resources
         .iter()
-        .filter(|(_, r)| r.kind == "aws_lb_listener_rule")
+        .filter(|(_, r)| r.kind == ListenerRuleProps::KIND)
         .filter_map(|(a, r)| output(r, "arn").map(|arn| (arn, a)))
         .collect();
     let mut out = Vec::new();
