@@ -112,6 +112,58 @@ pub enum Owner {
     Nobody,
 }
 
+/// A step's share of the run's parallelism: held while the step calls AWS, given up while it
+/// only waits (a poll interval, a retry's backoff), so that `--parallelism` bounds the calls in
+/// flight and not the objects being waited for. Outside a run it is empty and waiting just
+/// sleeps.
+#[derive(Debug, Clone, Default)]
+pub struct CallSlot(Option<Arc<HeldSlot>>);
+
+#[derive(Debug)]
+struct HeldSlot {
+    calls: Arc<tokio::sync::Semaphore>,
+    permit: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+impl CallSlot {
+    /// A slot holding `permit`, one of `calls`'.
+    pub fn held(
+        calls: Arc<tokio::sync::Semaphore>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        Self(Some(Arc::new(HeldSlot {
+            calls,
+            permit: std::sync::Mutex::new(Some(permit)),
+        })))
+    }
+
+    /// Sleeps for `duration` without holding the slot, and takes it back (waiting its turn
+    /// behind steps that are ready to call AWS) before returning.
+    pub async fn idle(&self, duration: Duration) {
+        let Some(slot) = &self.0 else {
+            tokio::time::sleep(duration).await;
+            return;
+        };
+        // The permit taken is dropped at once: another step may call AWS meanwhile.
+        let had_it = slot.take().is_some();
+        tokio::time::sleep(duration).await;
+        // A step waiting on two things at once gives its slot up once and takes it back once.
+        if had_it && let Ok(permit) = slot.calls.clone().acquire_owned().await {
+            slot.put(permit);
+        }
+    }
+}
+
+impl HeldSlot {
+    fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permit.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn put(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+        *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+    }
+}
+
 /// What an operation knows of where it runs.
 #[derive(Debug, Clone)]
 pub struct OpContext {
@@ -125,6 +177,8 @@ pub struct OpContext {
     /// Ids of older objects of this address still recorded for deletion (replaced ones):
     /// `find` must never return one of them as the object being created.
     pub superseded: Vec<String>,
+    /// The step's share of the run's parallelism, given up while it waits.
+    pub slot: CallSlot,
 }
 
 impl OpContext {
@@ -135,6 +189,7 @@ impl OpContext {
             poll,
             intent: String::new(),
             superseded: Vec::new(),
+            slot: CallSlot::default(),
         }
     }
 
@@ -266,7 +321,7 @@ impl OpContext {
                     humanize(self.poll.timeout)
                 )));
             }
-            tokio::time::sleep(self.poll.interval).await;
+            self.slot.idle(self.poll.interval).await;
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::address::Address;
 use crate::error::{Error, ResourceError};
 use crate::graph::ResourceGraph;
 use crate::kind::{
-    Applied, Current, Kinds, OpContext, Pending, PollSettings, Properties, ResourceKind,
+    Applied, CallSlot, Current, Kinds, OpContext, Pending, PollSettings, Properties, ResourceKind,
 };
 use crate::plan::{Action, Plan, resolve_properties, unmatched_properties};
 use crate::state::{DeposedObject, ResourceState, ResourceStatus, State, StateStore, redact};
@@ -25,6 +25,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -303,16 +304,21 @@ pub async fn apply(
     let preparation = Preparation::new(plan, graph, kinds, options);
     let mut walk = Walk::new(&steps, options);
     let mut running: JoinSet<StepResult> = JoinSet::new();
-    let parallelism = options.parallelism.max(1);
+    // One permit per AWS call in flight: a step holds one while it calls and gives it up while
+    // it waits (see `CallSlot`), so a long wait does not keep ready steps from starting.
+    let calls = Arc::new(Semaphore::new(options.parallelism.max(1)));
+    let mut freed: Option<OwnedSemaphorePermit> = None;
 
     loop {
-        while running.len() < parallelism && !options.cancel.is_cancelled() {
-            let Some(n) = walk.ready.pop_front() else {
+        while !options.cancel.is_cancelled() && !walk.ready.is_empty() {
+            let Some(permit) = freed.take().or_else(|| calls.clone().try_acquire_owned().ok())
+            else {
                 break;
             };
+            let n = walk.ready.pop_front().expect("a ready step");
             let op = &steps[n];
             emit(options, op, Phase::Started);
-            match preparation.prepare(op, store) {
+            match preparation.prepare(op, store, CallSlot::held(calls.clone(), permit)) {
                 Ok(call) => {
                     running.spawn(async move {
                         let started = Instant::now();
@@ -323,7 +329,16 @@ pub async fn apply(
                 Err(e) => walk.failed(n, e.to_string()),
             }
         }
-        let Some(joined) = running.join_next().await else {
+        let more_to_start = !options.cancel.is_cancelled() && !walk.ready.is_empty();
+        let joined = tokio::select! {
+            joined = running.join_next() => joined,
+            // A waiting step gave its permit up: start the next ready step with it.
+            Ok(permit) = calls.clone().acquire_owned(), if more_to_start => {
+                freed = Some(permit);
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         let (n, result, elapsed) = joined.expect("a step panicked");
@@ -553,15 +568,16 @@ impl<'a> Preparation<'a> {
     }
 
     /// Resolves what a step needs, records the intent of a create, and returns the call.
-    fn prepare(&self, op: &Op, store: &mut StateStore) -> Result<Call, Error> {
+    fn prepare(&self, op: &Op, store: &mut StateStore, slot: CallSlot) -> Result<Call, Error> {
         let recorded = store.state().get(&op.address).cloned();
         let kind = self.kind(op, recorded.as_ref())?;
-        let ctx = OpContext::new(
+        let mut ctx = OpContext::new(
             self.options.stack.clone(),
             op.address.clone(),
             self.options.poll,
         );
-        let retries = Retries::new(op, self.options);
+        ctx.slot = slot.clone();
+        let retries = Retries::new(op, self.options, slot);
         let call: Call = match op.step {
             Step::Read | Step::Create => {
                 let props = self.desired(op, store.state())?;
@@ -701,15 +717,18 @@ struct Retries {
     address: Address,
     step: Step,
     events: Option<UnboundedSender<Event>>,
+    /// Given up during each backoff: a step waiting to retry calls nothing.
+    slot: CallSlot,
 }
 
 impl Retries {
-    fn new(op: &Op, options: &ApplyOptions) -> Self {
+    fn new(op: &Op, options: &ApplyOptions, slot: CallSlot) -> Self {
         Self {
             policy: options.retry,
             address: op.address.clone(),
             step: op.step,
             events: options.events.clone(),
+            slot,
         }
     }
 
@@ -725,9 +744,13 @@ impl Retries {
             .with_max_delay(self.policy.max_delay)
             .with_total_delay(Some(self.policy.max_elapsed))
             .without_max_times();
+        let slot = self.slot.clone();
         attempt
             .retry(backoff)
-            .sleep(tokio::time::sleep)
+            .sleep(move |delay| {
+                let slot = slot.clone();
+                async move { slot.idle(delay).await }
+            })
             .when(ResourceError::is_transient)
             .notify(|e, delay| self.retrying(e, delay))
             .await

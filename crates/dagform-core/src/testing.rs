@@ -257,6 +257,11 @@ pub struct MemoryKind {
     pub sensitive: &'static [&'static str],
     /// How long each call takes, instead of the cloud's default.
     pub latency: Option<Duration>,
+    /// How long a new object takes to become ready, polled through `OpContext::wait_for` as
+    /// a NAT gateway or a load balancer is.
+    pub settles_after: Option<Duration>,
+    /// How long a deleted object takes to be gone (a service draining), polled the same way.
+    pub deletes_after: Option<Duration>,
     pub outputs: Vec<(&'static str, Json)>,
     pub cloud: Arc<MemoryCloud>,
 }
@@ -270,6 +275,8 @@ impl MemoryKind {
             data_source: false,
             sensitive: &[],
             latency: None,
+            settles_after: None,
+            deletes_after: None,
             outputs: Vec::new(),
             cloud: cloud.clone(),
         }
@@ -290,6 +297,18 @@ impl MemoryKind {
         self
     }
 
+    /// New objects take `settle` to become ready, and a create waits for that.
+    pub fn settles_after(mut self, settle: Duration) -> Self {
+        self.settles_after = Some(settle);
+        self
+    }
+
+    /// Deleted objects take `drain` to be gone, and a delete waits for that.
+    pub fn deletes_after(mut self, drain: Duration) -> Self {
+        self.deletes_after = Some(drain);
+        self
+    }
+
     pub fn sensitive(mut self, props: &'static [&'static str]) -> Self {
         self.sensitive = props;
         self
@@ -299,6 +318,24 @@ impl MemoryKind {
     pub fn output(mut self, name: &'static str, value: Json) -> Self {
         self.outputs.push((name, value));
         self
+    }
+
+    /// Polls, as real kinds do, until `duration` has passed.
+    async fn wait(
+        &self,
+        ctx: &OpContext,
+        what: &str,
+        duration: Duration,
+    ) -> Result<(), ResourceError> {
+        let done_at = Instant::now() + duration;
+        ctx.wait_for(what, || async {
+            self.cloud
+                .call(&ctx.address, "describe", self.latency, |_| {
+                    Ok((Instant::now() >= done_at).then_some(()))
+                })
+                .await
+        })
+        .await
     }
 
     /// The id, an ARN, the properties (as real kinds echo names) and the declared outputs.
@@ -354,7 +391,8 @@ impl ResourceKind for MemoryKind {
     async fn create(&self, ctx: &OpContext, props: &Properties) -> Result<Applied, ResourceError> {
         let kind = self.name;
         let token = ctx.client_token(32);
-        self.cloud
+        let applied = self
+            .cloud
             .call_with_token(&ctx.address, "create", Some(token), self.latency, |inner| {
                 for v in props.values() {
                     if let Some(s) = v.as_str().filter(|s| s.starts_with("mem-"))
@@ -400,7 +438,11 @@ impl ResourceKind for MemoryKind {
                 }
                 Ok(self.answer(inner, &ctx.address, &id, props))
             })
-            .await
+            .await?;
+        if let Some(settle) = self.settles_after {
+            self.wait(ctx, "the object to become ready", settle).await?;
+        }
+        Ok(applied)
     }
 
     async fn read(
@@ -456,7 +498,11 @@ impl ResourceKind for MemoryKind {
                 inner.objects.remove(current.id);
                 Ok(())
             })
-            .await
+            .await?;
+        if let Some(drain) = self.deletes_after {
+            self.wait(ctx, "the object to be deleted", drain).await?;
+        }
+        Ok(())
     }
 
     async fn find(

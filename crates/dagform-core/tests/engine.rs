@@ -207,6 +207,46 @@ async fn parallelism_bound_is_never_exceeded() {
     assert_eq!(f.cloud.max_in_flight(), 4);
 }
 
+/// Steps that wait (for an object to become ready) give their slot up between polls: with two
+/// slots, ten creates that each wait are all under way at once, yet never more than two calls
+/// are in flight.
+#[tokio::test]
+async fn waiting_steps_hold_no_slot() {
+    let cloud = MemoryCloud::with_latency(Duration::from_millis(5));
+    let kinds = Kinds::new().with(Arc::new(
+        MemoryKind::new("gateway", &cloud).settles_after(Duration::from_millis(300)),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(&dir.path().join("state/test.json"), "test").unwrap();
+    let nodes = (0..10)
+        .map(|i| NodeSpec::new(format!("gw{i}"), "gateway", props! { "zone" => "z" }))
+        .collect();
+    let g = graph(nodes);
+    let mut o = options();
+    o.parallelism = 2;
+    o.poll.interval = Duration::from_millis(20);
+    o.poll.timeout = Duration::from_secs(30);
+    let p = plan(&g, store.state(), &kinds, None, &PlanOptions::default()).unwrap();
+    let report = apply(&p, &g, &kinds, &mut store, &o).await.unwrap();
+    assert_eq!(report.succeeded.len(), 10, "{report:?}");
+    assert!(cloud.max_in_flight() <= 2, "{}", cloud.max_in_flight());
+    // Each step runs from its create's start to its last poll's end; all ten overlap.
+    let calls = cloud.calls();
+    let span = |address: &str| {
+        let mine = calls.iter().filter(|c| c.address.as_str() == address);
+        let start = mine.clone().map(|c| c.started).min().unwrap();
+        let end = mine.map(|c| c.ended).max().unwrap();
+        (start, end)
+    };
+    let spans: Vec<_> = (0..10).map(|i| span(&format!("gw{i}"))).collect();
+    let latest_start = spans.iter().map(|s| s.0).max().unwrap();
+    let earliest_end = spans.iter().map(|s| s.1).min().unwrap();
+    assert!(
+        latest_start < earliest_end,
+        "every wait was under way before the first one ended"
+    );
+}
+
 #[tokio::test]
 async fn a_failure_skips_only_its_dependents() {
     let f = fixture(5);
