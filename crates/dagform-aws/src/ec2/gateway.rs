@@ -8,6 +8,7 @@ use crate::AwsClients;
 use crate::clients::{by_id, each_item};
 use crate::error::{classify, code};
 use crate::ownership::{found, gone, pairs, single_attempt};
+use crate::polls::Polls;
 use aws_sdk_ec2::types::{DomainType, Filter, NatGatewayState, ResourceType};
 use dagform_core::{Applied, Changes, Current, Kind, Observed, OpContext, ResourceError};
 use dagform_resources::ec2::{
@@ -423,11 +424,38 @@ impl Kind for Eip {
 /// it and its Elastic IP can be released after it.
 pub struct NatGateway {
     clients: Arc<AwsClients>,
+    /// The waits of every gateway being created or deleted, one describe call a round.
+    polls: Polls<String, aws_sdk_ec2::types::NatGateway>,
 }
 
 impl NatGateway {
     pub fn new(clients: Arc<AwsClients>) -> Self {
-        Self { clients }
+        let describe_all = clients.clone();
+        let polls = Polls::new(
+            FILTER_BATCH,
+            Arc::new(move |ids: Vec<String>| {
+                let clients = describe_all.clone();
+                Box::pin(async move {
+                    let nats: Vec<_> = clients
+                        .ec2
+                        .describe_nat_gateways()
+                        .filter(
+                            Filter::builder()
+                                .name("nat-gateway-id")
+                                .set_values(Some(ids))
+                                .build(),
+                        )
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                        .await
+                        .map_err(|e| classify("DescribeNatGateways", e))?;
+                    Ok(by_id(nats, |n| n.nat_gateway_id()))
+                })
+            }),
+        );
+        Self { clients, polls }
     }
 
     async fn describe(
@@ -466,7 +494,7 @@ impl NatGateway {
         id: &str,
     ) -> Result<aws_sdk_ec2::types::NatGateway, ResourceError> {
         ctx.wait_for("NAT gateway to become available", || async move {
-            Ok(self.describe(id).await?.filter(|nat| {
+            Ok(self.polls.poll(ctx, id.to_owned()).await?.filter(|nat| {
                 // Not visible yet right after the create, or still starting.
                 !matches!(nat.state(), Some(NatGatewayState::Pending) | None)
             }))
@@ -625,7 +653,7 @@ impl Kind for NatGateway {
             return Ok(());
         }
         ctx.wait_for("NAT gateway to be deleted", || async move {
-            Ok(match self.describe(id).await? {
+            Ok(match self.polls.poll(ctx, id.to_owned()).await? {
                 None => Some(()),
                 Some(nat) if nat.state() == Some(&NatGatewayState::Deleted) => Some(()),
                 Some(_) => None,

@@ -4,6 +4,7 @@ use super::observe_optional;
 use crate::AwsClients;
 use crate::error::{classify, code};
 use crate::ownership::{finish_existing, found, pairs, tags_for};
+use crate::polls::Polls;
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentConfiguration, DeploymentRolloutState,
@@ -16,12 +17,47 @@ use dagform_core::{
 };
 use dagform_resources::ecs::{ServiceField, ServiceOutputs, ServiceProps};
 use serde_json::{Value as Json, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// `aws_ecs_service`: a replica service in awsvpc mode, optionally behind target groups.
 pub struct EcsService {
     clients: Arc<AwsClients>,
+    /// The waits of every service being deleted, described ten at a time per cluster.
+    polls: Polls<(String, String), Service>,
+}
+
+/// Describes services given as (cluster, name or ARN), cluster by cluster.
+fn services_polls(clients: &Arc<AwsClients>) -> Polls<(String, String), Service> {
+    let clients = clients.clone();
+    Polls::new(
+        DESCRIBE_SERVICES_BATCH,
+        Arc::new(move |keys: Vec<(String, String)>| {
+            let clients = clients.clone();
+            Box::pin(async move {
+                let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for (cluster, service) in &keys {
+                    by_cluster
+                        .entry(cluster.clone())
+                        .or_default()
+                        .push(service.clone());
+                }
+                let mut seen = HashMap::new();
+                for (cluster, services) in by_cluster {
+                    for live in describe_many(&clients, &cluster, services.clone(), false).await? {
+                        let Some(asked) = services.iter().find(|s| {
+                            live.service_arn() == Some(s.as_str())
+                                || live.service_name() == Some(s.as_str())
+                        }) else {
+                            continue;
+                        };
+                        seen.insert((cluster.clone(), asked.clone()), live);
+                    }
+                }
+                Ok(seen)
+            })
+        }),
+    )
 }
 
 /// ECS's defaults for a rolling deployment.
@@ -253,7 +289,10 @@ async fn describe(
 
 impl EcsService {
     pub fn new(clients: Arc<AwsClients>) -> Self {
-        Self { clients }
+        Self {
+            polls: services_polls(&clients),
+            clients,
+        }
     }
 
     /// Takes over a live service found under the wanted name when it is this node's, and
@@ -274,8 +313,7 @@ impl EcsService {
                 "{object} is still being deleted (DRAINING)"
             )));
         }
-        let kind = EcsService::new(self.clients.clone());
-        finish_existing(&kind, ctx, &object, applied(&existing), p).await
+        finish_existing(self, ctx, &object, applied(&existing), p).await
     }
 }
 
@@ -529,7 +567,8 @@ impl Kind for EcsService {
         ctx.wait_for(
             &format!("service {} to become INACTIVE", current.id),
             || async {
-                let live = describe(&self.clients, cluster, current.id, false).await?;
+                let key = (cluster.to_owned(), current.id.to_owned());
+                let live = self.polls.poll(ctx, key).await?;
                 Ok(live.filter(is_live).is_none().then_some(()))
             },
         )
