@@ -54,6 +54,7 @@ pub struct AwsClients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub route53: aws_sdk_route53::Client,
     pub secretsmanager: aws_sdk_secretsmanager::Client,
+    pub servicequotas: aws_sdk_servicequotas::Client,
     pub rds: aws_sdk_rds::Client,
     pub sts: aws_sdk_sts::Client,
     calls: Arc<AtomicU64>,
@@ -62,10 +63,17 @@ pub struct AwsClients {
 impl AwsClients {
     /// Loads credentials, region and endpoint (`AWS_ENDPOINT_URL`) the standard way; `region`
     /// overrides the environment's. Throttling is retried by the SDK itself, with more attempts
-    /// than its default since a run issues hundreds of calls at once.
+    /// than its default since a run issues hundreds of calls at once, in its adaptive mode:
+    /// each AWS service's client paces its own calls with a token bucket that slows down when
+    /// that service throttles, so a wide walk does not keep tripping one service's limits.
+    /// `AWS_RETRY_MODE=standard` turns the pacing off, as for the AWS CLI.
     pub async fn load(region: Option<&str>) -> Self {
+        let retry = match std::env::var("AWS_RETRY_MODE").as_deref() {
+            Ok("standard" | "legacy") => RetryConfig::standard(),
+            _ => RetryConfig::adaptive(),
+        };
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(8));
+            .retry_config(retry.with_max_attempts(8));
         if let Some(r) = region {
             loader = loader.region(Region::new(r.to_owned()));
         }
@@ -99,6 +107,7 @@ impl AwsClients {
             logs: client!(aws_sdk_cloudwatchlogs),
             route53: client!(aws_sdk_route53),
             secretsmanager: client!(aws_sdk_secretsmanager),
+            servicequotas: client!(aws_sdk_servicequotas),
             rds: client!(aws_sdk_rds),
             sts: client!(aws_sdk_sts),
             calls,

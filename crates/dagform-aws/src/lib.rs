@@ -12,6 +12,8 @@ pub mod iam;
 pub mod inspect;
 pub mod logs;
 pub(crate) mod ownership;
+pub(crate) mod polls;
+pub mod quotas;
 pub mod rds;
 pub mod route53;
 pub mod secretsmanager;

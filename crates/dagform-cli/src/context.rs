@@ -6,7 +6,9 @@ use dagform_aws::AwsClients;
 use dagform_config::{Blueprint, Config};
 use dagform_core::kind::PollSettings;
 use dagform_core::reconcile::ApplyOptions;
-use dagform_core::{Kinds, State, StateStore};
+use dagform_core::{Kinds, ResourceGraph, State, StateStore};
+use dagform_resources::quotas::{self, Exceeded, Limits, Source, Usage};
+use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,11 +106,87 @@ impl Context {
         Arc::new(AwsClients::load(Some(self.config.region())).await)
     }
 
+    /// What `graph` would use of each AWS quota, against the account's values where Service
+    /// Quotas answers and AWS's defaults where it does not.
+    pub async fn check_quotas(&self, graph: &ResourceGraph) -> QuotaCheck {
+        let usage = Usage::of(graph);
+        let limits = dagform_aws::quotas::read_limits(&*self.clients().await).await;
+        let exceeded = quotas::check(&usage, &limits);
+        QuotaCheck {
+            usage,
+            limits,
+            exceeded,
+        }
+    }
+
     pub fn apply_options(&self, walk: &Walk) -> Result<ApplyOptions> {
         let mut options = ApplyOptions::new(self.stack());
         options.parallelism = walk.parallelism.into();
         options.poll = poll_settings()?;
         Ok(options)
+    }
+}
+
+/// The desired graph's use of every quota, and the quotas it would exceed.
+pub struct QuotaCheck {
+    pub usage: Usage,
+    pub limits: Limits,
+    pub exceeded: Vec<Exceeded>,
+}
+
+impl QuotaCheck {
+    /// Fails, naming every quota exceeded, when the plan would exceed one: AWS would refuse
+    /// the object halfway through the walk, with the stack half built.
+    pub fn refuse_if_exceeded(&self) -> Result<()> {
+        if self.exceeded.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = self.exceeded.iter().map(|e| format!("  ✗ {e}")).collect();
+        bail!(
+            "the plan would exceed {} AWS quota(s), so nothing was changed:\n{}\n\
+             Change the configuration, or raise the quota in the Service Quotas console \
+             (--skip-quota-check plans without this check).",
+            self.exceeded.len(),
+            lines.join("\n")
+        )
+    }
+
+    /// One line for the plan, and a note for each thing not counted.
+    pub fn text(&self) -> String {
+        let mut out = format!("{}\n", self.limits.summary());
+        for note in &self.usage.not_counted {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+        out
+    }
+
+    /// Each quota with its limit, where the limit comes from and the highest use planned.
+    pub fn json(&self) -> serde_json::Value {
+        let limits: Vec<serde_json::Value> = self
+            .limits
+            .iter()
+            .map(|(quota, limit)| {
+                let (source, unread) = match &limit.source {
+                    Source::Applied => ("applied", None),
+                    Source::Default { unread } => ("default", Some(unread)),
+                };
+                json!({
+                    "service_code": quota.service_code,
+                    "quota_code": quota.quota_code,
+                    "name": quota.name,
+                    "limit": limit.value,
+                    "source": source,
+                    "unread": unread,
+                    "highest_use": self.usage.highest(quota.id),
+                })
+            })
+            .collect();
+        json!({
+            "checked": limits.len(),
+            "limits": limits,
+            "exceeded": self.exceeded.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            "not_counted": self.usage.not_counted,
+        })
     }
 }
 

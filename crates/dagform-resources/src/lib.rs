@@ -13,6 +13,7 @@ pub mod ecs;
 pub mod elbv2;
 pub mod iam;
 pub mod logs;
+pub mod quotas;
 pub mod rds;
 pub mod route53;
 pub mod secretsmanager;

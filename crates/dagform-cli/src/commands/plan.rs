@@ -30,6 +30,10 @@ pub struct PlanArgs {
     /// Plan the deletion of everything instead.
     #[arg(long)]
     destroy: bool,
+    /// Do not check the plan against the account's AWS quotas (for a quota raised in a way
+    /// Service Quotas does not show to these credentials).
+    #[arg(long)]
+    skip_quota_check: bool,
 }
 
 pub async fn run(args: PlanArgs) -> Result<u8> {
@@ -54,6 +58,16 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
         args.refresh.then_some(&apply_options),
     )
     .await?;
+    // A plan that would exceed a quota fails here rather than halfway through a provision.
+    let quotas = if args.destroy || args.skip_quota_check {
+        None
+    } else {
+        let check = ctx.check_quotas(&blueprint.graph).await;
+        if plan.has_changes() {
+            check.refuse_if_exceeded()?;
+        }
+        Some(check)
+    };
     // The monthly cost of the stack before and after the change; a missing price table only
     // costs the estimate, never the plan.
     let estimate = match cost::PriceTable::for_region(ctx.config.region(), args.prices.as_deref()) {
@@ -82,11 +96,17 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
                 "after": after.total().dollars(),
             });
         }
+        if let Some(quotas) = &quotas {
+            json["quotas"] = quotas.json();
+        }
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", render::plan_text(&plan, &ctx.stack(), true));
         if let Some((before, after)) = &estimate {
             print!("\n{}", cost::render(Some(before), after));
+        }
+        if let Some(quotas) = &quotas {
+            print!("\n{}", quotas.text());
         }
     }
     Ok(if args.detailed_exitcode && plan.has_changes() {

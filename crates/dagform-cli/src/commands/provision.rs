@@ -36,6 +36,10 @@ pub struct ProvisionArgs {
     /// Print a machine-readable report on stdout (the plan and progress go to stderr).
     #[arg(long)]
     json: bool,
+    /// Do not check the plan against the account's AWS quotas (for a quota raised in a way
+    /// Service Quotas does not show to these credentials).
+    #[arg(long)]
+    skip_quota_check: bool,
 }
 
 pub async fn run(args: ProvisionArgs) -> Result<u8> {
@@ -55,6 +59,12 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
         args.refresh.then_some(&options),
     )
     .await?;
+    // Before anything changes AWS: a quota exceeded would stop the walk halfway.
+    if plan.has_changes() && !args.skip_quota_check {
+        ctx.check_quotas(&blueprint.graph)
+            .await
+            .refuse_if_exceeded()?;
+    }
     let text = render::plan_text(&plan, &ctx.stack(), false);
     if args.json {
         eprint!("{text}");
