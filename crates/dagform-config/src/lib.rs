@@ -9,7 +9,10 @@ mod model;
 pub mod naming;
 mod validate;
 
-pub use blueprint::{Blueprint, Inputs, OutputSpec, blueprint, expand, resolve_inputs};
+pub use blueprint::{
+    Blueprint, Inputs, OutputSpec, Shard, blueprint, customer_load_balancers, expand,
+    resolve_inputs,
+};
 pub use error::{ConfigError, Diagnostic};
 pub use model::*;
 

@@ -197,6 +197,9 @@ pub struct LoadBalancer {
     pub http: HttpListener,
     pub idle_timeout_seconds: Option<Spanned<u32>>,
     pub ssl_policy: Option<Spanned<String>>,
+    /// With `[customers]`: how many customers share one load balancer before another is added.
+    /// Defaults to as many as AWS's listener rule and target group quotas allow.
+    pub customers_per_load_balancer: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -213,6 +213,8 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
         );
     }
 
+    check_customers_per_load_balancer(&mut k, c);
+
     // Services.
     if c.services.is_empty() {
         k.out.push(Diagnostic::at(
@@ -740,6 +742,30 @@ fn check_fixed_names_unique(k: &mut Checker<'_>, c: &Config) {
 
 /// A log group name template must give every service (and every customer's copy of it) a
 /// group of its own, and use only known placeholders.
+/// `customers_per_load_balancer` must leave every load balancer within AWS's quotas of listener
+/// rules and target groups.
+fn check_customers_per_load_balancer(k: &mut Checker<'_>, c: &Config) {
+    let Some(n) = &c.load_balancer.customers_per_load_balancer else {
+        return;
+    };
+    let field = "load_balancer.customers_per_load_balancer";
+    if *n.get_ref() < 1 {
+        k.error(n, field, "must be at least 1");
+    } else if let Some(capacity) = crate::blueprint::computed_capacity(c)
+        && *n.get_ref() > capacity
+    {
+        k.error(
+            n,
+            field,
+            format!(
+                "at most {capacity} customers fit one load balancer ({} listener rules and {} target groups, counting its default one, with one of each per customer and routed service)",
+                crate::blueprint::MAX_RULES_PER_LOAD_BALANCER,
+                crate::blueprint::MAX_TARGET_GROUPS_PER_LOAD_BALANCER
+            ),
+        );
+    }
+}
+
 fn check_log_group_name(k: &mut Checker<'_>, c: &Config) {
     let Some(t) = &c.logs.group_name else {
         return;

@@ -5,6 +5,7 @@
 use super::services::{
     self, CatchAll, Deployment, Platform, Services, StreamPrefix, TargetGroup, target_group,
 };
+use super::shards::Shard;
 use super::{Expansion, StackNames};
 use crate::error::ConfigError;
 use crate::model::{Customer, Logs};
@@ -20,17 +21,19 @@ pub fn deployment_base(customer: &str) -> String {
     format!("customer.{customer}")
 }
 
-/// The target group hosts without a customer are sent to; it has no targets. Returns its ARN.
+/// The target group load balancer `shard` sends hosts without a customer to; it has no targets.
+/// Returns its ARN.
 pub fn default_target_group(
     x: &mut Expansion,
+    shard: Shard,
     prefix: &str,
     vpc_id: &OutputRef<String>,
 ) -> OutputRef<String> {
     target_group(
         x,
-        Address::new("shared.target_group.default"),
+        shard.default_target_group(),
         &TargetGroup {
-            name: elb_name(&format!("{prefix}-default-tg")),
+            name: elb_name(&shard.name(&format!("{prefix}-default-tg"))),
             vpc_id,
             port: 80,
             health_check_path: "/",
@@ -53,8 +56,9 @@ pub fn service_log_groups(x: &mut Expansion, prefix: &str, services: &Services, 
     }
 }
 
-/// The customers' deployments and their addresses as outputs. Customers keep the priority
-/// blocks `held_blocks` says they hold; newcomers take free ones.
+/// The customers' deployments, each on the platform `platforms` gives it, and their addresses
+/// as outputs. Customers keep the priority blocks `held_blocks` says they hold; newcomers take
+/// free ones.
 pub fn customers(
     x: &mut Expansion,
     names: &StackNames,
@@ -62,7 +66,7 @@ pub fn customers(
     held_blocks: &BTreeMap<String, u32>,
     logs: &Logs,
     services: &Services,
-    platform: &Platform<'_>,
+    platforms: &BTreeMap<String, Platform<'_>>,
 ) -> Result<(), ConfigError> {
     let order: Vec<&str> = customers.keys().map(|k| k.get_ref().as_str()).collect();
     let blocks = allocate_priority_blocks(&order, held_blocks).map_err(|message| {
@@ -73,6 +77,7 @@ pub fn customers(
     })?;
     for (name, customer) in customers {
         let (name, customer) = (name.get_ref().as_str(), customer.get_ref());
+        let platform = &platforms[name];
         let host = customer
             .domain
             .get_ref()

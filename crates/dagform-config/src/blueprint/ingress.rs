@@ -1,7 +1,8 @@
 //! Ingress: the hosted zone looked up, the certificate requested and validated (or an existing
-//! one), the load balancer and its listeners.
+//! one), a load balancer and its listeners (one of several when customers need more).
 
 use super::network::Network;
+use super::shards::Shard;
 use super::{Expansion, int};
 use crate::model::{Certificate, Dns, HttpListener, LoadBalancer, Validation};
 use crate::naming::elb_name;
@@ -163,10 +164,12 @@ pub struct Listeners<'a> {
     pub fallback: Fallback,
 }
 
-/// The internet-facing load balancer with an HTTP listener (redirecting to HTTPS when there is
-/// a certificate, unless `config` asks to forward) and an HTTPS listener when there is one.
+/// The internet-facing load balancer `shard` with an HTTP listener (redirecting to HTTPS when
+/// there is a certificate, unless `config` asks to forward) and an HTTPS listener when there is
+/// one.
 pub fn load_balancer(
     x: &mut Expansion,
+    shard: Shard,
     prefix: &str,
     config: &LoadBalancer,
     listeners: Listeners<'_>,
@@ -177,18 +180,16 @@ pub fn load_balancer(
         certificate_arn,
         fallback,
     } = listeners;
-    let address = Address::new("shared.alb");
+    let address = shard.load_balancer();
+    let name = match &config.name {
+        Some(n) if shard == Shard::FIRST => n.get_ref().clone(),
+        Some(n) => elb_name(&shard.name(n.get_ref())),
+        None => elb_name(&shard.name(&format!("{prefix}-alb"))),
+    };
     let mut node = NodeSpec::of(
         address.clone(),
         LoadBalancerSpec {
-            name: config
-                .name
-                .as_ref()
-                .map_or_else(
-                    || elb_name(&format!("{prefix}-alb")),
-                    |n| n.get_ref().clone(),
-                )
-                .into(),
+            name: name.into(),
             scheme: "internet-facing".into(),
             subnet_ids: network.public_subnets.clone(),
             security_group_ids: vec![Input::from(security_group)].into(),
@@ -204,9 +205,14 @@ pub fn load_balancer(
     }
     x.add(node);
     let alb = outputs_of::<LoadBalancerProps>(&address);
+    let description = if shard == Shard::FIRST {
+        "the load balancer's DNS name".to_owned()
+    } else {
+        format!("load balancer {}'s DNS name", shard.0)
+    };
     x.output(
-        "alb_dns_name",
-        "the load balancer's DNS name",
+        shard.output("alb_dns_name"),
+        description,
         Input::from(&alb.dns_name).into_value(),
     );
 
@@ -227,7 +233,7 @@ pub fn load_balancer(
         }),
         _ => default_action.clone(),
     };
-    let http = Address::new("shared.listener.http");
+    let http = shard.listener("http");
     x.add(NodeSpec::of(
         http.clone(),
         ListenerSpec {
@@ -239,7 +245,7 @@ pub fn load_balancer(
             default_action: http_action,
         },
     ));
-    let https_listener = Address::new("shared.listener.https");
+    let https_listener = shard.listener("https");
     if let Some(certificate_arn) = certificate_arn {
         x.add(NodeSpec::of(
             https_listener.clone(),

@@ -1,12 +1,13 @@
 //! What expansion needs from outside the configuration, read before it starts: secret values
-//! from the environment and files, and the listener rule priorities the state shows already
-//! allocated. Expansion itself then reads nothing.
+//! from the environment and files, and the listener rule priorities and load balancers the
+//! state shows already allocated. Expansion itself then reads nothing.
 
+use super::shards::Shard;
 use super::{customers, services};
 use crate::error::Diagnostic;
 use crate::model::Config;
 use crate::naming::PRIORITY_BLOCK;
-use dagform_core::State;
+use dagform_core::{Address, State};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -20,15 +21,18 @@ pub struct Inputs {
     pub missing_secrets: Vec<Diagnostic>,
     /// The priority block each customer's listener rules already hold, by customer.
     pub priority_blocks: BTreeMap<String, u32>,
+    /// The load balancer each customer is already on, by customer.
+    pub load_balancers: BTreeMap<String, Shard>,
 }
 
 /// Reads the secret values `config` names (files relative to `config_path`) and, from `state`,
-/// the priority blocks customers already hold.
+/// the priority blocks and load balancers customers already hold.
 pub fn resolve_inputs(config: &Config, config_path: &Path, state: Option<&State>) -> Inputs {
     let mut inputs = Inputs::default();
     read_secret_values(config, config_path, &mut inputs);
     if let Some(state) = state {
         inputs.priority_blocks = held_priority_blocks(state, config.customer_names());
+        inputs.load_balancers = held_load_balancers(state, config.customer_names());
     }
     inputs
 }
@@ -104,4 +108,35 @@ fn held_priority_blocks<'a>(
         }
     }
     out
+}
+
+/// The load balancers `customers` are already on: the one their recorded listener rules and DNS
+/// record depended on when applied.
+pub(super) fn held_load_balancers<'a>(
+    state: &State,
+    customers: impl Iterator<Item = &'a str>,
+) -> BTreeMap<String, Shard> {
+    let mut out = BTreeMap::new();
+    for c in customers {
+        let base = customers::deployment_base(c);
+        let shard = state
+            .resources
+            .iter()
+            .filter(|(a, _)| a.is_within(&base))
+            .flat_map(|(_, r)| &r.dependencies)
+            .find_map(Shard::of_ingress_address);
+        if let Some(shard) = shard {
+            out.insert(c.to_owned(), shard);
+        }
+    }
+    out
+}
+
+/// The address of the load balancer each of `config`'s customers is on, as `state` records it;
+/// customers not provisioned yet are left out.
+pub fn customer_load_balancers(config: &Config, state: &State) -> BTreeMap<String, Address> {
+    held_load_balancers(state, config.customer_names())
+        .into_iter()
+        .map(|(c, shard)| (c, shard.load_balancer()))
+        .collect()
 }

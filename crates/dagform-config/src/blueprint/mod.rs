@@ -18,8 +18,13 @@ mod registry;
 mod secrets;
 mod security_groups;
 mod services;
+mod shards;
 
-pub use inputs::{Inputs, resolve_inputs};
+pub use inputs::{Inputs, customer_load_balancers, resolve_inputs};
+pub use shards::Shard;
+pub(crate) use shards::{
+    MAX_RULES_PER_LOAD_BALANCER, MAX_TARGET_GROUPS_PER_LOAD_BALANCER, computed_capacity,
+};
 
 use crate::error::{ConfigError, Diagnostic};
 use crate::model::Config;

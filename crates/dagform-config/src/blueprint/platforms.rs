@@ -1,7 +1,8 @@
 //! The platforms a configuration describes, each a composition of the components:
 //!
-//! - with `[customers]`: the shared platform once, a default target group for unknown hosts,
-//!   and a deployment of the services per customer on its own host;
+//! - with `[customers]`: the shared platform once, as many load balancers as the customers
+//!   need (each with a default target group for unknown hosts), and a deployment of the
+//!   services per customer on its own host, behind the load balancer it was placed on;
 //! - without: the shared platform once and one deployment of the services, the one without a
 //!   path taking the listener's fallback traffic.
 //!
@@ -17,6 +18,7 @@ use super::registry::{self, Registry};
 use super::secrets::{self, Secrets};
 use super::security_groups::{self, SecurityGroups};
 use super::services::{self, CatchAll, Deployment, Platform, StreamPrefix};
+use super::shards::{self, Shard};
 use super::{Expansion, StackNames};
 use crate::error::ConfigError;
 use crate::model::Config;
@@ -32,26 +34,46 @@ pub(super) fn compose(config: &Config, inputs: &Inputs) -> Result<Expansion, Con
     }
 }
 
-/// Every customer's copy of the services behind one load balancer, each on its own host.
+/// Every customer's copy of the services, each on its own host, behind as many load balancers
+/// as they need: customers stay on the one they were placed on, newcomers fill the lowest with
+/// room, and a load balancer besides the first goes once it has no customer left.
 fn multi_customer(config: &Config, inputs: &Inputs) -> Result<Expansion, ConfigError> {
     let mut x = Expansion::default();
     let shared = shared(&mut x, config, inputs);
     let prefix = &shared.names.prefix;
     customers::service_log_groups(&mut x, prefix, &config.services, &config.logs);
-    let default_target_group =
-        customers::default_target_group(&mut x, prefix, &shared.network.vpc_id);
-    let ingress = ingress::load_balancer(
-        &mut x,
-        prefix,
-        &config.load_balancer,
-        Listeners {
-            network: &shared.network,
-            security_group: &shared.security_groups.load_balancer,
-            certificate_arn: shared.certificate_arn.clone(),
-            fallback: Fallback::Forward(default_target_group),
-        },
+    let order: Vec<&str> = config.customer_names().collect();
+    let placement = shards::place_customers(
+        &order,
+        &inputs.load_balancers,
+        shards::customers_per_load_balancer(config),
     );
+    let mut ingresses = BTreeMap::new();
+    for shard in shards::shards_in_use(&placement) {
+        let default_target_group =
+            customers::default_target_group(&mut x, shard, prefix, &shared.network.vpc_id);
+        let ingress = ingress::load_balancer(
+            &mut x,
+            shard,
+            prefix,
+            &config.load_balancer,
+            Listeners {
+                network: &shared.network,
+                security_group: &shared.security_groups.load_balancer,
+                certificate_arn: shared.certificate_arn.clone(),
+                fallback: Fallback::Forward(default_target_group),
+            },
+        );
+        ingresses.insert(shard, ingress);
+    }
     let database_environment = database(&mut x, config, &shared);
+    let platforms: BTreeMap<String, Platform<'_>> = placement
+        .iter()
+        .map(|(c, shard)| {
+            let platform = shared.platform(&ingresses[shard], &database_environment);
+            (c.clone(), platform)
+        })
+        .collect();
     customers::customers(
         &mut x,
         &shared.names,
@@ -59,8 +81,19 @@ fn multi_customer(config: &Config, inputs: &Inputs) -> Result<Expansion, ConfigE
         &inputs.priority_blocks,
         &config.logs,
         &config.services,
-        &shared.platform(&ingress, &database_environment),
+        &platforms,
     )?;
+    // With more than one load balancer, which customer is on which.
+    if ingresses.len() > 1 {
+        for c in &order {
+            let shard = placement[*c];
+            x.output(
+                format!("load_balancer.{c}"),
+                format!("the DNS name of {c}'s load balancer ({})", shard.0),
+                Input::from(&ingresses[&shard].dns_name).into_value(),
+            );
+        }
+    }
     Ok(x)
 }
 
@@ -100,6 +133,7 @@ fn single_deployment(config: &Config, inputs: &Inputs) -> Expansion {
         .map_or(Fallback::NotFound, |arn| Fallback::Forward(arn.clone()));
     let ingress = ingress::load_balancer(
         &mut x,
+        Shard::FIRST,
         &names.prefix,
         &config.load_balancer,
         Listeners {
@@ -206,4 +240,241 @@ fn database(
         },
     )
     .environment
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::blueprint::{Blueprint, blueprint};
+    use crate::parse;
+    use dagform_core::state::ResourceStatus;
+    use dagform_core::{Address, ResourceState, State};
+    use std::path::Path;
+
+    /// A multi-customer stack with two routed services and `customers`, each `[customers.<n>]`.
+    fn source(customers: &[&str], per_load_balancer: Option<u32>) -> String {
+        let mut s = String::from(
+            r#"
+[stack]
+app = "shop"
+environment = "dev"
+region = "us-east-1"
+
+[network]
+cidr = "10.0.0.0/16"
+availability_zones = ["us-east-1a", "us-east-1b"]
+public_subnets = ["10.0.1.0/24", "10.0.2.0/24"]
+private_subnets = ["10.0.11.0/24", "10.0.12.0/24"]
+
+[dns]
+zone = "example.com"
+
+[certificate]
+domain = "*.example.com"
+
+[services.api]
+image_tag = "api"
+port = 3001
+path = "/api/*"
+cpu = 256
+memory = 512
+desired_count = 1
+
+[services.web]
+image_tag = "web"
+port = 3000
+cpu = 256
+memory = 512
+desired_count = 1
+"#,
+        );
+        if let Some(n) = per_load_balancer {
+            s.push_str(&format!(
+                "\n[load_balancer]\ncustomers_per_load_balancer = {n}\n"
+            ));
+        }
+        for c in customers {
+            s.push_str(&format!(
+                "\n[customers.{c}]\ndomain = \"{c}.example.com\"\ndisplay_name = \"{c}\"\n"
+            ));
+        }
+        s
+    }
+
+    fn expand(source: &str, state: Option<&State>) -> Blueprint {
+        let config = parse(Path::new("dagform.toml"), source).unwrap();
+        blueprint(&config, Path::new("dagform.toml"), state).unwrap()
+    }
+
+    /// The load balancer node customer `c`'s DNS record and listener rules refer to.
+    fn load_balancer_of(bp: &Blueprint, c: &str) -> String {
+        let record = bp
+            .graph
+            .dependencies(&format!("customer.{c}.dns_record").into());
+        let rule = bp
+            .graph
+            .dependencies(&format!("customer.{c}.listener_rule.api").into());
+        let alb = record
+            .iter()
+            .find(|a| a.as_str().starts_with("shared.alb"))
+            .unwrap()
+            .to_string();
+        let listener = rule
+            .iter()
+            .find(|a| a.as_str().starts_with("shared.listener"))
+            .unwrap()
+            .to_string();
+        let expected_listener = alb.replace("shared.alb", "shared.listener") + ".https";
+        assert_eq!(
+            listener, expected_listener,
+            "{c}'s rule is on another shard"
+        );
+        alb
+    }
+
+    /// The state after applying `bp`: every node recorded with the dependencies it has.
+    fn applied(bp: &Blueprint) -> State {
+        let mut state = State::new(&bp.stack);
+        for node in bp.graph.topological() {
+            let record = ResourceState {
+                kind: node.kind.clone(),
+                status: ResourceStatus::Ready,
+                id: Some(node.address.to_string()),
+                properties: Default::default(),
+                outputs: Default::default(),
+                dependencies: bp
+                    .graph
+                    .dependencies(&node.address)
+                    .into_iter()
+                    .cloned()
+                    .collect(),
+                deposed: vec![],
+                intent: None,
+            };
+            state.resources.insert(node.address.clone(), record);
+        }
+        state
+    }
+
+    fn albs(bp: &Blueprint) -> Vec<String> {
+        bp.graph
+            .topological()
+            .iter()
+            .map(|n| n.address.to_string())
+            .filter(|a| a.starts_with("shared.alb"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn customers_beyond_a_load_balancers_capacity_get_another() {
+        let bp = expand(&source(&["a", "b", "c", "d", "e"], Some(2)), None);
+        assert_eq!(albs(&bp), ["shared.alb", "shared.alb_2", "shared.alb_3"]);
+        let on: Vec<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|c| load_balancer_of(&bp, c))
+            .collect();
+        assert_eq!(
+            on,
+            [
+                "shared.alb",
+                "shared.alb",
+                "shared.alb_2",
+                "shared.alb_2",
+                "shared.alb_3"
+            ]
+        );
+        for shard in ["_2", "_3"] {
+            for node in [
+                format!("shared.listener{shard}.http"),
+                format!("shared.listener{shard}.https"),
+                format!("shared.target_group.default{shard}"),
+            ] {
+                assert!(bp.graph.contains(&Address::new(node.clone())), "{node}");
+            }
+        }
+        let name = |a: &str| {
+            bp.graph.get(&a.into()).unwrap().properties["name"]
+                .as_data()
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(name("shared.alb"), "dev-shop-alb");
+        assert_eq!(name("shared.alb_3"), "dev-shop-alb-3");
+        assert_eq!(
+            name("shared.target_group.default_2"),
+            "dev-shop-default-tg-2"
+        );
+        let outputs: Vec<&str> = bp.outputs.iter().map(|o| o.name.as_str()).collect();
+        for o in [
+            "alb_dns_name",
+            "alb_dns_name_2",
+            "alb_dns_name_3",
+            "load_balancer.e",
+        ] {
+            assert!(outputs.contains(&o), "{o} missing from {outputs:?}");
+        }
+    }
+
+    #[test]
+    fn the_computed_capacity_keeps_a_small_stack_on_one_load_balancer() {
+        let bp = expand(&source(&["a", "b", "c", "d", "e"], None), None);
+        assert_eq!(albs(&bp), ["shared.alb"]);
+        assert!(
+            !bp.outputs
+                .iter()
+                .any(|o| o.name.starts_with("load_balancer."))
+        );
+    }
+
+    #[test]
+    fn placed_customers_stay_where_the_state_has_them() {
+        let all = ["a", "b", "c", "d", "e"];
+        let state = applied(&expand(&source(&all, Some(2)), None));
+        // `b` and `e` leave, `f` arrives first in the file: `f` takes the free seat on the
+        // first load balancer, the others stay, and the emptied third goes.
+        let bp = expand(&source(&["f", "a", "c", "d"], Some(2)), Some(&state));
+        assert_eq!(albs(&bp), ["shared.alb", "shared.alb_2"]);
+        for (c, alb) in [
+            ("f", "shared.alb"),
+            ("a", "shared.alb"),
+            ("c", "shared.alb_2"),
+            ("d", "shared.alb_2"),
+        ] {
+            assert_eq!(load_balancer_of(&bp, c), alb, "{c}");
+        }
+        // A larger capacity later moves nobody: `c` and `d` stay on the second.
+        let bp = expand(&source(&["a", "c", "d", "g"], Some(10)), Some(&state));
+        assert_eq!(load_balancer_of(&bp, "c"), "shared.alb_2");
+        assert_eq!(load_balancer_of(&bp, "g"), "shared.alb");
+    }
+
+    #[test]
+    fn a_bad_override_names_file_line_and_field() {
+        for (n, wanted) in [
+            (0, "must be at least 1"),
+            (50, "at most 49 customers fit one load balancer"),
+        ] {
+            let text = source(&["a"], Some(n));
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("customers_per_load_balancer"))
+                .unwrap()
+                + 1;
+            let Err(crate::ConfigError::Invalid(d)) = parse(Path::new("dagform.toml"), &text)
+            else {
+                panic!("accepted customers_per_load_balancer = {n}");
+            };
+            let message = d[0].to_string();
+            assert!(
+                message.contains(&format!("dagform.toml:{line}"))
+                    && message.contains("load_balancer.customers_per_load_balancer")
+                    && message.contains(wanted),
+                "{message}"
+            );
+        }
+        assert!(parse(Path::new("dagform.toml"), &source(&["a"], Some(49))).is_ok());
+    }
 }

@@ -1,8 +1,8 @@
 //! Reading each recorded object's view from its kind, and building the [`Report`] of them.
 
 use super::{
-    CertificateStatus, LoadBalancerStatus, MISSING, Report, RuleStatus, ServiceStatus,
-    TargetGroupStatus,
+    CertificateStatus, CustomerPlacement, LoadBalancerStatus, MISSING, Report, RuleStatus,
+    ServiceStatus, TargetGroupStatus,
 };
 use crate::context::Context;
 use anyhow::{Context as _, Result};
@@ -60,6 +60,7 @@ pub(super) async fn report(
         region: clients.region.clone(),
         customer: prefix.and_then(|p| p.strip_prefix("customer.").map(str::to_owned)),
         load_balancers: load_balancers.into_iter().map(load_balancer).collect(),
+        customers: placements(ctx, state, prefix),
         certificates: certificates.into_iter().map(certificate).collect(),
         services: services.into_iter().map(service).collect(),
         target_groups: target_groups.into_iter().map(target_group).collect(),
@@ -68,6 +69,22 @@ pub(super) async fn report(
     };
     report.attention = attention(&report);
     Ok(report)
+}
+
+/// The load balancer each customer within `prefix` (all without one) is on, as recorded.
+fn placements(ctx: &Context, state: &State, prefix: Option<&str>) -> Vec<CustomerPlacement> {
+    dagform_config::customer_load_balancers(&ctx.config, state)
+        .into_iter()
+        .filter(|(c, _)| prefix.is_none_or(|p| p == format!("customer.{c}")))
+        .map(|(customer, address)| CustomerPlacement {
+            customer,
+            name: state
+                .get(&address)
+                .and_then(|r| output(r, "name"))
+                .map(str::to_owned),
+            load_balancer: address.to_string(),
+        })
+        .collect()
 }
 
 /// The customer a node belongs to (`customer.<name>.…`).

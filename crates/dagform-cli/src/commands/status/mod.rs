@@ -72,6 +72,8 @@ struct Report {
     region: String,
     customer: Option<String>,
     load_balancers: Vec<LoadBalancerStatus>,
+    /// The load balancer each customer is on.
+    customers: Vec<CustomerPlacement>,
     certificates: Vec<CertificateStatus>,
     services: Vec<ServiceStatus>,
     target_groups: Vec<TargetGroupStatus>,
@@ -91,6 +93,15 @@ struct LoadBalancerStatus {
     reason: Option<String>,
     scheme: Option<String>,
     dns_name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CustomerPlacement {
+    customer: String,
+    /// The state node of its load balancer.
+    load_balancer: String,
+    /// The load balancer's name, as recorded.
+    name: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -76,6 +76,27 @@ pub(super) fn human(r: &Report) -> String {
         &rows,
     );
 
+    // Only a stack with customers places them.
+    if !r.customers.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .customers
+            .iter()
+            .map(|c| {
+                vec![
+                    c.customer.clone(),
+                    dash(c.name.as_ref()),
+                    c.load_balancer.clone(),
+                ]
+            })
+            .collect();
+        section(
+            &mut out,
+            "Customers",
+            &["CUSTOMER", "LOAD BALANCER", "NODE"],
+            &rows,
+        );
+    }
+
     let rows: Vec<Vec<String>> = r
         .certificates
         .iter()
