@@ -311,7 +311,9 @@ pub async fn apply(
 
     loop {
         while !options.cancel.is_cancelled() && !walk.ready.is_empty() {
-            let Some(permit) = freed.take().or_else(|| calls.clone().try_acquire_owned().ok())
+            let Some(permit) = freed
+                .take()
+                .or_else(|| calls.clone().try_acquire_owned().ok())
             else {
                 break;
             };
