@@ -1,9 +1,12 @@
-//! How fast dagform provisions the multi-customer example, compared in one run with doing one
-//! operation at a time and with the seed's route of twelve stacks deployed one after another.
+//! How fast dagform provisions and destroys the multi-customer platform as it grows, compared
+//! in one run with the critical path of its graph, with one operation at a time, and with the
+//! seed's route of stacks deployed one after another; and what `plan` costs at the sizes users
+//! grow into.
 //!
-//! Part one walks the example's real graph over an in-memory provider whose operations take
-//! AWS's typical times, scaled down 100×. Part two provisions the example against the local
-//! emulator with the real binary.
+//! The walks run over an in-memory provider whose calls and waits take AWS's typical times,
+//! scaled down 100×: every call a few hundred milliseconds, and the long waits (NAT gateway,
+//! load balancer, certificate, a service draining) polled the way the real kinds poll them.
+//! The last part provisions the example against the local emulator with the real binary.
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
@@ -11,47 +14,73 @@ mod support;
 use dagform_core::plan::{PlanOptions, plan};
 use dagform_core::reconcile::{ApplyOptions, apply};
 use dagform_core::testing::{MemoryCloud, MemoryKind};
-use dagform_core::{Kinds, ResourceGraph, StateStore};
+use dagform_core::{Address, Kinds, ResourceGraph, State, StateStore};
 use serde_json::json;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Typical AWS latencies in seconds (see the README's sources): long waits for NAT gateways,
-/// the load balancer and certificate validation, about a second for ECS and IAM, a few hundred
-/// milliseconds for plain calls.
-const LATENCY_SECONDS: &[(&str, f64)] = &[
-    ("aws_nat_gateway", 90.0),
-    ("aws_lb", 150.0),
-    ("aws_acm_certificate_validation", 180.0),
-    ("aws_acm_certificate", 5.0),
-    ("aws_ecs_service", 2.0),
-    ("aws_iam_role", 2.0),
-    ("aws_ecs_cluster", 1.0),
-    ("aws_ecs_task_definition", 0.5),
-    ("aws_route53_record", 1.0),
-    ("aws_vpc", 0.5),
-    ("aws_subnet", 0.3),
-    ("aws_internet_gateway", 0.5),
-    ("aws_eip", 0.3),
-    ("aws_route_table", 0.3),
-    ("aws_route_table_association", 0.3),
-    ("aws_security_group", 0.3),
-    ("aws_security_group_rule", 0.3),
-    ("aws_cloudwatch_log_group", 0.2),
-    ("aws_ecr_repository", 0.3),
-    ("aws_lb_target_group", 0.3),
-    ("aws_lb_listener", 0.5),
-    ("aws_lb_listener_rule", 0.3),
-    ("data_route53_zone", 0.2),
+/// Typical AWS times in seconds, per kind: (each call, the wait after a create, the wait after
+/// a delete). The waits are what AWS takes to make the object ready or gone.
+const SECONDS: &[(&str, f64, f64, f64)] = &[
+    ("aws_nat_gateway", 0.5, 90.0, 60.0),
+    ("aws_lb", 0.5, 150.0, 30.0),
+    ("aws_acm_certificate_validation", 0.3, 180.0, 0.0),
+    ("aws_acm_certificate", 5.0, 0.0, 0.0),
+    ("aws_ecs_service", 2.0, 0.0, 300.0),
+    ("aws_iam_role", 2.0, 0.0, 0.0),
+    ("aws_ecs_cluster", 1.0, 0.0, 0.0),
+    ("aws_ecs_task_definition", 0.5, 0.0, 0.0),
+    ("aws_route53_record", 1.0, 0.0, 0.0),
+    ("aws_vpc", 0.5, 0.0, 0.0),
+    ("aws_subnet", 0.3, 0.0, 0.0),
+    ("aws_internet_gateway", 0.5, 0.0, 0.0),
+    ("aws_eip", 0.3, 0.0, 0.0),
+    ("aws_route_table", 0.3, 0.0, 0.0),
+    ("aws_route_table_association", 0.3, 0.0, 0.0),
+    ("aws_security_group", 0.3, 0.0, 0.0),
+    ("aws_security_group_rule", 0.3, 0.0, 0.0),
+    ("aws_cloudwatch_log_group", 0.2, 0.0, 0.0),
+    ("aws_ecr_repository", 0.3, 0.0, 0.0),
+    ("aws_lb_target_group", 0.3, 0.0, 0.0),
+    ("aws_lb_listener", 0.5, 0.0, 0.0),
+    ("aws_lb_listener_rule", 0.3, 0.0, 0.0),
+    ("data_route53_zone", 0.2, 0.0, 0.0),
 ];
 const SCALE: f64 = 100.0;
+/// Real kinds poll every five seconds; scaled down like everything else.
+const POLL: Duration = Duration::from_millis(50);
+/// The customer counts the walks are measured at, and the larger ones `plan` is measured at.
+const CUSTOMERS: &[usize] = &[1, 10, 50, 500];
+const PLAN_CUSTOMERS: &[usize] = &[500, 2000];
+/// Walks slower than dagform's grow with every resource; beyond this size they are left out.
+const SLOW_WALKS_UP_TO: usize = 50;
+
+fn scaled(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds / SCALE)
+}
+
+/// The scaled (call, create wait, delete wait) of a kind.
+fn times(kind: &str) -> (Duration, Duration, Duration) {
+    let (_, call, create, delete) = SECONDS
+        .iter()
+        .find(|(k, ..)| *k == kind)
+        .unwrap_or_else(|| panic!("no latency for {kind}"));
+    (scaled(*call), scaled(*create), scaled(*delete))
+}
 
 fn simulated_kinds(cloud: &Arc<MemoryCloud>) -> Kinds {
     let mut kinds = Kinds::new();
-    for (name, seconds) in LATENCY_SECONDS {
-        let mut kind =
-            MemoryKind::new(name, cloud).latency(Duration::from_secs_f64(seconds / SCALE));
+    for (name, ..) in SECONDS {
+        let (call, create, delete) = times(name);
+        let mut kind = MemoryKind::new(name, cloud).latency(call);
+        if !create.is_zero() {
+            kind = kind.settles_after(create);
+        }
+        if !delete.is_zero() {
+            kind = kind.deletes_after(delete);
+        }
         kind = match *name {
             "aws_ecs_task_definition" => kind.create_before_destroy(),
             "aws_ecr_repository" => kind.output("repository_uri", json!("123456789012.dkr.ecr.us-east-1.amazonaws.com/app")),
@@ -70,34 +99,96 @@ fn simulated_kinds(cloud: &Arc<MemoryCloud>) -> Kinds {
     kinds
 }
 
-fn example_graph() -> ResourceGraph {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/multi-customer/dagform.toml");
-    let config = dagform_config::load(&path).expect("example config");
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/multi-customer/dagform.toml")
+}
+
+/// The example with `customers` customers: its own first ones, then `c0003`, `c0004`…
+fn customer_names(customers: usize) -> Vec<String> {
+    let mut names = vec!["global".to_owned(), "customer1".to_owned()];
+    names.extend((names.len()..customers).map(|i| format!("c{:04}", i + 1)));
+    names.truncate(customers);
+    names
+}
+
+fn example_graph(customers: usize) -> ResourceGraph {
+    let path = example_path();
+    let source = std::fs::read_to_string(&path).expect("example config");
+    let mut source = source[..source.find("[customers.").expect("customers")].to_owned();
+    for name in customer_names(customers) {
+        let domain = match name.as_str() {
+            "global" => "freeinterestcal.com".to_owned(),
+            other => format!("{other}.freeinterestcal.com"),
+        };
+        source.push_str(&format!(
+            "[customers.{name}]\ndomain = \"{domain}\"\ndisplay_name = \"{name}\"\n\n"
+        ));
+    }
+    let config = dagform_config::parse(&path, &source).expect("example config");
     dagform_config::blueprint(&config, &path, None)
         .expect("blueprint")
         .graph
 }
 
+/// The lower bound of any walk: the longest chain of dependencies, each step taking its
+/// call and its wait. Deleting runs the same chains the other way round.
+fn critical_path(graph: &ResourceGraph, destroy: bool) -> Duration {
+    let cost = |address: &Address| {
+        let (call, create, delete) = times(&graph.get(address).expect("node").kind);
+        call + if destroy { delete } else { create }
+    };
+    let order: Vec<&Address> = graph.topological().iter().map(|n| &n.address).collect();
+    let mut finish: HashMap<&Address, Duration> = HashMap::new();
+    let mut dependents: HashMap<&Address, Vec<&Address>> = HashMap::new();
+    for a in &order {
+        for d in graph.dependencies(a) {
+            dependents.entry(d).or_default().push(a);
+        }
+    }
+    let walk: Box<dyn Iterator<Item = &&Address>> = if destroy {
+        Box::new(order.iter().rev())
+    } else {
+        Box::new(order.iter())
+    };
+    for a in walk {
+        let before: Vec<&Address> = if destroy {
+            dependents.get(a).cloned().unwrap_or_default()
+        } else {
+            graph.dependencies(a)
+        };
+        let start = before
+            .iter()
+            .filter_map(|b| finish.get(b))
+            .max()
+            .copied()
+            .unwrap_or_default();
+        finish.insert(a, start + cost(a));
+    }
+    finish.values().max().copied().unwrap_or_default()
+}
+
+fn options(parallelism: usize) -> ApplyOptions {
+    let mut options = ApplyOptions::new("bench");
+    options.parallelism = parallelism;
+    options.poll.interval = POLL;
+    options
+}
+
 /// Provisions `graph` in the given stages (each a set of address prefixes; `None` = all at
-/// once) and returns the elapsed time.
-async fn walk(
+/// once), returning the elapsed time and the store holding the result.
+async fn provision(
     graph: &ResourceGraph,
+    kinds: &Kinds,
+    store: &mut StateStore,
     stages: &[Option<Vec<String>>],
     parallelism: usize,
 ) -> Duration {
-    let cloud = MemoryCloud::new();
-    let kinds = simulated_kinds(&cloud);
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = StateStore::open(&dir.path().join("bench.json"), "bench").unwrap();
-    let mut options = ApplyOptions::new("bench");
-    options.parallelism = parallelism;
     let started = Instant::now();
     for targets in stages {
         let p = plan(
             graph,
             store.state(),
-            &kinds,
+            kinds,
             None,
             &PlanOptions {
                 targets: targets.clone(),
@@ -105,13 +196,13 @@ async fn walk(
             },
         )
         .unwrap();
-        let report = apply(&p, graph, &kinds, &mut store, &options)
+        let report = apply(&p, graph, kinds, store, &options(parallelism))
             .await
             .unwrap();
         assert!(report.is_success(), "{report:?}");
     }
     let elapsed = started.elapsed();
-    let rest = plan(graph, store.state(), &kinds, None, &PlanOptions::default()).unwrap();
+    let rest = plan(graph, store.state(), kinds, None, &PlanOptions::default()).unwrap();
     assert!(
         !rest.has_changes(),
         "every stage together must cover the whole platform"
@@ -119,10 +210,62 @@ async fn walk(
     elapsed
 }
 
+async fn destroy(
+    graph: &ResourceGraph,
+    kinds: &Kinds,
+    store: &mut StateStore,
+    parallelism: usize,
+) -> Duration {
+    let started = Instant::now();
+    let p = plan(
+        graph,
+        store.state(),
+        kinds,
+        None,
+        &PlanOptions {
+            targets: None,
+            destroy: true,
+        },
+    )
+    .unwrap();
+    let report = apply(&p, graph, kinds, store, &options(parallelism))
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert!(store.state().resources.is_empty(), "destroy left resources");
+    started.elapsed()
+}
+
+/// Provisions then destroys `graph` (in `stages`), on a fresh in-memory cloud.
+async fn round_trip(
+    graph: &ResourceGraph,
+    stages: &[Option<Vec<String>>],
+    parallelism: usize,
+) -> (Duration, Duration) {
+    let cloud = MemoryCloud::new();
+    let kinds = simulated_kinds(&cloud);
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(&dir.path().join("bench.json"), "bench").unwrap();
+    let up = provision(graph, &kinds, &mut store, stages, parallelism).await;
+    let down = destroy(graph, &kinds, &mut store, parallelism).await;
+    (up, down)
+}
+
 /// The seed's route: the certificate set up by hand, six shared stacks, then six stacks per
 /// customer, each deployed after the previous one finished (resources within one stack run
 /// concurrently, as CloudFormation does).
-fn seed_stacks(customers: &[&str]) -> Vec<Option<Vec<String>>> {
+fn seed_stacks(graph: &ResourceGraph, customers: &[String]) -> Vec<Option<Vec<String>>> {
+    // The load-balancer stack holds every load balancer, its listeners and target groups.
+    let load_balancing: Vec<String> = graph
+        .topological()
+        .iter()
+        .map(|n| n.address.as_str().to_owned())
+        .filter(|a| {
+            ["shared.alb", "shared.target_group", "shared.listener"]
+                .iter()
+                .any(|p| a.starts_with(p))
+        })
+        .collect();
     let stage = |prefixes: &[&str]| Some(prefixes.iter().map(|p| p.to_string()).collect());
     let mut stages = vec![
         stage(&[
@@ -144,7 +287,7 @@ fn seed_stacks(customers: &[&str]) -> Vec<Option<Vec<String>>> {
         stage(&["shared.security_group", "shared.security_group_rule"]),
         stage(&["shared.cluster", "shared.log_group"]),
         stage(&["shared.role"]),
-        stage(&["shared.alb", "shared.target_group", "shared.listener"]),
+        Some(load_balancing),
     ];
     for c in customers {
         for part in [
@@ -159,6 +302,125 @@ fn seed_stacks(customers: &[&str]) -> Vec<Option<Vec<String>>> {
         }
     }
     stages
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+fn ratio(t: Duration, base: Duration) -> String {
+    format!("{:.2}×", t.as_secs_f64() / base.as_secs_f64())
+}
+
+fn on_aws(d: Duration) -> String {
+    let minutes = d.as_secs_f64() * SCALE / 60.0;
+    if minutes >= 60.0 {
+        format!("≈ {:.1} h on AWS", minutes / 60.0)
+    } else {
+        format!("≈ {minutes:.1} min on AWS")
+    }
+}
+
+/// The peak resident memory of this process so far, from the kernel.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// `plan` of a new stack of `customers` customers: expanding the configuration and planning
+/// every resource, timed; run as a child process of its own so its peak memory is its own.
+fn plan_child(customers: usize) {
+    let started = Instant::now();
+    let graph = example_graph(customers);
+    let cloud = MemoryCloud::new();
+    let kinds = simulated_kinds(&cloud);
+    let p = plan(
+        &graph,
+        &State::new("bench"),
+        &kinds,
+        None,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    let elapsed = started.elapsed();
+    let summary = p.summary();
+    assert_eq!(summary.create + summary.read, graph.len());
+    println!(
+        "{} {} {:.3} {:.0}",
+        customers,
+        graph.len(),
+        elapsed.as_secs_f64(),
+        peak_memory_mib().unwrap_or(f64::NAN)
+    );
+}
+
+fn plan_sizes() {
+    println!("\n`plan` of a new stack (configuration expanded, every resource planned):");
+    println!(
+        "  {:>9}  {:>9}  {:>8}  {:>11}",
+        "customers", "resources", "time", "peak memory"
+    );
+    for customers in PLAN_CUSTOMERS {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--plan-child", &customers.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        println!(
+            "  {:>9}  {:>9}  {:>7}s  {:>8} MiB",
+            fields[0], fields[1], fields[2], fields[3]
+        );
+    }
+}
+
+fn walks(runtime: &tokio::runtime::Runtime) {
+    let default = ApplyOptions::new("bench").parallelism;
+    println!("Simulated AWS (every call and wait scaled down {SCALE}×), --parallelism {default}:");
+    for &customers in CUSTOMERS {
+        let graph = example_graph(customers);
+        let names = customer_names(customers);
+        println!("\n  {customers} customers, {} resources", graph.len());
+        let up_bound = critical_path(&graph, false);
+        let down_bound = critical_path(&graph, true);
+        let (up, down) = runtime.block_on(round_trip(&graph, &[None], default));
+        row("critical path (provision)", up_bound, up_bound);
+        row("dagform provision", up, up_bound);
+        if customers <= SLOW_WALKS_UP_TO {
+            let (sequential, _) = runtime.block_on(round_trip(&graph, &[None], 1));
+            let (stacks, _) =
+                runtime.block_on(round_trip(&graph, &seed_stacks(&graph, &names), default));
+            row("one operation at a time", sequential, up_bound);
+            row(
+                &format!("seed: {} stacks one after another", 7 + 6 * customers),
+                stacks,
+                up_bound,
+            );
+            println!(
+                "    dagform is {} faster than one at a time, {} faster than the stacks",
+                ratio(sequential, up),
+                ratio(stacks, up)
+            );
+        }
+        row("critical path (destroy)", down_bound, down_bound);
+        row("dagform destroy", down, down_bound);
+    }
+}
+
+fn row(label: &str, t: Duration, bound: Duration) {
+    println!(
+        "    {label:<42} {:>8}  {:>6} of the bound  {}",
+        seconds(t),
+        ratio(t, bound),
+        on_aws(t)
+    );
 }
 
 fn provision_on_emulator(parallelism: &str) -> Duration {
@@ -183,45 +445,17 @@ fn provision_on_emulator(parallelism: &str) -> Duration {
     elapsed
 }
 
-fn row(label: &str, t: Duration, base: Duration, note: &str) {
-    println!(
-        "  {label:<44} {:>8.2}s  {:>6.2}×  {note}",
-        t.as_secs_f64(),
-        t.as_secs_f64() / base.as_secs_f64()
-    );
-}
-
 fn main() {
-    // `cargo bench` passes flags such as --bench; there is nothing to filter.
-    let graph = example_graph();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--plan-child") {
+        plan_child(args[i + 1].parse().expect("a customer count"));
+        return;
+    }
+    // `cargo bench` passes flags such as --bench; there is nothing else to filter.
+    println!("dagform benchmark — one run; ratios are between rows of that run\n");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    println!(
-        "dagform provisioning benchmark — one run, {} resources (shared + 2 customers)\n",
-        graph.len()
-    );
-
-    println!("Simulated AWS latencies (scaled down {SCALE}×; ×{SCALE} for real time):");
-    let dagform = runtime.block_on(walk(&graph, &[None], 10));
-    let one_at_a_time = runtime.block_on(walk(&graph, &[None], 1));
-    let stacks = runtime.block_on(walk(&graph, &seed_stacks(&["global", "customer1"]), 10));
-    row(
-        "dagform provision (--parallelism 10)",
-        dagform,
-        dagform,
-        &format!("≈ {:.1} min on AWS", dagform.as_secs_f64() * SCALE / 60.0),
-    );
-    row(
-        "one operation at a time (--parallelism 1)",
-        one_at_a_time,
-        dagform,
-        &format!("≈ {:.1} min", one_at_a_time.as_secs_f64() * SCALE / 60.0),
-    );
-    row(
-        "seed: 13 stacks one after another",
-        stacks,
-        dagform,
-        &format!("≈ {:.1} min", stacks.as_secs_f64() * SCALE / 60.0),
-    );
+    walks(&runtime);
+    plan_sizes();
 
     println!(
         "\nLocal emulator (real binary, real SDK calls; the emulator answers in milliseconds, so"
@@ -229,6 +463,10 @@ fn main() {
     println!("process start-up and the certificate's validation delay dominate here):");
     let fast = provision_on_emulator("10");
     let slow = provision_on_emulator("1");
-    row("dagform provision (--parallelism 10)", fast, fast, "");
-    row("dagform provision (--parallelism 1)", slow, fast, "");
+    println!("  dagform provision (--parallelism 10)  {}", seconds(fast));
+    println!(
+        "  dagform provision (--parallelism 1)   {}  {}",
+        seconds(slow),
+        ratio(slow, fast)
+    );
 }
