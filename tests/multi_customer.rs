@@ -6,7 +6,7 @@ mod support;
 use aws_sdk_ec2::types::{Filter, IpPermission};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
-use support::{Emulator, Project, create_zone, run, run_ok};
+use support::{Emulator, Project, create_zone, run, run_ok, stack_vpcs};
 
 const ZONE: &str = "freeinterestcal.com";
 const CLUSTER: &str = "dev-task-manager-cluster";
@@ -48,20 +48,7 @@ impl Platform {
     }
 
     async fn vpc_id(&self) -> String {
-        let out = self
-            .clients
-            .ec2
-            .describe_vpcs()
-            .filters(
-                Filter::builder()
-                    .name("tag:dagform:stack")
-                    .values("dev-task-manager")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let vpcs = out.vpcs();
+        let vpcs = stack_vpcs(&self.clients, "dev-task-manager").await;
         assert_eq!(vpcs.len(), 1, "one VPC tagged with the stack");
         vpcs[0].vpc_id().unwrap().to_owned()
     }

@@ -4,9 +4,8 @@
 
 mod support;
 
-use aws_sdk_ec2::types::Filter;
 use serde_json::Value as Json;
-use support::{Emulator, Project, create_zone, run, run_ok};
+use support::{Emulator, Project, create_zone, run, run_ok, stack_vpcs};
 
 const ZONE: &str = "freeinterestcal.com";
 const FARGATE_QUOTA: &str = "'Fargate On-Demand vCPU resource count' (fargate L-3032A538)";
@@ -64,19 +63,8 @@ async fn a_plan_over_a_quota_is_refused_and_nothing_is_created() {
     }
 
     // Nothing of the stack exists in AWS.
-    let vpcs = clients
-        .ec2
-        .describe_vpcs()
-        .filters(
-            Filter::builder()
-                .name("tag:dagform:stack")
-                .values("dev-task-manager")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(vpcs.vpcs().is_empty(), "{:?}", vpcs.vpcs());
+    let vpcs = stack_vpcs(&clients, "dev-task-manager").await;
+    assert!(vpcs.is_empty(), "{vpcs:?}");
     let lbs = clients
         .elbv2
         .describe_load_balancers()

@@ -261,6 +261,24 @@ impl Project {
 }
 
 /// Creates the public hosted zone the configuration refers to, as a user would have.
+/// The VPCs tagged as `stack`'s, read from AWS.
+pub async fn stack_vpcs(clients: &AwsClients, stack: &str) -> Vec<aws_sdk_ec2::types::Vpc> {
+    clients
+        .ec2
+        .describe_vpcs()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:dagform:stack")
+                .values(stack)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+        .to_vec()
+}
+
 pub async fn create_zone(clients: &AwsClients, name: &str) -> String {
     let out = clients
         .route53

@@ -16,6 +16,7 @@ use dagform_resources::ec2::{
     NatGatewayField, NatGatewayOutputs, NatGatewayProps,
 };
 use serde_json::Value as Json;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// `aws_internet_gateway`: an internet gateway attached to one VPC.
@@ -435,24 +436,7 @@ impl NatGateway {
             FILTER_BATCH,
             Arc::new(move |ids: Vec<String>| {
                 let clients = describe_all.clone();
-                Box::pin(async move {
-                    let nats: Vec<_> = clients
-                        .ec2
-                        .describe_nat_gateways()
-                        .filter(
-                            Filter::builder()
-                                .name("nat-gateway-id")
-                                .set_values(Some(ids))
-                                .build(),
-                        )
-                        .into_paginator()
-                        .items()
-                        .send()
-                        .try_collect()
-                        .await
-                        .map_err(|e| classify("DescribeNatGateways", e))?;
-                    Ok(by_id(nats, |n| n.nat_gateway_id()))
-                })
+                Box::pin(async move { nats_by_id(&clients, ids).await })
             }),
         );
         Self { clients, polls }
@@ -501,6 +485,30 @@ impl NatGateway {
         })
         .await
     }
+}
+
+/// The NAT gateways of `ids` that exist, by id: filtered rather than listed by id, since a
+/// describe by ids fails as a whole when one of them no longer exists.
+async fn nats_by_id(
+    clients: &AwsClients,
+    ids: Vec<String>,
+) -> Result<HashMap<String, aws_sdk_ec2::types::NatGateway>, ResourceError> {
+    let nats: Vec<_> = clients
+        .ec2
+        .describe_nat_gateways()
+        .filter(
+            Filter::builder()
+                .name("nat-gateway-id")
+                .set_values(Some(ids))
+                .build(),
+        )
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| classify("DescribeNatGateways", e))?;
+    Ok(by_id(nats, |n| n.nat_gateway_id()))
 }
 
 fn nat_failure(nat: &aws_sdk_ec2::types::NatGateway) -> ResourceError {
@@ -597,18 +605,8 @@ impl Kind for NatGateway {
         _ctx: &OpContext,
         items: &[Current<'_>],
     ) -> Vec<Result<Option<Observed>, ResourceError>> {
-        let found = self
-            .clients
-            .ec2
-            .describe_nat_gateways()
-            .filter(filter_ids("nat-gateway-id", items))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("DescribeNatGateways", e))
-            .map(|nats| by_id(nats, |n| n.nat_gateway_id()));
+        let ids = items.iter().map(|c| c.id.to_owned()).collect();
+        let found = nats_by_id(&self.clients, ids).await;
         each_item(items, found, |nat, current| Ok(observe_nat(nat, current)))
     }
 
