@@ -519,8 +519,24 @@ async fn batched_reads_answer_what_single_reads_answer() {
             "arn:aws:ecs:us-east-1:123456789012:service/dev-task-manager-cluster/gone",
         ),
         ("aws_cloudwatch_log_group", "/ecs/gone"),
+        (
+            "aws_ecs_task_definition",
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/gone:1",
+        ),
     ];
-    for (kind_name, id) in gone {
+    // A record set that is not there, in the stack's own zone.
+    let record_zone = by_kind["aws_route53_record"][0]
+        .0
+        .split_once('_')
+        .expect("a record id")
+        .0
+        .to_owned();
+    let gone_record = format!("{record_zone}_gone.freeinterestcal.com_A");
+    let gone: Vec<(&str, &str)> = gone
+        .into_iter()
+        .chain([("aws_route53_record", gone_record.as_str())])
+        .collect();
+    for &(kind_name, id) in &gone {
         let cluster = by_kind[kind_name][0].2.get("cluster").cloned();
         let mut outputs = Outputs::new();
         if let Some(c) = cluster {

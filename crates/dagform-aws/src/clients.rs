@@ -5,6 +5,7 @@ use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use dagform_core::{Current, Kind, Observed, OpContext, ResourceError};
@@ -33,10 +34,13 @@ impl Intercept for CountCalls {
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.0.fetch_add(1, Ordering::Relaxed);
         PROCESS_CALLS.fetch_add(1, Ordering::Relaxed);
+        if let Some(api) = cfg.load::<Metadata>() {
+            tracing::trace!(target: "dagform::aws_calls", service = api.service(), operation = api.name(), "request");
+        }
         Ok(())
     }
 }
@@ -145,18 +149,67 @@ pub(crate) fn fail_all(
     items.iter().map(|_| Err(error.clone())).collect()
 }
 
+/// How many reads of one batch go out at once when its objects are read one by one: a batch
+/// holds a single slot of the run's parallelism, so this keeps it from becoming a burst.
+pub(crate) const READS_IN_FLIGHT_PER_BATCH: usize = 4;
+
 /// Reads each item on its own, for a batch that cannot be described at once (AWS fails a
-/// describe by a list of ARNs as a whole when one of them is gone).
+/// describe by a list of ARNs as a whole when one of them is gone); a few at a time, in order.
 pub(crate) async fn read_each<K: Kind>(
     kind: &K,
     ctx: &OpContext,
     items: &[Current<'_>],
 ) -> Vec<Result<Option<Observed>, ResourceError>> {
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        out.push(kind.read(ctx, *item).await);
+    each_concurrently(items.iter().map(|item| kind.read(ctx, *item))).await
+}
+
+/// Runs `reads` [`READS_IN_FLIGHT_PER_BATCH`] at a time; results in their order. (The reads
+/// are gathered before the returned future starts, so no closure lives in it: that keeps the
+/// callers' futures `Send` for every lifetime.)
+pub(crate) fn each_concurrently<Fut: std::future::Future>(
+    reads: impl IntoIterator<Item = Fut>,
+) -> impl std::future::Future<Output = Vec<Fut::Output>> {
+    use futures::StreamExt;
+    let reads: Vec<Fut> = reads.into_iter().collect();
+    futures::stream::iter(reads)
+        .buffered(READS_IN_FLIGHT_PER_BATCH)
+        .collect()
+}
+
+/// A listing of everything of a kind, read page by page only while that is cheaper than
+/// reading each object still wanted on its own (each page and each single read cost one call):
+/// for a batch of objects that has no describe-by-ids call (task definition revisions, record
+/// sets), whatever else the account holds.
+pub(crate) struct Scan {
+    wanted: std::collections::HashSet<String>,
+    pages: usize,
+}
+
+impl Scan {
+    pub(crate) fn new<'a>(ids: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            wanted: ids.into_iter().map(str::to_owned).collect(),
+            pages: 0,
+        }
     }
-    out
+
+    /// Whether one more page can still pay for itself.
+    pub(crate) fn worth_another_page(&self) -> bool {
+        !self.wanted.is_empty() && self.pages < self.wanted.len()
+    }
+
+    /// Counts a page read; `seen` are the ids it listed.
+    pub(crate) fn page<'a>(&mut self, seen: impl IntoIterator<Item = &'a str>) {
+        self.pages += 1;
+        for id in seen {
+            self.wanted.remove(id);
+        }
+    }
+
+    /// Whether `id` was wanted and has not been listed.
+    pub(crate) fn still_wanted(&self, id: &str) -> bool {
+        self.wanted.contains(id)
+    }
 }
 
 /// Described objects keyed by their id, for [`each_item`].

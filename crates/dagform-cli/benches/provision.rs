@@ -113,7 +113,15 @@ fn customer_names(customers: usize) -> Vec<String> {
 
 fn example_graph(customers: usize) -> ResourceGraph {
     let path = example_path();
-    let source = std::fs::read_to_string(&path).expect("example config");
+    let config = dagform_config::parse(&path, &example_source(customers)).expect("example config");
+    dagform_config::blueprint(&config, &path, None)
+        .expect("blueprint")
+        .graph
+}
+
+/// The example's configuration with `customers` customers.
+fn example_source(customers: usize) -> String {
+    let source = std::fs::read_to_string(example_path()).expect("example config");
     let mut source = source[..source.find("[customers.").expect("customers")].to_owned();
     for name in customer_names(customers) {
         let domain = match name.as_str() {
@@ -124,10 +132,7 @@ fn example_graph(customers: usize) -> ResourceGraph {
             "[customers.{name}]\ndomain = \"{domain}\"\ndisplay_name = \"{name}\"\n\n"
         ));
     }
-    let config = dagform_config::parse(&path, &source).expect("example config");
-    dagform_config::blueprint(&config, &path, None)
-        .expect("blueprint")
-        .graph
+    source
 }
 
 /// The lower bound of any walk: the longest chain of dependencies, each step taking its
@@ -414,6 +419,25 @@ fn walks(runtime: &tokio::runtime::Runtime) {
     }
 }
 
+/// Provision and destroy of 50 customers at several `--parallelism` values, next to the
+/// critical path: where raising it stops paying is what the default is chosen from.
+fn parallelism_sweep(runtime: &tokio::runtime::Runtime) {
+    const CUSTOMERS: usize = 50;
+    let graph = example_graph(CUSTOMERS);
+    let (up_bound, down_bound) = (critical_path(&graph, false), critical_path(&graph, true));
+    println!("\n  --parallelism at {CUSTOMERS} customers (provision and destroy, × the bound):");
+    for parallelism in [10, 20, 32, 50, 100] {
+        let (up, down) = runtime.block_on(round_trip(&graph, &[None], parallelism));
+        println!(
+            "    {parallelism:>4}   provision {:>7} ({:>6})   destroy {:>7} ({:>6})",
+            seconds(up),
+            ratio(up, up_bound),
+            seconds(down),
+            ratio(down, down_bound)
+        );
+    }
+}
+
 fn row(label: &str, t: Duration, bound: Duration) {
     println!(
         "    {label:<42} {:>8}  {:>6} of the bound  {}",
@@ -445,17 +469,66 @@ fn provision_on_emulator(parallelism: &str) -> Duration {
     elapsed
 }
 
+/// Refreshing a 50-customer stack against the emulator with the real binary: the AWS calls
+/// `plan` spends reading every recorded resource back, per resource.
+fn refresh_on_emulator() {
+    const CUSTOMERS: usize = 50;
+    let emu = support::Emulator::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        support::create_zone(&emu.clients().await, "freeinterestcal.com").await
+    });
+    let project = support::Project::from_example("multi-customer");
+    project.write_config(&example_source(CUSTOMERS));
+    support::run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
+    let out = support::run(&mut project.dagform(&emu, &["plan"]));
+    assert!(out.status.success(), "plan failed");
+    let out = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    // "refreshed N resources with M AWS calls in S s"
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("refreshed "))
+        .unwrap_or_else(|| panic!("plan printed no refresh line:\n{out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let resources: f64 = words[1].parse().expect("resources");
+    let calls: f64 = words[4].parse().expect("calls");
+    println!(
+        "  refresh of {CUSTOMERS} customers: {resources} resources, {calls} AWS calls ({:.2} per resource, one per {:.1})",
+        calls / resources,
+        resources / calls
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--plan-child") {
         plan_child(args[i + 1].parse().expect("a customer count"));
         return;
     }
-    // `cargo bench` passes flags such as --bench; there is nothing else to filter.
+    // `cargo bench -- NAME…` runs only the named parts; `cargo bench` passes flags such as
+    // --bench, which name none.
+    const PARTS: &[&str] = &["walks", "parallelism", "plan", "emulator"];
+    let named: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .map(String::as_str)
+        .filter(|a| PARTS.contains(a))
+        .collect();
+    let runs = |part: &str| named.is_empty() || named.contains(&part);
     println!("dagform benchmark — one run; ratios are between rows of that run\n");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    walks(&runtime);
-    plan_sizes();
+    if runs("walks") {
+        walks(&runtime);
+    }
+    if runs("parallelism") {
+        parallelism_sweep(&runtime);
+    }
+    if runs("plan") {
+        plan_sizes();
+    }
+    if !runs("emulator") {
+        return;
+    }
 
     println!(
         "\nLocal emulator (real binary, real SDK calls; the emulator answers in milliseconds, so"
@@ -469,4 +542,5 @@ fn main() {
         seconds(slow),
         ratio(slow, fast)
     );
+    refresh_on_emulator();
 }

@@ -1,6 +1,7 @@
 //! `aws_ecs_task_definition`: immutable revisions, replaced create-before-destroy.
 
 use crate::AwsClients;
+use crate::clients::{Scan, each_concurrently, fail_all};
 use crate::error::{classify, code};
 use crate::ownership::{pairs, single_attempt, tags_for};
 use aws_sdk_ecs::error::ProvideErrorMetadata;
@@ -18,6 +19,12 @@ use dagform_resources::ecs::{
 };
 use serde_json::{Map, Value as Json, json};
 use std::sync::Arc;
+
+/// The most revisions ListTaskDefinitions returns in one call.
+const ACTIVE_REVISIONS_PER_PAGE: i32 = 100;
+
+/// Revisions a refresh confirms from one listing of the account's ACTIVE revisions.
+const REFRESH_BATCH: usize = 1000;
 
 /// `aws_ecs_task_definition`: one revision of a task family.
 pub struct EcsTaskDefinition {
@@ -402,6 +409,50 @@ impl Kind for EcsTaskDefinition {
             .describe(current.id)
             .await?
             .map(|(td, _)| observe(&td, current)))
+    }
+
+    /// A revision's contents never change once registered, so what a refresh must learn is
+    /// whether it is still ACTIVE. The account's ACTIVE revisions are listed 100 to a call
+    /// (ECS has no describe of many revisions) for as long as that is cheaper than describing
+    /// each one still missing; a listed revision is what was registered, and one not listed is
+    /// described on its own (deregistered, deleted, or beyond the pages worth reading).
+    async fn read_many(
+        &self,
+        ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let mut scan = Scan::new(items.iter().map(|c| c.id));
+        let mut pages = self
+            .clients
+            .ecs
+            .list_task_definitions()
+            .status(TaskDefinitionStatus::Active)
+            .max_results(ACTIVE_REVISIONS_PER_PAGE)
+            .into_paginator()
+            .send();
+        while scan.worth_another_page() {
+            match pages.next().await {
+                Some(Ok(page)) => scan.page(page.task_definition_arns().iter().map(String::as_str)),
+                Some(Err(e)) => return fail_all(items, classify("ListTaskDefinitions", e)),
+                None => break,
+            }
+        }
+        let scan = &scan;
+        each_concurrently(items.iter().map(|item| async move {
+            if scan.still_wanted(item.id) {
+                self.read(ctx, *item).await
+            } else {
+                Ok(Some(Observed {
+                    properties: item.properties.clone(),
+                    outputs: item.outputs.clone(),
+                }))
+            }
+        }))
+        .await
+    }
+
+    fn read_batch_size(&self) -> usize {
+        REFRESH_BATCH
     }
 
     /// Every property forces a new revision, so there is nothing to change in place.

@@ -5,8 +5,7 @@ use super::{
     int_attribute, require_not_foreign, taken_and_freed,
 };
 use crate::AwsClients;
-use crate::clients::read_each;
-use crate::clients::{by_id, fail_all};
+use crate::clients::{by_id, each_concurrently, fail_all, read_each};
 use crate::error::{classify, code, is_not_found};
 use crate::ownership::{found, gone, single_attempt, tags_for};
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -271,14 +270,14 @@ impl Kind for TargetGroup {
             Err(e) if is_not_found(&e) => return read_each(self, ctx, items).await,
             Err(e) => return fail_all(items, classify("DescribeTargetGroups", e)),
         };
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            out.push(match found.get(item.id) {
+        let found = &found;
+        each_concurrently(items.iter().map(|item| async move {
+            match found.get(item.id) {
                 Some(tg) => self.observe(tg, *item).await.map(Some),
                 None => Ok(None),
-            });
-        }
-        out
+            }
+        }))
+        .await
     }
 
     fn read_batch_size(&self) -> usize {

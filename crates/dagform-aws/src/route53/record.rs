@@ -3,6 +3,7 @@
 use super::claim::{Claim, claim_name, claim_set};
 use super::{bare_zone_id, build_error, get_zone, normalize_name};
 use crate::AwsClients;
+use crate::clients::{Scan, each_concurrently, fail_all};
 use crate::error::{classify, is_not_found};
 use crate::ownership::{found, in_recorded_order};
 use aws_sdk_route53::error::SdkError;
@@ -13,7 +14,14 @@ use aws_sdk_route53::types::{
 use dagform_core::{Applied, Changes, Current, Kind, Observed, OpContext, ResourceError};
 use dagform_resources::route53::{Alias, RecordField, RecordOutputs, RecordProps};
 use serde_json::Value as Json;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+
+/// The most record sets ListResourceRecordSets returns in one call.
+const RECORD_SETS_PER_PAGE: i32 = 300;
+
+/// Record sets a refresh reads from one listing of their zones.
+const REFRESH_BATCH: usize = 1000;
 
 /// `aws_route53_record`: one record set (name and type) in a hosted zone.
 pub struct Record {
@@ -261,6 +269,64 @@ impl Record {
             .cloned())
     }
 
+    /// Lists `zone` from its start while `scan` says a page still pays for itself, keeping
+    /// the record sets it wants in `listed`. A zone that no longer exists lists nothing.
+    async fn list_zone(
+        &self,
+        zone: &str,
+        scan: &mut Scan,
+        listed: &mut HashMap<String, ResourceRecordSet>,
+    ) -> Result<(), ResourceError> {
+        let mut next: Option<(String, RrType, Option<String>)> = None;
+        while scan.worth_another_page() {
+            let mut call = self
+                .clients
+                .route53
+                .list_resource_record_sets()
+                .hosted_zone_id(zone)
+                .max_items(RECORD_SETS_PER_PAGE);
+            if let Some((name, record_type, identifier)) = next.take() {
+                call = call
+                    .start_record_name(name)
+                    .start_record_type(record_type)
+                    .set_start_record_identifier(identifier);
+            }
+            let Some(page) = found("ListResourceRecordSets", call.send().await)? else {
+                return Ok(());
+            };
+            let sets: Vec<(String, &ResourceRecordSet)> = page
+                .resource_record_sets()
+                .iter()
+                .filter(|set| set.set_identifier().is_none())
+                .map(|set| {
+                    let id = record_id(zone, &normalize_name(set.name()), set.r#type().as_str());
+                    (id, set)
+                })
+                .collect();
+            for (id, set) in &sets {
+                if scan.still_wanted(id) {
+                    listed.insert(id.clone(), (*set).clone());
+                }
+            }
+            scan.page(sets.iter().map(|(id, _)| id.as_str()));
+            match (
+                page.is_truncated(),
+                page.next_record_name(),
+                page.next_record_type(),
+            ) {
+                (true, Some(name), Some(record_type)) => {
+                    next = Some((
+                        name.to_owned(),
+                        record_type.clone(),
+                        page.next_record_identifier().map(str::to_owned),
+                    ));
+                }
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
     async fn claim(&self, key: &RecordKey) -> Result<Claim, ResourceError> {
         let set = self.lookup(&key.zone_id, &key.claim_name(), "TXT").await?;
         Ok(Claim::read(set))
@@ -447,6 +513,52 @@ impl Kind for Record {
             .lookup(&key.zone_id, &key.fqdn, &key.record_type)
             .await?;
         Ok(live.map(|set| observe(&set, &key, current)))
+    }
+
+    /// Lists each zone's record sets, 300 to a call, for as long as that is cheaper than
+    /// looking up each record set still missing (Route 53 has no lookup of many names); one not
+    /// listed is looked up on its own, so a big zone shared with others costs no more than
+    /// reading record by record.
+    async fn read_many(
+        &self,
+        ctx: &OpContext,
+        items: &[Current<'_>],
+    ) -> Vec<Result<Option<Observed>, ResourceError>> {
+        let keys: Vec<Option<RecordKey>> = items
+            .iter()
+            .map(|c| RecordKey::from_id(c.id).ok())
+            .collect();
+        let zones: BTreeSet<&str> = keys.iter().flatten().map(|k| k.zone_id.as_str()).collect();
+        let mut listed: HashMap<String, ResourceRecordSet> = HashMap::new();
+        let mut unread: HashSet<String> = HashSet::new();
+        for zone in zones {
+            let ids: Vec<String> = keys
+                .iter()
+                .flatten()
+                .filter(|k| k.zone_id == zone)
+                .map(RecordKey::id)
+                .collect();
+            let mut scan = Scan::new(ids.iter().map(String::as_str));
+            match self.list_zone(zone, &mut scan, &mut listed).await {
+                Ok(()) => {}
+                Err(e) => return fail_all(items, e),
+            }
+            unread.extend(ids.into_iter().filter(|id| scan.still_wanted(id)));
+        }
+        let (keys, unread, listed) = (&keys, &unread, &listed);
+        each_concurrently(items.iter().zip(keys).map(|(item, key)| async move {
+            match key {
+                Some(key) if !unread.contains(&key.id()) => {
+                    Ok(listed.get(&key.id()).map(|set| observe(set, key, *item)))
+                }
+                _ => self.read(ctx, *item).await,
+            }
+        }))
+        .await
+    }
+
+    fn read_batch_size(&self) -> usize {
+        REFRESH_BATCH
     }
 
     /// Changes the record set only when its ownership record names this node, or when there is
