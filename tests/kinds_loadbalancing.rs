@@ -1047,3 +1047,110 @@ async fn certificate_validation_timeout_names_the_records() {
 
     cert.delete_twice().await;
 }
+
+/// The certificates `listener_arn` serves by SNI, as DescribeListenerCertificates reports them.
+async fn sni_certificates(c: &AwsClients, listener_arn: &str) -> Vec<String> {
+    c.elbv2
+        .describe_listener_certificates()
+        .listener_arn(listener_arn)
+        .send()
+        .await
+        .expect("describe listener certificates")
+        .certificates()
+        .iter()
+        .filter(|cert| cert.is_default() != Some(true))
+        .filter_map(|cert| cert.certificate_arn().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listener_certificate_lifecycle() {
+    let emu = Emulator::start();
+    let c = emu.clients().await;
+    let kinds = dagform_aws::kinds(Arc::new(c.clone()));
+    let net = network(&c).await;
+    let lb = make(
+        &kinds,
+        "aws_lb",
+        "shared.alb",
+        json!({
+            "name": "dev-sni-alb",
+            "scheme": "internet-facing",
+            "subnet_ids": net.subnet_ids,
+            "security_group_ids": [net.sg_ids[0]],
+        }),
+    )
+    .await;
+    let certificate = |address: &'static str, domain: &'static str| {
+        make(
+            &kinds,
+            "aws_acm_certificate",
+            address,
+            json!({ "domain_name": domain, "validation_method": "DNS" }),
+        )
+    };
+    let default_cert = certificate("shared.certificate", "*.example.com").await;
+    let own_cert = certificate("customer.acme.certificate", "app.acme-corp.com").await;
+    let https = make(
+        &kinds,
+        "aws_lb_listener",
+        "shared.listener.https",
+        json!({
+            "load_balancer_arn": lb.id(),
+            "port": 443,
+            "protocol": "HTTPS",
+            "certificate_arn": default_cert.id(),
+            "default_action": {
+                "type": "fixed-response", "status_code": "404", "content_type": "text/plain",
+            },
+        }),
+    )
+    .await;
+    assert!(sni_certificates(&c, https.id()).await.is_empty());
+
+    let attachment = make(
+        &kinds,
+        "aws_lb_listener_certificate",
+        "customer.acme.listener_certificate",
+        json!({ "listener_arn": https.id(), "certificate_arn": own_cert.id() }),
+    )
+    .await;
+    assert_eq!(attachment.out("listener_arn"), https.id());
+    assert_eq!(attachment.out("certificate_arn"), own_cert.id());
+    assert_eq!(sni_certificates(&c, https.id()).await, [own_cert.id()]);
+    attachment.assert_in_sync().await;
+    attachment.assert_found().await;
+    // A create run again (a retried apply) adopts the attachment rather than adding it twice.
+    let again = kinds
+        .get("aws_lb_listener_certificate")
+        .unwrap()
+        .create(&attachment.ctx, &attachment.props)
+        .await
+        .expect("second create");
+    assert_eq!(again.id, attachment.id());
+    assert_eq!(sni_certificates(&c, https.id()).await, [own_cert.id()]);
+
+    // Removing it leaves the listener its default certificate.
+    attachment.delete_twice().await;
+    assert!(sni_certificates(&c, https.id()).await.is_empty());
+    let live = listener(&c, https.id()).await;
+    assert_eq!(
+        live.certificates()[0].certificate_arn(),
+        Some(default_cert.id())
+    );
+    let found = kinds
+        .get("aws_lb_listener_certificate")
+        .unwrap()
+        .find(&attachment.ctx, &attachment.props)
+        .await
+        .expect("find");
+    assert!(found.is_none(), "a removed attachment is found");
+
+    https.delete_twice().await;
+    // With its listener gone, an attachment reads as gone and deletes as done.
+    assert!(attachment.read().await.is_none());
+    attachment.delete().await.expect("delete without listener");
+    own_cert.delete_twice().await;
+    default_cert.delete_twice().await;
+    lb.delete_twice().await;
+}

@@ -8,6 +8,7 @@ pub mod ecr;
 pub mod ecs;
 pub mod elbv2;
 pub mod error;
+pub mod hosted_zones;
 pub mod iam;
 pub mod inspect;
 pub mod logs;

@@ -87,12 +87,49 @@ impl Context {
         Ok(targets.prefixes())
     }
 
+    /// The blueprint, with the hosted zones of customers' own domains read from Route 53 (only
+    /// when a customer has a domain outside the `[dns]` zone).
     pub fn blueprint(&self, state: &State) -> Result<Blueprint> {
-        Ok(dagform_config::blueprint(
-            &self.config,
-            &self.config_path,
-            Some(state),
-        )?)
+        let mut inputs =
+            dagform_config::resolve_inputs(&self.config, &self.config_path, Some(state));
+        inputs.customer_zones = self.customer_zones()?;
+        Ok(dagform_config::expand(&self.config, &inputs)?)
+    }
+
+    /// The public hosted zone holding each customer's own domain, by customer. Asked on a
+    /// thread of its own: the callers are synchronous code inside the command's runtime.
+    fn customer_zones(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        let own: Vec<(String, String)> = self
+            .config
+            .customers_with_own_domain()
+            .map(|(c, d)| (c.to_owned(), d))
+            .collect();
+        if own.is_empty() {
+            return Ok(Default::default());
+        }
+        let domains: Vec<String> = own.iter().map(|(_, d)| d.clone()).collect();
+        let region = self.config.region().to_owned();
+        let zones = std::thread::scope(|s| {
+            s.spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(async {
+                        let clients = AwsClients::load(Some(&region)).await;
+                        Ok::<_, anyhow::Error>(
+                            dagform_aws::hosted_zones::public_zones_holding(&clients, &domains)
+                                .await?,
+                        )
+                    })
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the hosted zone lookup panicked"))?
+        })
+        .context("looking up the hosted zones of customers' own domains")?;
+        Ok(own
+            .into_iter()
+            .filter_map(|(c, d)| zones.get(&d).map(|z| (c, z.clone())))
+            .collect())
     }
 
     /// AWS kinds built on the standard credential chain (and `AWS_ENDPOINT_URL`, which points

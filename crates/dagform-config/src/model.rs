@@ -339,6 +339,16 @@ pub struct Customer {
     pub environment: IndexMap<String, String>,
 }
 
+impl Customer {
+    /// The host name the customer is served at: its domain in lower case, without a final dot.
+    pub fn host(&self) -> String {
+        self.domain
+            .get_ref()
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    }
+}
+
 impl Config {
     pub fn stack_name(&self) -> String {
         match &self.stack.name {
@@ -361,6 +371,28 @@ impl Config {
 
     pub fn customer_names(&self) -> impl Iterator<Item = &str> {
         self.customers.keys().map(|k| k.get_ref().as_str())
+    }
+
+    /// The customers whose domain lies outside the `[dns]` zone, with that domain (lower
+    /// case, no final dot): each gets a certificate of its own, attached to its load
+    /// balancer's HTTPS listener by SNI.
+    pub fn customers_with_own_domain(&self) -> impl Iterator<Item = (&str, String)> {
+        self.customers.iter().filter_map(|(name, customer)| {
+            let domain = customer.get_ref().host();
+            (!self.in_zone(&domain)).then(|| (name.get_ref().as_str(), domain))
+        })
+    }
+
+    /// Whether `domain` is the `[dns]` zone or lies inside it.
+    pub fn in_zone(&self, domain: &str) -> bool {
+        self.dns.as_ref().is_some_and(|dns| {
+            let zone = dns
+                .zone
+                .get_ref()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            domain == zone || domain.ends_with(&format!(".{zone}"))
+        })
     }
 
     pub fn service_names(&self) -> impl Iterator<Item = &str> {

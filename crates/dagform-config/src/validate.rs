@@ -425,12 +425,19 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
         let f = |field: &str| format!("customers.{n}.{field}");
         k.name(name, &format!("customers.{n}"), 40);
         let cu = cust.get_ref();
-        k.domain(&cu.domain, &f("domain"), &zone, false);
-        let d = cu
-            .domain
-            .get_ref()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        // A domain outside the zone is allowed: it gets a certificate of its own.
+        k.domain(&cu.domain, &f("domain"), "", false);
+        let d = cu.host();
+        let own_domain = !c.in_zone(&d);
+        if own_domain && d.len() > 64 {
+            k.error(
+                &cu.domain,
+                &f("domain"),
+                format!(
+                    "`{d}` is outside the DNS zone `{zone}` and gets a certificate of its own, whose domain ACM limits to 64 characters"
+                ),
+            );
+        }
         if let Some(other) = domains.insert(d.clone(), n.clone()) {
             k.error(
                 &cu.domain,
@@ -442,6 +449,7 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
             .certificate
             .as_ref()
             .and_then(|c| c.get_ref().domain.as_ref())
+            && !own_domain
             && !certificate_covers(c, &d)
         {
             k.error(

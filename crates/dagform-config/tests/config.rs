@@ -291,7 +291,7 @@ fn invalid_values_are_each_reported_with_their_location() {
         .replace("port = 3001", "port = 70000")
         .replace(
             "domain = \"customer1.freeinterestcal.com\"",
-            "domain = \"customer1.example.org\"",
+            "domain = \"customer1.-example.org\"",
         )
         .replace(
             "memory = 512\ndesired_count = 1",
@@ -303,7 +303,7 @@ fn invalid_values_are_each_reported_with_their_location() {
     for (field, needle) in [
         ("network.cidr", "10.0.0.0/33"),
         ("services.backend-api.port", "70000"),
-        ("customers.customer1.domain", "not in the DNS zone"),
+        ("customers.customer1.domain", "not a valid domain name"),
         ("services.backend-worker.memory", "300 MiB"),
         ("logs.retention_days", "accepts only"),
     ] {

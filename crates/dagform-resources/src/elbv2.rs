@@ -405,6 +405,73 @@ pub struct ListenerRuleOutputs {
     pub arn: String,
 }
 
+/// `aws_lb_listener_certificate`: a certificate added to an HTTPS listener besides its default
+/// one, which the listener serves to clients asking for its names (SNI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Properties)]
+#[serde(deny_unknown_fields)]
+#[kind(
+    name = "aws_lb_listener_certificate",
+    outputs = ListenerCertificateOutputs,
+    check = ListenerCertificateProps::check
+)]
+pub struct ListenerCertificateProps {
+    #[kind(replace)]
+    pub listener_arn: String,
+    #[kind(replace)]
+    pub certificate_arn: String,
+}
+
+impl ListenerCertificateProps {
+    fn check(&self) -> Result<(), ResourceError> {
+        for (what, arn) in [
+            ("listener_arn", &self.listener_arn),
+            ("certificate_arn", &self.certificate_arn),
+        ] {
+            if !arn.starts_with("arn:") {
+                return Err(ResourceError::invalid(format!(
+                    "{what} must be an ARN, got `{arn}`"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of the attachment: listener and certificate, which together name it.
+    pub fn id(&self) -> String {
+        format!(
+            "{}{LISTENER_CERTIFICATE_SEPARATOR}{}",
+            self.listener_arn, self.certificate_arn
+        )
+    }
+}
+
+/// Between the listener's and the certificate's ARN in a listener certificate's id; ARNs hold
+/// no spaces.
+pub const LISTENER_CERTIFICATE_SEPARATOR: &str = " ";
+
+/// The listener and certificate ARNs a listener certificate's id names.
+pub fn listener_certificate_parts(id: &str) -> Option<(&str, &str)> {
+    id.split_once(LISTENER_CERTIFICATE_SEPARATOR)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Outputs)]
+pub struct ListenerCertificateOutputs {
+    pub id: String,
+    /// The listener, for what must wait until it serves the certificate.
+    pub listener_arn: String,
+    pub certificate_arn: String,
+}
+
+impl ListenerCertificateOutputs {
+    pub fn of(p: &ListenerCertificateProps) -> Self {
+        Self {
+            id: p.id(),
+            listener_arn: p.listener_arn.clone(),
+            certificate_arn: p.certificate_arn.clone(),
+        }
+    }
+}
+
 /// Load balancer and target group names: at most 32 alphanumerics and hyphens, no hyphen at
 /// either end. AWS rejects anything else; the emulator does not check all of it.
 fn check_elb_name(what: &str, name: &str) -> Result<(), ResourceError> {

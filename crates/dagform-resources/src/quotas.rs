@@ -9,8 +9,8 @@
 
 use crate::ecs::{ServiceField, ServiceProps, TaskDefinitionField, TaskDefinitionProps};
 use crate::elbv2::{
-    ListenerField, ListenerProps, ListenerRuleField, ListenerRuleProps, LoadBalancerProps,
-    TargetGroupProps,
+    ListenerCertificateField, ListenerCertificateProps, ListenerField, ListenerProps,
+    ListenerRuleField, ListenerRuleProps, LoadBalancerProps, TargetGroupProps,
 };
 use crate::iam::RoleProps;
 use crate::route53::{RecordField, RecordProps};
@@ -113,7 +113,7 @@ pub const QUOTAS: &[Quota] = &[
         name: "Certificates per Application Load Balancer",
         default: 25.0,
         scope: Scope::LoadBalancer,
-        counts: "certificates (default certificates excluded)",
+        counts: "certificates served by SNI (listeners' default ones excluded, as AWS counts)",
         global: false,
     },
     Quota {
@@ -252,6 +252,8 @@ struct PerLoadBalancer {
     subject: String,
     rules: usize,
     target_groups: BTreeSet<Target>,
+    /// Certificates its listeners serve by SNI, beside their default ones.
+    certificates: BTreeSet<Target>,
 }
 
 impl PerLoadBalancer {
@@ -260,6 +262,7 @@ impl PerLoadBalancer {
             subject,
             rules: 0,
             target_groups: BTreeSet::new(),
+            certificates: BTreeSet::new(),
         }
     }
 }
@@ -288,12 +291,30 @@ impl Usage {
             let Some(lb) = target(listener, ListenerField::LoadBalancerArn) else {
                 continue;
             };
+            let per = load_balancers
+                .entry(lb.clone())
+                .or_insert_with(|| PerLoadBalancer::new(lb.describe("load balancer")));
+            per.target_groups.extend(default_target_group(listener));
+            listener_lb.insert(Target::Node(listener.address.clone()), lb);
+        }
+        // A listener certificate counts toward its listener's load balancer; rules that take
+        // their listener from one (to wait for the certificate) are on that listener.
+        for attachment in of_kind(ListenerCertificateProps::KIND) {
+            let Some(listener) = target(attachment, ListenerCertificateField::ListenerArn) else {
+                continue;
+            };
+            let lb = listener_lb
+                .get(&listener)
+                .cloned()
+                .unwrap_or(listener.clone());
             load_balancers
                 .entry(lb.clone())
-                .or_insert_with(|| PerLoadBalancer::new(lb.describe("load balancer")))
-                .target_groups
-                .extend(default_target_group(listener));
-            listener_lb.insert(Target::Node(listener.address.clone()), lb);
+                .or_insert_with(|| {
+                    PerLoadBalancer::new(listener.describe("the load balancer of listener"))
+                })
+                .certificates
+                .extend(target(attachment, ListenerCertificateField::CertificateArn));
+            listener_lb.insert(Target::Node(attachment.address.clone()), lb);
         }
         for rule in of_kind(ListenerRuleProps::KIND) {
             let Some(listener) = target(rule, ListenerRuleField::ListenerArn) else {
@@ -325,9 +346,13 @@ impl Usage {
                 per.target_groups.len() as f64,
                 None,
             );
-            // A listener holds one certificate, its default, which the quota leaves out: the
-            // listener kind attaches no further ones, so a load balancer uses none of it.
-            usage.push(QuotaId::CertificatesPerLoadBalancer, per.subject, 0.0, None);
+            // AWS leaves each listener's default certificate out of this quota.
+            usage.push(
+                QuotaId::CertificatesPerLoadBalancer,
+                per.subject,
+                per.certificates.len() as f64,
+                None,
+            );
         }
 
         let stack = "this stack".to_owned();
@@ -625,8 +650,8 @@ mod tests {
     use super::*;
     use crate::ecs::{ServiceSpec, TaskDefinitionSpec};
     use crate::elbv2::{
-        DefaultAction, HealthCheck, ListenerRuleSpec, ListenerSpec, LoadBalancerSpec,
-        TargetGroupSpec,
+        DefaultAction, HealthCheck, ListenerCertificateSpec, ListenerRuleSpec, ListenerSpec,
+        LoadBalancerSpec, TargetGroupSpec,
     };
     use crate::iam::RoleSpec;
     use crate::outputs_of;
@@ -869,6 +894,7 @@ mod tests {
         // The fallback target group counts too: a listener's default action uses it.
         assert_eq!(amount(&usage, QuotaId::TargetGroupsPerLoadBalancer, a), 6.0);
         assert_eq!(amount(&usage, QuotaId::TargetGroupsPerLoadBalancer, b), 4.0);
+        // Default certificates are not counted.
         assert_eq!(amount(&usage, QuotaId::CertificatesPerLoadBalancer, a), 0.0);
         assert_eq!(
             amount(&usage, QuotaId::TargetGroupsPerRegion, "this stack"),
@@ -877,6 +903,44 @@ mod tests {
         assert_eq!(
             amount(&usage, QuotaId::LoadBalancersPerRegion, "this stack"),
             2.0
+        );
+    }
+
+    #[test]
+    fn sni_certificates_count_toward_their_listeners_load_balancer() {
+        let mut g = Graph::default();
+        let a = g.load_balancer("shared.alb");
+        let b = g.load_balancer("shared.alb.2");
+        let a_https = g.listener("shared.listener.https", &a, None);
+        let b_https = g.listener("shared.listener.https.2", &b, None);
+        for (customer, listener) in [("one", &a_https), ("two", &a_https), ("three", &b_https)] {
+            let attachment = format!("customer.{customer}.listener_certificate");
+            g.0.add(NodeSpec::of(
+                attachment.as_str(),
+                ListenerCertificateSpec {
+                    listener_arn: listener.into(),
+                    certificate_arn: format!("arn:aws:acm:us-east-1:1:certificate/{customer}")
+                        .into(),
+                },
+            ));
+            // The customer's rules take their listener from the attachment.
+            let through =
+                outputs_of::<ListenerCertificateProps>(&Address::new(attachment)).listener_arn;
+            g.rules(&format!("customer.{customer}"), &through, 2, None);
+        }
+        let usage = g.usage();
+        let (a, b) = ("load balancer shared.alb", "load balancer shared.alb.2");
+        // One per customer on it; the listeners' default ones are not counted.
+        assert_eq!(amount(&usage, QuotaId::CertificatesPerLoadBalancer, a), 2.0);
+        assert_eq!(amount(&usage, QuotaId::CertificatesPerLoadBalancer, b), 1.0);
+        assert_eq!(amount(&usage, QuotaId::RulesPerLoadBalancer, a), 4.0);
+        assert_eq!(amount(&usage, QuotaId::RulesPerLoadBalancer, b), 2.0);
+        assert!(
+            usage
+                .counts
+                .iter()
+                .all(|c| !c.subject.contains("listener_certificate")),
+            "{usage:#?}"
         );
     }
 

@@ -1,8 +1,9 @@
-//! Elastic Load Balancing v2: application load balancers, their target groups, listeners and
-//! listener rules.
+//! Elastic Load Balancing v2: application load balancers, their target groups, listeners,
+//! listener rules and listeners' extra (SNI) certificates.
 
 mod lb;
 mod listener;
+mod listener_certificate;
 mod rule;
 mod target_group;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 pub use lb::LoadBalancer;
 pub use listener::Listener;
+pub use listener_certificate::ListenerCertificate;
 pub use rule::ListenerRule;
 pub use target_group::TargetGroup;
 
@@ -23,6 +25,7 @@ pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
     kinds.add(TargetGroup::new(c()));
     kinds.add(Listener::new(c()));
     kinds.add(ListenerRule::new(c()));
+    kinds.add(ListenerCertificate::new(c()));
 }
 
 /// How many ARNs a batched read describes in one call: DescribeLoadBalancers takes at most

@@ -39,6 +39,7 @@ const FREE: &[&str] = &[
     ec2::InternetGatewayProps::KIND,
     elbv2::ListenerProps::KIND,
     elbv2::ListenerRuleProps::KIND,
+    elbv2::ListenerCertificateProps::KIND,
     elbv2::TargetGroupProps::KIND,
     ec2::RouteTableProps::KIND,
     ec2::RouteTableAssociationProps::KIND,

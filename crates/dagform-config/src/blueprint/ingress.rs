@@ -1,5 +1,6 @@
 //! Ingress: the hosted zone looked up, the certificate requested and validated (or an existing
-//! one), a load balancer and its listeners (one of several when customers need more).
+//! one), a load balancer and its listeners (one of several when customers need more), and the
+//! certificates of customers with domains of their own, served by SNI.
 
 use super::network::Network;
 use super::shards::Shard;
@@ -12,13 +13,15 @@ use dagform_resources::acm::{
     CertificateProps, CertificateSpec, CertificateValidationProps, CertificateValidationSpec,
 };
 use dagform_resources::elbv2::{
-    DefaultAction, ListenerProps, ListenerSpec, LoadBalancerProps, LoadBalancerSpec,
+    DefaultAction, ListenerCertificateProps, ListenerCertificateSpec, ListenerProps, ListenerSpec,
+    LoadBalancerProps, LoadBalancerSpec,
 };
 use dagform_resources::route53::{RecordSpec, ZoneProps, ZoneSpec};
 
 /// An existing public hosted zone.
 pub struct Zone<'a> {
-    pub config: &'a Dns,
+    /// The `[dns]` section naming it: `None` for the zone of a customer's own domain.
+    pub config: Option<&'a Dns>,
     pub id: OutputRef<String>,
 }
 
@@ -33,7 +36,23 @@ pub fn zone<'a>(x: &mut Expansion, dns: &'a Dns) -> Zone<'a> {
         },
     ));
     Zone {
-        config: dns,
+        config: Some(dns),
+        id: outputs_of::<ZoneProps>(&address).id,
+    }
+}
+
+/// The zone `name` holding customer `base`'s own domain, looked up by name and never changed.
+pub fn customer_zone<'a>(x: &mut Expansion, base: &str, name: &str) -> Zone<'a> {
+    let address = Address::new(format!("{base}.zone"));
+    x.add(NodeSpec::of(
+        address.clone(),
+        ZoneSpec {
+            name: name.trim_end_matches('.').into(),
+            private_zone: Some(false.into()),
+        },
+    ));
+    Zone {
+        config: None,
         id: outputs_of::<ZoneProps>(&address).id,
     }
 }
@@ -50,7 +69,7 @@ pub fn certificate(
         return Some(arn.get_ref().into());
     }
     let domain = config.domain.as_ref()?.get_ref();
-    let dns = zone.map(|z| z.config);
+    let dns = zone.and_then(|z| z.config);
     let address = Address::new("shared.certificate");
     x.add(NodeSpec::of(
         address.clone(),
@@ -136,6 +155,99 @@ pub fn certificate(
     )
 }
 
+/// A customer whose domain lies outside the `[dns]` zone: where its deployment lives, the
+/// domain, and the zone in the account holding it, if any.
+pub struct OwnDomain<'z> {
+    pub customer: &'z str,
+    pub base: &'z str,
+    pub display_name: &'z str,
+    pub host: &'z str,
+    pub zone: Option<&'z Zone<'z>>,
+    /// How long a run waits for issuance when the validation record goes to `zone`.
+    pub timeout_minutes: u64,
+}
+
+/// The certificate of a customer's own domain, validated through its zone (or by records the
+/// user adds at the domain's DNS host, printed while pending), and served by SNI on
+/// `listener`. Returns the listener's ARN taken from the attachment, so that what routes the
+/// customer's traffic waits until the listener serves its certificate.
+pub fn own_domain_certificate(
+    x: &mut Expansion,
+    own: &OwnDomain<'_>,
+    listener: &OutputRef<String>,
+) -> OutputRef<String> {
+    let base = own.base;
+    let address = Address::new(format!("{base}.certificate"));
+    x.add(NodeSpec::of(
+        address.clone(),
+        CertificateSpec {
+            domain_name: own.host.into(),
+            subject_alternative_names: Some(Vec::<String>::new().into()),
+            validation_method: "DNS".into(),
+        },
+    ));
+    let certificate = outputs_of::<CertificateProps>(&address);
+    let validation_address = Address::new(format!("{base}.certificate_validation"));
+    let timeout_minutes = if own.zone.is_some() {
+        own.timeout_minutes
+    } else {
+        0
+    };
+    let mut validation = NodeSpec::of(
+        validation_address.clone(),
+        CertificateValidationSpec {
+            certificate_arn: (&certificate.arn).into(),
+            timeout_seconds: Some((timeout_minutes * 60).into()),
+        },
+    );
+    match own.zone {
+        Some(zone) => {
+            // One name, no wildcard: one validation record.
+            let record = Address::new(format!("{base}.certificate_record"));
+            let field = |name: &str| -> Input<String> {
+                certificate
+                    .validation_records
+                    .at::<String>(&format!("0.{name}"))
+                    .into()
+            };
+            x.add(NodeSpec::of(
+                record.clone(),
+                RecordSpec {
+                    zone_id: (&zone.id).into(),
+                    name: field("name"),
+                    r#type: field("type"),
+                    share_identical: Some(true.into()),
+                    ttl: Some(300i64.into()),
+                    records: Some(vec![field("value")].into()),
+                    alias: None,
+                },
+            ));
+            validation = validation.after(record);
+        }
+        None => x.output(
+            format!("certificate_validation_records.{}", own.customer),
+            format!(
+                "the DNS records to add at {}'s DNS host for {}'s certificate",
+                own.host, own.display_name
+            ),
+            Input::from(&certificate.validation_records).into_value(),
+        ),
+    }
+    x.add(validation);
+    let attachment = Address::new(format!("{base}.listener_certificate"));
+    x.add(NodeSpec::of(
+        attachment.clone(),
+        ListenerCertificateSpec {
+            listener_arn: listener.into(),
+            // Taken from the validation node, so the attachment waits for issuance.
+            certificate_arn: outputs_of::<CertificateValidationProps>(&validation_address)
+                .certificate_arn
+                .into(),
+        },
+    ));
+    outputs_of::<ListenerCertificateProps>(&attachment).listener_arn
+}
+
 /// Where traffic that no listener rule matches goes.
 pub enum Fallback {
     /// To the target group with this ARN.
@@ -145,6 +257,7 @@ pub enum Fallback {
 }
 
 /// What the load balancer's users attach to.
+#[derive(Clone)]
 pub struct Ingress {
     pub dns_name: OutputRef<String>,
     pub canonical_hosted_zone_id: OutputRef<String>,

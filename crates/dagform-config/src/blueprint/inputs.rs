@@ -1,6 +1,7 @@
 //! What expansion needs from outside the configuration, read before it starts: secret values
-//! from the environment and files, and the listener rule priorities and load balancers the
-//! state shows already allocated. Expansion itself then reads nothing.
+//! from the environment and files, the listener rule priorities and load balancers the state
+//! shows already allocated, and (filled in by the caller, who can ask Route 53) the hosted
+//! zones of customers' own domains. Expansion itself then reads nothing.
 
 use super::shards::Shard;
 use super::{customers, services};
@@ -23,6 +24,11 @@ pub struct Inputs {
     pub priority_blocks: BTreeMap<String, u32>,
     /// The load balancer each customer is already on, by customer.
     pub load_balancers: BTreeMap<String, Shard>,
+    /// For customers whose domain lies outside the `[dns]` zone, the public hosted zone in the
+    /// account holding it (the domain's own or a parent's), by customer. A customer missing
+    /// here has its DNS elsewhere: its validation records are the user's to add. Read from
+    /// Route 53 by the caller (see [`Config::customers_with_own_domain`]); empty otherwise.
+    pub customer_zones: BTreeMap<String, String>,
 }
 
 /// Reads the secret values `config` names (files relative to `config_path`) and, from `state`,

@@ -11,7 +11,7 @@
 use super::cluster::{self, Cluster};
 use super::customers;
 use super::database::{self, Placement};
-use super::ingress::{self, Fallback, Listeners, Zone};
+use super::ingress::{self, Fallback, Ingress, Listeners, OwnDomain, Zone};
 use super::inputs::Inputs;
 use super::network::{self, Network};
 use super::registry::{self, Registry};
@@ -43,10 +43,12 @@ fn multi_customer(config: &Config, inputs: &Inputs) -> Result<Expansion, ConfigE
     let prefix = &shared.names.prefix;
     customers::service_log_groups(&mut x, prefix, &config.services, &config.logs);
     let order: Vec<&str> = config.customer_names().collect();
+    let own_domains: BTreeMap<&str, String> = config.customers_with_own_domain().collect();
     let placement = shards::place_customers(
         &order,
         &inputs.load_balancers,
         shards::customers_per_load_balancer(config),
+        &own_domains.keys().copied().collect(),
     );
     let mut ingresses = BTreeMap::new();
     for shard in shards::shards_in_use(&placement) {
@@ -67,10 +69,18 @@ fn multi_customer(config: &Config, inputs: &Inputs) -> Result<Expansion, ConfigE
         ingresses.insert(shard, ingress);
     }
     let database_environment = database(&mut x, config, &shared);
+    let own = own_domains_ingress(&mut x, config, inputs, &own_domains, &placement, &ingresses);
     let platforms: BTreeMap<String, Platform<'_>> = placement
         .iter()
         .map(|(c, shard)| {
-            let platform = shared.platform(&ingresses[shard], &database_environment);
+            let platform = match own.ingresses.get(c) {
+                // Its DNS record goes to its own zone, or nowhere when that is elsewhere.
+                Some(ingress) => Platform {
+                    zone: own.zones.get(c),
+                    ..shared.platform(ingress, &database_environment)
+                },
+                None => shared.platform(&ingresses[shard], &database_environment),
+            };
             (c.clone(), platform)
         })
         .collect();
@@ -95,6 +105,73 @@ fn multi_customer(config: &Config, inputs: &Inputs) -> Result<Expansion, ConfigE
         }
     }
     Ok(x)
+}
+
+/// What customers with domains of their own are served through: the zone holding each
+/// domain, when the account has it, and the ingress of their load balancer with their rules
+/// attached only once the listener serves their certificate.
+struct OwnDomains<'a> {
+    zones: BTreeMap<String, Zone<'a>>,
+    ingresses: BTreeMap<String, Ingress>,
+}
+
+fn own_domains_ingress<'a>(
+    x: &mut Expansion,
+    config: &Config,
+    inputs: &'a Inputs,
+    own_domains: &BTreeMap<&str, String>,
+    placement: &BTreeMap<String, Shard>,
+    ingresses: &BTreeMap<Shard, Ingress>,
+) -> OwnDomains<'a> {
+    let timeout_minutes = config
+        .certificate
+        .as_ref()
+        .and_then(|c| c.get_ref().validation_timeout_minutes)
+        .unwrap_or(45);
+    let mut own = OwnDomains {
+        zones: BTreeMap::new(),
+        ingresses: BTreeMap::new(),
+    };
+    for (&c, host) in own_domains {
+        let base = customers::deployment_base(c);
+        if let Some(zone) = inputs.customer_zones.get(c) {
+            own.zones
+                .insert(c.to_owned(), ingress::customer_zone(x, &base, zone));
+        }
+        let display_name = config
+            .customers
+            .iter()
+            .find(|(name, _)| name.get_ref() == c)
+            .map_or(c, |(_, customer)| customer.get_ref().display_name.get_ref());
+        let shared_ingress = &ingresses[&placement[c]];
+        let rules_listener = ingress::own_domain_certificate(
+            x,
+            &OwnDomain {
+                customer: c,
+                base: &base,
+                display_name,
+                host,
+                zone: own.zones.get(c),
+                timeout_minutes,
+            },
+            &shared_ingress.rules_listener,
+        );
+        if !own.zones.contains_key(c) {
+            x.output(
+                format!("dns_target.{c}"),
+                format!("where {host} must point (CNAME or alias), at its DNS host"),
+                Input::from(&shared_ingress.dns_name).into_value(),
+            );
+        }
+        own.ingresses.insert(
+            c.to_owned(),
+            Ingress {
+                rules_listener,
+                ..shared_ingress.clone()
+            },
+        );
+    }
+    own
 }
 
 /// The services deployed once; the one without a path answers every request no rule takes.
@@ -449,6 +526,72 @@ desired_count = 1
         let bp = expand(&source(&["a", "c", "d", "g"], Some(10)), Some(&state));
         assert_eq!(load_balancer_of(&bp, "c"), "shared.alb_2");
         assert_eq!(load_balancer_of(&bp, "g"), "shared.alb");
+    }
+
+    #[test]
+    fn a_customer_with_its_own_domain_gets_a_certificate_served_by_sni() {
+        let text = source(&["a"], None)
+            + "\n[customers.acme]\ndomain = \"App.Acme-Corp.com\"\ndisplay_name = \"Acme\"\n"
+            + "\n[customers.other]\ndomain = \"shop.other-corp.net\"\ndisplay_name = \"Other\"\n";
+        let config = parse(Path::new("dagform.toml"), &text).unwrap();
+        let mut inputs = crate::resolve_inputs(&config, Path::new("dagform.toml"), None);
+        inputs
+            .customer_zones
+            .insert("acme".into(), "acme-corp.com".into());
+        let bp = crate::expand(&config, &inputs).unwrap();
+        let deps = |a: &str| -> Vec<String> {
+            bp.graph
+                .dependencies(&a.into())
+                .iter()
+                .map(|d| d.to_string())
+                .collect()
+        };
+        let data = |a: &str, field: &str| {
+            bp.graph.get(&a.into()).unwrap().properties[field]
+                .as_data()
+                .cloned()
+        };
+        // Acme: its certificate validated in its zone, its record there too.
+        assert_eq!(
+            data("customer.acme.certificate", "domain_name"),
+            Some("app.acme-corp.com".into())
+        );
+        assert_eq!(
+            data("customer.acme.zone", "name"),
+            Some("acme-corp.com".into())
+        );
+        assert!(deps("customer.acme.certificate_record").contains(&"customer.acme.zone".into()));
+        assert!(
+            deps("customer.acme.certificate_validation")
+                .contains(&"customer.acme.certificate_record".into())
+        );
+        assert!(deps("customer.acme.dns_record").contains(&"customer.acme.zone".into()));
+        let attachment = deps("customer.acme.listener_certificate");
+        assert!(attachment.contains(&"shared.listener.https".into()));
+        assert!(attachment.contains(&"customer.acme.certificate_validation".into()));
+        // Its rules wait for the listener to serve its certificate.
+        assert!(
+            deps("customer.acme.listener_rule.api")
+                .contains(&"customer.acme.listener_certificate".into())
+        );
+        // Other: no zone in the account, so no record; the validation checks once and the
+        // records to add are an output.
+        assert!(!bp.graph.contains(&"customer.other.zone".into()));
+        assert!(!bp.graph.contains(&"customer.other.dns_record".into()));
+        assert!(
+            !bp.graph
+                .contains(&"customer.other.certificate_record".into())
+        );
+        assert_eq!(
+            data("customer.other.certificate_validation", "timeout_seconds"),
+            Some(0.into())
+        );
+        let outputs: Vec<&str> = bp.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert!(outputs.contains(&"certificate_validation_records.other"));
+        assert!(outputs.contains(&"dns_target.other"));
+        // The customer in the zone is served by the shared certificate, as before.
+        assert!(!bp.graph.contains(&"customer.a.certificate".into()));
+        assert!(deps("customer.a.listener_rule.api").contains(&"shared.listener.https".into()));
     }
 
     #[test]

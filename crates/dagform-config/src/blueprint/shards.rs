@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const MAX_RULES_PER_LOAD_BALANCER: u32 = 100;
 /// Target groups an Application Load Balancer can route to.
 pub const MAX_TARGET_GROUPS_PER_LOAD_BALANCER: u32 = 100;
+/// Certificates an Application Load Balancer's listener serves by SNI besides its default
+/// one: AWS's 25 per load balancer, the default counted (as the emulator counts it), leaves 24.
+/// Each customer with a domain of its own takes one.
+pub const MAX_SNI_CERTIFICATES_PER_LOAD_BALANCER: u32 = 24;
 
 /// One of the stack's load balancers, numbered from 1. The first keeps the addresses and names
 /// a stack with one load balancer always had; the others get numbered ones.
@@ -119,32 +123,46 @@ pub fn customers_per_load_balancer(config: &Config) -> Option<u32> {
 
 /// The load balancer of each customer in `customers`. Those `held` places keep theirs, even on
 /// a load balancer now fuller than `capacity` allows; newcomers, in the order given, take the
-/// lowest one with room.
+/// lowest one with room: a seat within `capacity` and, for those in `own_certificate` (a
+/// domain of their own, served by SNI), a certificate within
+/// [`MAX_SNI_CERTIFICATES_PER_LOAD_BALANCER`], whichever binds first.
 pub fn place_customers(
     customers: &[&str],
     held: &BTreeMap<String, Shard>,
     capacity: Option<u32>,
+    own_certificate: &BTreeSet<&str>,
 ) -> BTreeMap<String, Shard> {
     let mut placed = BTreeMap::new();
-    let mut taken: BTreeMap<Shard, u32> = BTreeMap::new();
+    // Customers and SNI certificates on each load balancer.
+    let mut taken: BTreeMap<Shard, (u32, u32)> = BTreeMap::new();
+    let mut seat = |c: &str, shard: Shard, taken: &mut BTreeMap<Shard, (u32, u32)>| {
+        placed.insert(c.to_owned(), shard);
+        let (customers, certificates) = taken.entry(shard).or_default();
+        *customers += 1;
+        *certificates += u32::from(own_certificate.contains(c));
+    };
     for c in customers {
         if let Some(&shard) = held.get(*c) {
-            placed.insert((*c).to_owned(), shard);
-            *taken.entry(shard).or_default() += 1;
+            seat(c, shard, &mut taken);
         }
     }
     for c in customers {
-        if placed.contains_key(*c) {
+        if held.contains_key(*c) {
             continue;
         }
+        let needs_certificate = own_certificate.contains(c);
         let mut shard = Shard::FIRST;
-        if let Some(capacity) = capacity {
-            while taken.get(&shard).copied().unwrap_or(0) >= capacity {
-                shard = Shard(shard.0 + 1);
+        loop {
+            let (customers, certificates) = taken.get(&shard).copied().unwrap_or_default();
+            let seats_full = capacity.is_some_and(|capacity| customers >= capacity);
+            let certificates_full =
+                needs_certificate && certificates >= MAX_SNI_CERTIFICATES_PER_LOAD_BALANCER;
+            if !seats_full && !certificates_full {
+                break;
             }
+            shard = Shard(shard.0 + 1);
         }
-        placed.insert((*c).to_owned(), shard);
-        *taken.entry(shard).or_default() += 1;
+        seat(c, shard, &mut taken);
     }
     placed
 }
@@ -184,13 +202,13 @@ mod tests {
     #[test]
     fn newcomers_fill_the_lowest_load_balancer_with_room() {
         let order = ["a", "b", "c", "d", "e"];
-        let first = place_customers(&order, &BTreeMap::new(), Some(2));
+        let first = place_customers(&order, &BTreeMap::new(), Some(2), &BTreeSet::new());
         assert_eq!(shards(&first, &order), [1, 1, 2, 2, 3]);
         assert_eq!(
             shards_in_use(&first),
             BTreeSet::from([Shard(1), Shard(2), Shard(3)])
         );
-        let unlimited = place_customers(&order, &BTreeMap::new(), None);
+        let unlimited = place_customers(&order, &BTreeMap::new(), None, &BTreeSet::new());
         assert_eq!(shards(&unlimited, &order), [1, 1, 1, 1, 1]);
     }
 
@@ -200,11 +218,16 @@ mod tests {
         // `b` leaves and `f` arrives at the top of the file: `f` takes `b`'s place on the first,
         // and nobody else moves.
         let order = ["f", "a", "c", "d", "e"];
-        let after = place_customers(&order, &before, Some(2));
+        let after = place_customers(&order, &before, Some(2), &BTreeSet::new());
         assert_eq!(shards(&after, &order), [1, 1, 2, 2, 3]);
         // Held placements are kept even where the load balancer is now over capacity.
         let order = ["a", "b", "c", "g"];
-        let after = place_customers(&order, &held(&[("a", 1), ("b", 1), ("c", 1)]), Some(2));
+        let after = place_customers(
+            &order,
+            &held(&[("a", 1), ("b", 1), ("c", 1)]),
+            Some(2),
+            &BTreeSet::new(),
+        );
         assert_eq!(shards(&after, &order), [1, 1, 1, 2]);
     }
 
@@ -212,13 +235,31 @@ mod tests {
     fn removing_customers_keeps_the_others_and_drops_an_emptied_load_balancer() {
         let before = held(&[("a", 1), ("b", 1), ("c", 2), ("d", 2), ("e", 3)]);
         let order = ["a", "b", "c", "d"];
-        let after = place_customers(&order, &before, Some(2));
+        let after = place_customers(&order, &before, Some(2), &BTreeSet::new());
         assert_eq!(shards(&after, &order), [1, 1, 2, 2]);
         assert_eq!(shards_in_use(&after), BTreeSet::from([Shard(1), Shard(2)]));
         // The middle one emptied: it goes, the third stays; the first is always there.
         let order = ["e"];
-        let after = place_customers(&order, &before, Some(2));
+        let after = place_customers(&order, &before, Some(2), &BTreeSet::new());
         assert_eq!(shards_in_use(&after), BTreeSet::from([Shard(1), Shard(3)]));
+    }
+
+    #[test]
+    fn own_domain_certificates_open_another_load_balancer_when_they_bind_first() {
+        let names: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+        let order: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Every customer brings a certificate: 24 fit the first, the rest go to the second,
+        // although 49 would fit by rules and target groups.
+        let all: BTreeSet<&str> = order.iter().copied().collect();
+        let placed = place_customers(&order, &BTreeMap::new(), Some(49), &all);
+        assert!(order[..24].iter().all(|c| placed[*c] == Shard(1)));
+        assert!(order[24..].iter().all(|c| placed[*c] == Shard(2)));
+        // Customers without one still fill the first's seats.
+        let some: BTreeSet<&str> = order[..26].iter().copied().collect();
+        let placed = place_customers(&order, &BTreeMap::new(), Some(49), &some);
+        assert_eq!(placed["c24"], Shard(2));
+        assert_eq!(placed["c25"], Shard(2));
+        assert!(order[26..].iter().all(|c| placed[*c] == Shard(1)));
     }
 
     #[test]
