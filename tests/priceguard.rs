@@ -514,7 +514,7 @@ async fn priceguard_deploys_into_the_default_vpc_and_leaves_it_as_it_was() {
     let out = run_ok(&mut dagform(
         &project,
         &emu,
-        &["provision", "--set", "image_tag=3f9c2ab", "--json"],
+        &["provision", "--yes", "--set", "image_tag=3f9c2ab", "--json"],
     ));
     let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
     let steps: BTreeSet<(String, String)> = report["succeeded"]

@@ -106,6 +106,10 @@ enum Command {
     Refresh(commands::refresh::RefreshArgs),
     /// Adopt an object that already exists in AWS as a node of the configuration.
     Import(commands::import::ImportArgs),
+    /// Print a plan saved by `plan --out`, the way `plan` prints it.
+    Show(commands::show::ShowArgs),
+    /// Inspect or edit the state: list, show, rm, mv, pull.
+    State(commands::state::StateArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -145,6 +149,8 @@ fn main() -> ExitCode {
             Command::Graph(a) => commands::graph::run(a).await,
             Command::Refresh(a) => commands::refresh::run(a).await,
             Command::Import(a) => commands::import::run(a).await,
+            Command::Show(a) => commands::show::run(a),
+            Command::State(a) => commands::state::run(a).await,
         }
     });
     match result {

@@ -1,7 +1,7 @@
 //! Human-readable plans: one line per resource with `+`, `~`, `-/+`, `-` or `<=`, then the
 //! changed properties, leaf by leaf, and a summary line.
 
-use dagform_core::plan::{PlannedValue, PropertyChange};
+use dagform_core::plan::{PlannedValue, PropertyChange, SavedPlan};
 use dagform_core::{Action, Plan, ResourcePlan};
 use owo_colors::{OwoColorize, Stream, Style};
 use serde_json::Value as Json;
@@ -310,4 +310,49 @@ fn drift_json(plan: &Plan) -> Json {
         })
         .collect();
     Json::Array(entries)
+}
+
+/// A saved plan for review: what it was computed from, then the plan as `plan` prints it.
+pub fn saved_plan_text(saved: &SavedPlan) -> String {
+    let basis = &saved.basis;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Saved plan for stack {} in {}, computed {}{}.",
+        basis.stack,
+        basis.region,
+        saved.created_at,
+        if saved.destroy { " (destroy)" } else { "" }
+    );
+    let _ = match &basis.state {
+        Some(v) => writeln!(
+            out,
+            "  against state serial {} (lineage {})",
+            v.serial, v.lineage
+        ),
+        None => writeln!(out, "  against no state (a stack not provisioned yet)"),
+    };
+    let _ = writeln!(out, "  configuration {}", basis.config_digest);
+    if !basis.overrides.is_empty() {
+        let _ = writeln!(out, "  --set {}", basis.overrides.join(" --set "));
+    }
+    if let Some(targets) = &saved.targets {
+        let _ = writeln!(out, "  limited to {}", targets.join(", "));
+    }
+    out.push('\n');
+    out.push_str(&plan_text(&saved.plan, &basis.stack, true));
+    out
+}
+
+/// A saved plan as JSON: `plan --json`'s document with what it was computed from.
+pub fn saved_plan_json(saved: &SavedPlan) -> Json {
+    let mut json = plan_json(&saved.plan, &saved.basis.stack);
+    json["saved_plan"] = serde_json::json!({
+        "format_version": saved.format_version,
+        "created_at": saved.created_at,
+        "basis": saved.basis,
+        "destroy": saved.destroy,
+        "targets": saved.targets,
+    });
+    json
 }

@@ -7,12 +7,12 @@ use crate::graph::ResourceGraph;
 use crate::kind::{Kinds, Observed, Properties, ResourceKind};
 use crate::state::{ResourceStatus, State, fingerprint};
 use crate::value::{Reference, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     NoOp,
@@ -31,7 +31,7 @@ impl Action {
 }
 
 /// A property's value in the plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", content = "value", rename_all = "snake_case")]
 pub enum PlannedValue {
     Known(Json),
@@ -41,7 +41,7 @@ pub enum PlannedValue {
     Absent,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PropertyChange {
     pub property: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,21 +49,21 @@ pub struct PropertyChange {
     pub new: PlannedValue,
     pub forces_replacement: bool,
     /// The live value differs from the recorded one: changed outside dagform.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drift: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourcePlan {
     pub address: Address,
     pub kind: String,
     pub action: Action,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<PropertyChange>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_before_destroy: bool,
     /// Replaced objects left over from an earlier run, deleted by this one.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub deposed: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -79,7 +79,7 @@ impl ResourcePlan {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub resources: Vec<ResourcePlan>,
 }
@@ -402,4 +402,298 @@ pub fn resolve_properties(
         }
     }
     Ok(out)
+}
+
+/// The format of saved plan files this build reads and writes.
+pub const SAVED_PLAN_FORMAT: u32 = 1;
+
+/// One version of one state: which history (lineage) and how far along it (serial).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateVersion {
+    pub lineage: uuid::Uuid,
+    pub serial: u64,
+}
+
+impl StateVersion {
+    /// The version of `state`; `None` for a state that records nothing and was never changed,
+    /// which is what a stack not provisioned yet has (its lineage is not settled until the
+    /// first write).
+    pub fn of(state: &State) -> Option<Self> {
+        (state.serial > 0 || !state.resources.is_empty()).then_some(Self {
+            lineage: state.lineage,
+            serial: state.serial,
+        })
+    }
+}
+
+/// What a plan was computed from. A saved plan is applied only while all of it still holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanBasis {
+    pub stack: String,
+    pub region: String,
+    /// The configuration file as written, with the `--set` overrides, digested by
+    /// [`config_digest`].
+    pub config_digest: String,
+    /// The `--set` overrides, applied again with the plan.
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    /// The secret values read from the environment and files, as one fingerprint; `None` for
+    /// a destroy plan, which needs none.
+    #[serde(default)]
+    pub secrets_digest: Option<String>,
+    /// The state planned against; `None` when the stack had none yet.
+    #[serde(default)]
+    pub state: Option<StateVersion>,
+}
+
+/// A plan written by `plan --out`, to be reviewed and then applied exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub format_version: u32,
+    /// When it was computed (RFC 3339).
+    pub created_at: String,
+    pub basis: PlanBasis,
+    /// A plan of deletions (`plan --destroy`).
+    #[serde(default)]
+    pub destroy: bool,
+    /// The `--customer`/`--target` prefixes it was limited to.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
+    pub plan: Plan,
+}
+
+/// The digest of a configuration file's text and the overrides applied to it, in order.
+pub fn config_digest(source: &str, overrides: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(source.as_bytes());
+    for o in overrides {
+        // A separator no override or file contains keeps `a` + `bc` apart from `ab` + `c`.
+        hasher.update([0u8]);
+        hasher.update(o.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+/// One fingerprint of secret values by key: equal exactly when every value is, and no value
+/// can be read back from it.
+pub fn secrets_digest(values: &BTreeMap<String, String>) -> String {
+    match fingerprint(&serde_json::to_value(values).expect("strings")) {
+        Json::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+impl SavedPlan {
+    /// Everything that moved between the plan's basis and `current`, each in a sentence;
+    /// empty when the plan still applies.
+    pub fn moved_since(&self, current: &PlanBasis) -> Vec<String> {
+        let saved = &self.basis;
+        let mut moved = Vec::new();
+        if saved.stack != current.stack {
+            moved.push(format!(
+                "the plan is for stack {}, the configuration is for stack {}",
+                saved.stack, current.stack
+            ));
+        }
+        if saved.region != current.region {
+            moved.push(format!(
+                "the plan is for region {}, the configuration is for region {}",
+                saved.region, current.region
+            ));
+        }
+        if saved.overrides != current.overrides {
+            moved.push(format!(
+                "the --set overrides differ (plan: [{}], now: [{}])",
+                saved.overrides.join(", "),
+                current.overrides.join(", ")
+            ));
+        } else if saved.config_digest != current.config_digest {
+            moved.push(
+                "the configuration file changed since the plan was saved (its digest differs)"
+                    .to_owned(),
+            );
+        }
+        if let Some(secrets) = &saved.secrets_digest
+            && current.secrets_digest.as_ref() != Some(secrets)
+        {
+            moved.push(
+                "a secret value (from the environment or a file) changed since the plan was saved"
+                    .to_owned(),
+            );
+        }
+        match (&saved.state, &current.state) {
+            (Some(s), Some(c)) if s.lineage != c.lineage => moved.push(format!(
+                "the state is another one (lineage {}; the plan was computed against lineage {})",
+                c.lineage, s.lineage
+            )),
+            (Some(s), Some(c)) if s.serial != c.serial => moved.push(format!(
+                "the state changed since the plan was saved (serial {} then, {} now): another run changed it",
+                s.serial, c.serial
+            )),
+            (None, Some(c)) => moved.push(format!(
+                "the state was written since the plan was saved (it had none; serial {} now)",
+                c.serial
+            )),
+            (Some(s), None) => moved.push(format!(
+                "the state the plan was computed against (lineage {}, serial {}) is gone",
+                s.lineage, s.serial
+            )),
+            _ => {}
+        }
+        moved
+    }
+
+    /// The resources the plan would change, in order.
+    pub fn steps(&self) -> impl Iterator<Item = &ResourcePlan> {
+        self.plan.resources.iter().filter(|r| r.has_work())
+    }
+}
+
+#[cfg(test)]
+mod saved_plan_tests {
+    use super::*;
+
+    fn basis() -> PlanBasis {
+        PlanBasis {
+            stack: "dev-app".into(),
+            region: "us-east-1".into(),
+            config_digest: config_digest("[stack]\n", &[]),
+            overrides: vec![],
+            secrets_digest: Some(secrets_digest(&BTreeMap::from([(
+                "KEY".to_owned(),
+                "hunter2".to_owned(),
+            )]))),
+            state: Some(StateVersion {
+                lineage: uuid::Uuid::new_v4(),
+                serial: 7,
+            }),
+        }
+    }
+
+    fn saved(basis: PlanBasis) -> SavedPlan {
+        SavedPlan {
+            format_version: SAVED_PLAN_FORMAT,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            basis,
+            destroy: false,
+            targets: None,
+            plan: Plan::default(),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_basis_applies() {
+        let b = basis();
+        assert!(saved(b.clone()).moved_since(&b).is_empty());
+    }
+
+    #[test]
+    fn a_state_moved_by_another_run_is_named_with_both_serials() {
+        let b = basis();
+        let mut now = b.clone();
+        now.state.as_mut().unwrap().serial = 9;
+        let moved = saved(b).moved_since(&now);
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(moved[0].contains("serial 7 then, 9 now"), "{moved:?}");
+    }
+
+    #[test]
+    fn another_lineage_is_refused_even_at_the_same_serial() {
+        let b = basis();
+        let mut now = b.clone();
+        now.state.as_mut().unwrap().lineage = uuid::Uuid::new_v4();
+        let moved = saved(b).moved_since(&now);
+        assert!(moved[0].contains("lineage"), "{moved:?}");
+    }
+
+    #[test]
+    fn a_state_written_after_planning_a_new_stack_is_refused() {
+        let mut b = basis();
+        b.state = None;
+        let mut now = b.clone();
+        now.state = Some(StateVersion {
+            lineage: uuid::Uuid::new_v4(),
+            serial: 1,
+        });
+        assert_eq!(saved(b.clone()).moved_since(&now).len(), 1);
+        // And the other way round: the state planned against was deleted.
+        assert_eq!(saved(now.clone()).moved_since(&b).len(), 1);
+    }
+
+    #[test]
+    fn an_edited_configuration_or_override_is_named() {
+        let b = basis();
+        let mut edited = b.clone();
+        edited.config_digest = config_digest("[stack]\n# edited\n", &[]);
+        let moved = saved(b.clone()).moved_since(&edited);
+        assert!(moved[0].contains("configuration file changed"), "{moved:?}");
+
+        let mut overridden = b.clone();
+        overridden.overrides = vec!["image_tag=abc".into()];
+        overridden.config_digest = config_digest("[stack]\n", &overridden.overrides);
+        let moved = saved(b).moved_since(&overridden);
+        assert!(moved[0].contains("--set overrides differ"), "{moved:?}");
+    }
+
+    #[test]
+    fn a_changed_secret_is_named_without_its_value() {
+        let b = basis();
+        let mut now = b.clone();
+        now.secrets_digest = Some(secrets_digest(&BTreeMap::from([(
+            "KEY".to_owned(),
+            "hunter3".to_owned(),
+        )])));
+        let moved = saved(b.clone()).moved_since(&now);
+        assert_eq!(moved.len(), 1);
+        assert!(moved[0].contains("secret value"), "{moved:?}");
+        assert!(
+            !serde_json::to_string(&saved(b))
+                .unwrap()
+                .contains("hunter2")
+        );
+    }
+
+    #[test]
+    fn a_destroy_plan_does_not_depend_on_secrets() {
+        let mut b = basis();
+        b.secrets_digest = None;
+        let mut now = b.clone();
+        now.secrets_digest = Some("sha256:0000".into());
+        assert!(saved(b).moved_since(&now).is_empty());
+    }
+
+    #[test]
+    fn overrides_are_digested_apart_from_the_file() {
+        assert_ne!(
+            config_digest("a", &["bc".into()]),
+            config_digest("ab", &["c".into()])
+        );
+        assert_ne!(config_digest("a", &[]), config_digest("a", &["x=1".into()]));
+    }
+
+    #[test]
+    fn a_plan_survives_a_round_trip_through_json() {
+        let plan = Plan {
+            resources: vec![ResourcePlan {
+                address: "shared.vpc".into(),
+                kind: "aws_vpc".into(),
+                action: Action::Create,
+                changes: vec![PropertyChange {
+                    property: "cidr".into(),
+                    old: None,
+                    new: PlannedValue::KnownAfterApply(BTreeSet::from(["x.y".to_owned()])),
+                    forces_replacement: false,
+                    drift: false,
+                }],
+                create_before_destroy: false,
+                deposed: 0,
+                reason: None,
+            }],
+        };
+        let mut s = saved(basis());
+        s.plan = plan;
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<SavedPlan>(&text).unwrap(), s);
+    }
 }

@@ -47,6 +47,54 @@ impl State {
     pub fn get(&self, address: &Address) -> Option<&ResourceState> {
         self.resources.get(address)
     }
+
+    /// The recorded addresses that are `prefix` or lie below it.
+    pub fn addresses_within(&self, prefix: &str) -> Vec<&Address> {
+        self.resources
+            .keys()
+            .filter(|a| a.is_within(prefix))
+            .collect()
+    }
+
+    /// The records to write to move every address within `from` to the same place under
+    /// `to`, in order: the moved records at their new addresses, then every record whose
+    /// dependencies named a moved address, rewritten, then `None` for each old address. The
+    /// caller checks that the new addresses are free.
+    pub fn renamed(&self, from: &str, to: &str) -> Vec<(Address, Option<ResourceState>)> {
+        let moved: BTreeMap<&Address, Address> = self
+            .addresses_within(from)
+            .into_iter()
+            .map(|a| {
+                (
+                    a,
+                    Address::new(format!("{to}{}", &a.as_str()[from.len()..])),
+                )
+            })
+            .collect();
+        let rewrite = |r: &ResourceState| {
+            let mut r = r.clone();
+            for dep in &mut r.dependencies {
+                if let Some(new) = moved.get(dep) {
+                    *dep = new.clone();
+                }
+            }
+            r
+        };
+        let mut writes: Vec<(Address, Option<ResourceState>)> = moved
+            .iter()
+            .map(|(old, new)| (new.clone(), Some(rewrite(&self.resources[*old]))))
+            .collect();
+        writes.extend(
+            self.resources
+                .iter()
+                .filter(|(a, r)| {
+                    !moved.contains_key(a) && r.dependencies.iter().any(|d| moved.contains_key(d))
+                })
+                .map(|(a, r)| (a.clone(), Some(rewrite(r)))),
+        );
+        writes.extend(moved.keys().map(|old| ((*old).clone(), None)));
+        writes
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -667,6 +715,59 @@ mod tests {
         assert_eq!(
             StateStore::load(&path).unwrap().unwrap().resources.len(),
             2000
+        );
+    }
+
+    #[test]
+    fn renaming_a_prefix_moves_its_records_and_rewrites_dependencies_on_them() {
+        let mut state = State::new("s");
+        let mut tg = resource("tg-1");
+        tg.dependencies = vec!["shared.vpc".into()];
+        let mut rule = resource("rule-1");
+        rule.dependencies = vec!["c.a.tg.web".into(), "shared.alb".into()];
+        let mut service = resource("svc-1");
+        service.dependencies = vec!["c.a.tg.web".into()];
+        state.resources.insert("c.a.tg.web".into(), tg);
+        state.resources.insert("c.a.rule.web".into(), rule);
+        state.resources.insert("c.ab.service.web".into(), service);
+        state
+            .resources
+            .insert("shared.vpc".into(), resource("vpc-1"));
+
+        let writes = state.renamed("c.a.tg", "c.a.target_group");
+        let mut after = state.clone();
+        for (address, record) in writes {
+            match record {
+                Some(r) => after.resources.insert(address, r),
+                None => after.resources.remove(&address),
+            };
+        }
+        let moved = &after.resources[&Address::from("c.a.target_group.web")];
+        assert_eq!(moved.id.as_deref(), Some("tg-1"));
+        assert_eq!(moved.dependencies, [Address::from("shared.vpc")]);
+        assert!(!after.resources.contains_key(&Address::from("c.a.tg.web")));
+        assert_eq!(
+            after.resources[&Address::from("c.a.rule.web")].dependencies,
+            [
+                Address::from("c.a.target_group.web"),
+                Address::from("shared.alb")
+            ]
+        );
+        assert_eq!(
+            after.resources[&Address::from("c.ab.service.web")].dependencies,
+            [Address::from("c.a.target_group.web")]
+        );
+        assert_eq!(after.resources.len(), state.resources.len());
+        // `c.ab` is not within `c.a`: only `c.a`'s two records leave.
+        let removed: Vec<Address> = state
+            .renamed("c.a", "c.x")
+            .into_iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(a, _)| a)
+            .collect();
+        assert_eq!(
+            removed,
+            [Address::from("c.a.rule.web"), Address::from("c.a.tg.web")]
         );
     }
 

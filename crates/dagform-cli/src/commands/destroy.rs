@@ -25,7 +25,9 @@ pub async fn run(args: DestroyArgs) -> Result<u8> {
     let ctx = Context::load(&args.common)?;
     if !args.yes && !super::interactive() {
         bail!(
-            "refusing to destroy stack {} without --yes when not on a terminal",
+            "refusing to destroy stack {} without --yes when not on a terminal: pass --yes, \
+             or save a plan with `dagform plan --destroy --out FILE` and apply it with \
+             `dagform provision FILE`",
             ctx.stack()
         );
     }

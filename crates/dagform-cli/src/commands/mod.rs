@@ -8,6 +8,9 @@ pub mod output;
 pub mod plan;
 pub mod provision;
 pub mod refresh;
+pub mod saved;
+pub mod show;
+pub mod state;
 pub mod status;
 
 use crate::context::Context;

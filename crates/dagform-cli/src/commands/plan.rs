@@ -4,7 +4,7 @@ use crate::context::Context;
 use crate::{Common, Targets, Walk, cost, exit, render};
 use anyhow::Result;
 use clap::Args;
-use dagform_core::plan::PlanOptions;
+use dagform_core::plan::{PlanOptions, SAVED_PLAN_FORMAT, SavedPlan};
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -34,6 +34,10 @@ pub struct PlanArgs {
     /// Service Quotas does not show to these credentials).
     #[arg(long)]
     skip_quota_check: bool,
+    /// Also save the plan to FILE, for review (`dagform show FILE`) and to apply exactly that
+    /// (`dagform provision FILE`).
+    #[arg(long, value_name = "FILE")]
+    out: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: PlanArgs) -> Result<u8> {
@@ -50,7 +54,7 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
         targets,
     };
     let apply_options = ctx.apply_options(&args.walk)?;
-    let plan = super::make_plan(
+    let mut plan = super::make_plan(
         &blueprint,
         &state,
         &kinds,
@@ -88,6 +92,22 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
             None
         }
     };
+    if let Some(out) = &args.out {
+        super::saved::redact_earlier_values(&mut plan, &kinds);
+        let saved = SavedPlan {
+            format_version: SAVED_PLAN_FORMAT,
+            created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            basis: super::saved::basis(&ctx, &args.common.overrides, &state, args.destroy),
+            destroy: args.destroy,
+            targets: options.targets.clone(),
+            plan: plan.clone(),
+        };
+        super::saved::write(out, &saved)?;
+        eprintln!(
+            "Saved this plan to {0}: review it with `dagform show {0}`, apply exactly it with `dagform provision {0}`.",
+            out.display()
+        );
+    }
     if args.json {
         let mut json = render::plan_json(&plan, &ctx.stack());
         if let Some((before, after)) = &estimate {

@@ -3,24 +3,31 @@
 use crate::context::Context;
 use crate::render;
 use crate::{Common, Targets, Walk, exit};
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
-use dagform_core::State;
+use dagform_config::Blueprint;
 use dagform_core::plan::PlanOptions;
 use dagform_core::reconcile::{ApplyReport, Step};
+use dagform_core::{Kinds, Plan, State, StateStore};
 use dagform_resources::ecs::ServiceProps;
 use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct ProvisionArgs {
+    /// A plan saved by `dagform plan --out FILE`: apply exactly its steps, refusing if the state
+    /// or the configuration moved since it was saved.
+    #[arg(value_name = "PLAN_FILE")]
+    saved_plan: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
     walk: Walk,
     #[command(flatten)]
     targets: Targets,
-    /// Do not ask for confirmation.
+    /// Do not ask for confirmation (required when not on a terminal, unless applying a saved
+    /// plan).
     #[arg(short, long)]
     yes: bool,
     /// Read every resource from AWS first, reporting (and, when provisioning, putting back)
@@ -42,41 +49,39 @@ pub struct ProvisionArgs {
     skip_quota_check: bool,
 }
 
+/// What a run applies, and with what.
+struct Prepared {
+    ctx: Context,
+    store: StateStore,
+    blueprint: Blueprint,
+    kinds: Kinds,
+    plan: Plan,
+    /// Applying a saved plan of deletions (`plan --destroy --out`).
+    destroy: bool,
+}
+
 pub async fn run(args: ProvisionArgs) -> Result<u8> {
-    let ctx = Context::load(&args.common)?;
-    let (mut store, blueprint, kinds) = super::prepare(&ctx).await?;
-    blueprint.require_secrets()?;
-    let options = ctx.apply_options(&args.walk)?;
-    let plan_options = PlanOptions {
-        targets: ctx.check_targets(&args.targets, &blueprint, store.state())?,
-        destroy: false,
+    let saved = args.saved_plan.is_some();
+    let Prepared {
+        ctx,
+        mut store,
+        blueprint,
+        kinds,
+        plan,
+        destroy,
+    } = match &args.saved_plan {
+        Some(path) => from_saved_plan(&args, path).await?,
+        None => from_configuration(&args).await?,
     };
-    let plan = super::make_plan(
-        &blueprint,
-        store.state(),
-        &kinds,
-        &plan_options,
-        args.refresh.then_some(&options),
-    )
-    .await?;
-    // Before anything changes AWS: a quota exceeded would stop the walk halfway.
-    if plan.has_changes() && !args.skip_quota_check {
-        ctx.check_quotas(&blueprint.graph)
-            .await
-            .refuse_if_exceeded()?;
-    }
+    let options = ctx.apply_options(&args.walk)?;
     let text = render::plan_text(&plan, &ctx.stack(), false);
     if args.json {
         eprint!("{text}");
     } else {
         print!("{text}");
     }
-    // On a terminal, ask; in CI (no terminal) provisioning proceeds.
-    if plan.has_changes()
-        && !args.yes
-        && super::interactive()
-        && !super::confirm("\nApply these changes?")?
-    {
+    // A saved plan was reviewed when it was saved; otherwise a terminal asks.
+    if plan.has_changes() && !saved && !args.yes && !super::confirm("\nApply these changes?")? {
         eprintln!("Cancelled; nothing was changed.");
         return Ok(exit::ERROR);
     }
@@ -86,7 +91,9 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
     } else {
         ApplyReport::default()
     };
-    let mut code = if plan.has_changes() {
+    let mut code = if destroy {
+        super::finish(&report, "Destroy", started.elapsed())
+    } else if plan.has_changes() {
         finish(&report, started.elapsed())
     } else {
         exit::OK
@@ -145,6 +152,95 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&report_json)?);
     }
     Ok(code)
+}
+
+/// Plans from the configuration and the state, as an interactive or `--yes` run does.
+async fn from_configuration(args: &ProvisionArgs) -> Result<Prepared> {
+    let ctx = Context::load(&args.common)?;
+    // Without a terminal nobody can answer the question: CI says --yes, or applies a plan
+    // reviewed earlier. Refused before any AWS call.
+    if !args.yes && !super::interactive() {
+        bail!(
+            "refusing to provision stack {} without --yes when not on a terminal: pass --yes, \
+             or save a plan with `dagform plan --out FILE` and apply it with `dagform provision FILE`",
+            ctx.stack()
+        );
+    }
+    let (store, blueprint, kinds) = super::prepare(&ctx).await?;
+    blueprint.require_secrets()?;
+    let options = ctx.apply_options(&args.walk)?;
+    let plan_options = PlanOptions {
+        targets: ctx.check_targets(&args.targets, &blueprint, store.state())?,
+        destroy: false,
+    };
+    let plan = super::make_plan(
+        &blueprint,
+        store.state(),
+        &kinds,
+        &plan_options,
+        args.refresh.then_some(&options),
+    )
+    .await?;
+    // Before anything changes AWS: a quota exceeded would stop the walk halfway.
+    if plan.has_changes() && !args.skip_quota_check {
+        ctx.check_quotas(&blueprint.graph)
+            .await
+            .refuse_if_exceeded()?;
+    }
+    Ok(Prepared {
+        ctx,
+        store,
+        blueprint,
+        kinds,
+        plan,
+        destroy: false,
+    })
+}
+
+/// Loads a saved plan and checks, before any AWS call and again once the state's lock is
+/// held, that the configuration, the secret values and the state are those it was computed
+/// from. The configuration (with the plan's own `--set` overrides) is expanded again only for
+/// what the plan file leaves out: the secret values, and the properties with references
+/// resolved as each step runs; being the same configuration against the same state, it
+/// describes the same resources the plan was computed for.
+async fn from_saved_plan(args: &ProvisionArgs, path: &Path) -> Result<Prepared> {
+    let saved = super::saved::read(path)?;
+    if !args.common.overrides.is_empty()
+        || args.targets.customer.is_some()
+        || !args.targets.targets.is_empty()
+    {
+        bail!(
+            "a saved plan already fixes its --set overrides and targets; plan again with them instead of passing them to provision"
+        );
+    }
+    let mut common = args.common.clone();
+    common.overrides = saved.basis.overrides.clone();
+    let ctx = Context::load(&common)?;
+    let overrides = &saved.basis.overrides;
+    let current = super::saved::basis(&ctx, overrides, &ctx.read_state()?, saved.destroy);
+    super::saved::refuse_if_moved(&saved, &current, path)?;
+    let store = ctx.open_state()?;
+    // Another run may have written the state between the first check and the lock.
+    let current = super::saved::basis(&ctx, overrides, store.state(), saved.destroy);
+    super::saved::refuse_if_moved(&saved, &current, path)?;
+    let blueprint = ctx.blueprint(store.state())?;
+    if !saved.destroy {
+        blueprint.require_secrets()?;
+    }
+    let kinds = ctx.kinds().await;
+    eprintln!(
+        "Applying the saved plan {} (computed {}).",
+        path.display(),
+        saved.created_at
+    );
+    Ok(Prepared {
+        ctx,
+        store,
+        blueprint,
+        kinds,
+        plan: saved.plan,
+        destroy: saved.destroy,
+    })
 }
 
 /// ECS services created or updated by this run, as (cluster ARN, service name).
