@@ -5,8 +5,8 @@ use super::{
     require_not_foreign, taken_and_freed,
 };
 use crate::AwsClients;
-use crate::clients::read_each;
-use crate::clients::{by_id, fail_all};
+use crate::clients::{by_id, each_concurrently, fail_all, read_each};
+use crate::polls::Polls;
 use crate::error::{classify, code, is_not_found};
 use crate::ownership::{found, in_recorded_order, single_attempt, tags_for};
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -14,6 +14,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use dagform_core::{Applied, Changes, Current, Kind, Observed, OpContext, ResourceError};
 use dagform_resources::elbv2::{LoadBalancerField, LoadBalancerOutputs, LoadBalancerProps};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 const IDLE_TIMEOUT: &str = "idle_timeout.timeout_seconds";
@@ -24,6 +25,9 @@ const DEFAULT_IDLE_TIMEOUT: i32 = 60;
 #[derive(Clone)]
 pub struct LoadBalancer {
     clients: Arc<AwsClients>,
+    /// The waits of every load balancer becoming active or gone, one describe call a round
+    /// (shards of a large stack come up together).
+    polls: Arc<Polls<String, Lb>>,
 }
 
 type Lb = aws_sdk_elasticloadbalancingv2::types::LoadBalancer;
@@ -45,9 +49,51 @@ fn applied(lb: &Lb) -> Result<Applied, ResourceError> {
     outputs(lb).map(Applied::of)
 }
 
+/// The load balancers of `arns` that exist, by ARN. AWS fails a describe by ARNs as a whole
+/// when one of them is gone (which is what a deletion wait waits for): the ARNs are then
+/// described one by one.
+async fn lbs_by_arn(
+    clients: &AwsClients,
+    arns: Vec<String>,
+) -> Result<HashMap<String, Lb>, ResourceError> {
+    let describe = |arns: Vec<String>| {
+        clients
+            .elbv2
+            .describe_load_balancers()
+            .set_load_balancer_arns(Some(arns))
+            .send()
+    };
+    match describe(arns.clone()).await {
+        Ok(out) => Ok(by_id(out.load_balancers().to_vec(), |l| l.load_balancer_arn())),
+        Err(e) if is_not_found(&e) && arns.len() > 1 => {
+            let mut found = HashMap::new();
+            for one in each_concurrently(arns.into_iter().map(|arn| describe(vec![arn]))).await {
+                match one {
+                    Ok(out) => found.extend(by_id(out.load_balancers().to_vec(), |l| {
+                        l.load_balancer_arn()
+                    })),
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(classify("DescribeLoadBalancers", e)),
+                }
+            }
+            Ok(found)
+        }
+        Err(e) if is_not_found(&e) => Ok(HashMap::new()),
+        Err(e) => Err(classify("DescribeLoadBalancers", e)),
+    }
+}
+
 impl LoadBalancer {
     pub fn new(clients: Arc<AwsClients>) -> Self {
-        Self { clients }
+        let describe_all = clients.clone();
+        let polls = Arc::new(Polls::new(
+            ARN_BATCH,
+            Arc::new(move |arns: Vec<String>| {
+                let clients = describe_all.clone();
+                Box::pin(async move { lbs_by_arn(&clients, arns).await })
+            }),
+        ));
+        Self { clients, polls }
     }
 
     async fn describe(&self, arn: &str) -> Result<Option<Lb>, ResourceError> {
@@ -103,7 +149,7 @@ impl LoadBalancer {
     /// Waits until the load balancer leaves `provisioning` (about 2.5 minutes on AWS).
     async fn wait_active(&self, ctx: &OpContext, arn: &str) -> Result<Lb, ResourceError> {
         ctx.wait_for(&format!("load balancer {arn} to become active"), || async {
-            let Some(lb) = self.describe(arn).await? else {
+            let Some(lb) = self.polls.poll(ctx, arn.to_owned()).await? else {
                 return Err(ResourceError::Transient(format!(
                     "load balancer {arn} is not visible yet"
                 )));
@@ -341,7 +387,12 @@ impl Kind for LoadBalancer {
         }
         // Target groups stay "in use" until the load balancer is really gone.
         ctx.wait_for(&format!("load balancer {arn} to be deleted"), || async {
-            Ok(self.describe(arn).await?.is_none().then_some(()))
+            Ok(self
+                .polls
+                .poll(ctx, arn.to_owned())
+                .await?
+                .is_none()
+                .then_some(()))
         })
         .await
     }
