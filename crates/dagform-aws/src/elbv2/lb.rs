@@ -6,9 +6,9 @@ use super::{
 };
 use crate::AwsClients;
 use crate::clients::{by_id, each_concurrently, fail_all, read_each};
-use crate::polls::Polls;
 use crate::error::{classify, code, is_not_found};
 use crate::ownership::{found, in_recorded_order, single_attempt, tags_for};
+use crate::polls::Polls;
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
 };
@@ -64,7 +64,9 @@ async fn lbs_by_arn(
             .send()
     };
     match describe(arns.clone()).await {
-        Ok(out) => Ok(by_id(out.load_balancers().to_vec(), |l| l.load_balancer_arn())),
+        Ok(out) => Ok(by_id(out.load_balancers().to_vec(), |l| {
+            l.load_balancer_arn()
+        })),
         Err(e) if is_not_found(&e) && arns.len() > 1 => {
             let mut found = HashMap::new();
             for one in each_concurrently(arns.into_iter().map(|arn| describe(vec![arn]))).await {
