@@ -119,17 +119,7 @@ pub fn certificate(
                 };
                 x.add(NodeSpec::of(
                     record.clone(),
-                    RecordSpec {
-                        zone_id: (&zone.id).into(),
-                        name: field("name"),
-                        r#type: field("type"),
-                        // Every certificate of this name in the account needs this very
-                        // record: another stack's identical one serves as it is.
-                        share_identical: Some(true.into()),
-                        ttl: Some(300i64.into()),
-                        records: Some(vec![field("value")].into()),
-                        alias: None,
-                    },
+                    validation_record((&zone.id).into(), field),
                 ));
                 validation = validation.after(record);
             }
@@ -212,15 +202,7 @@ pub fn own_domain_certificate(
             };
             x.add(NodeSpec::of(
                 record.clone(),
-                RecordSpec {
-                    zone_id: (&zone.id).into(),
-                    name: field("name"),
-                    r#type: field("type"),
-                    share_identical: Some(true.into()),
-                    ttl: Some(300i64.into()),
-                    records: Some(vec![field("value")].into()),
-                    alias: None,
-                },
+                validation_record((&zone.id).into(), field),
             ));
             validation = validation.after(record);
         }
@@ -390,5 +372,20 @@ pub fn load_balancer(
         canonical_hosted_zone_id: alb.canonical_hosted_zone_id,
         rules_listener: outputs_of::<ListenerProps>(&rules_listener).arn,
         fallback_listener,
+    }
+}
+
+/// A certificate's DNS validation record in `zone_id`, its name, type and value read by
+/// `field`. Every certificate of a name in the account needs this very record: another
+/// stack's identical one serves as it is.
+fn validation_record(zone_id: Input<String>, field: impl Fn(&str) -> Input<String>) -> RecordSpec {
+    RecordSpec {
+        zone_id,
+        name: field("name"),
+        r#type: field("type"),
+        share_identical: Some(true.into()),
+        ttl: Some(300i64.into()),
+        records: Some(vec![field("value")].into()),
+        alias: None,
     }
 }
