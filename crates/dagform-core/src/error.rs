@@ -20,6 +20,10 @@ pub enum ResourceError {
     /// leaves it alone. Not retried.
     #[error("{0}")]
     NotOwned(String),
+    /// The run was interrupted (Ctrl-C) while this step waited: the object is where the state
+    /// says (a create keeps its recorded intent), and the next run carries on from there.
+    #[error("interrupted while waiting for {0}")]
+    Interrupted(String),
     /// Anything else; not retried.
     #[error("{0}")]
     Failed(String),
@@ -56,19 +60,19 @@ pub enum Error {
     Cycle { cycle: Vec<Address> },
     #[error("`{address}` has kind `{kind}`, which this build of dagform does not know")]
     UnknownKind { address: Address, kind: String },
-    #[error("state file {path}: {message}")]
-    StateCorrupt { path: PathBuf, message: String },
+    #[error("state {location}: {message}")]
+    StateCorrupt { location: String, message: String },
     #[error(
-        "state file {path} has format version {found}, newer than this dagform understands ({supported}); upgrade dagform"
+        "state {location} has format version {found}, newer than this dagform understands ({supported}); upgrade dagform"
     )]
     StateTooNew {
-        path: PathBuf,
+        location: String,
         found: u32,
         supported: u32,
     },
-    #[error("state file {path} belongs to stack `{found}`, not `{expected}`; pass another --state")]
+    #[error("state {location} belongs to stack `{found}`, not `{expected}`; pass another --state")]
     StateStackMismatch {
-        path: PathBuf,
+        location: String,
         found: String,
         expected: String,
     },
@@ -86,6 +90,26 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// The state's remote store (S3) failed or refused a call.
+    #[error("state {location}: {message}")]
+    StateRemote { location: String, message: String },
+    /// A conditional write of the state found another writer's version in place: nothing of
+    /// either was lost, and this run stops rather than overwrite it.
+    #[error(
+        "state {location} was changed by another writer since this run read it ({message}); nothing was overwritten: run again to work from the new state"
+    )]
+    StateConflict { location: String, message: String },
+    /// The remote state's lock object is held.
+    #[error(
+        "state {location} is locked by {who} (operation `{operation}`, since {since}; lock id {id}); wait for it to finish, pass --lock-timeout to wait, or if that run is dead: dagform force-unlock {id}"
+    )]
+    StateLockHeld {
+        location: String,
+        id: String,
+        who: String,
+        operation: String,
+        since: String,
     },
     #[error("`{address}`: {message}")]
     Plan { address: Address, message: String },

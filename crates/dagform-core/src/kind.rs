@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Resolved properties: every reference replaced by the referenced output.
 pub type Properties = Map<String, Json>;
@@ -179,6 +180,9 @@ pub struct OpContext {
     pub superseded: Vec<String>,
     /// The step's share of the run's parallelism, given up while it waits.
     pub slot: CallSlot,
+    /// Cancelled when the run is interrupted: a wait then ends at once with
+    /// `ResourceError::Interrupted` instead of holding the run until the object is ready.
+    pub cancel: CancellationToken,
 }
 
 impl OpContext {
@@ -190,6 +194,7 @@ impl OpContext {
             intent: String::new(),
             superseded: Vec::new(),
             slot: CallSlot::default(),
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -306,7 +311,11 @@ impl OpContext {
         Fut: Future<Output = Result<Option<T>, ResourceError>>,
     {
         let deadline = tokio::time::Instant::now() + self.poll.timeout;
+        let interrupted = || ResourceError::Interrupted(what.to_owned());
         loop {
+            if self.cancel.is_cancelled() {
+                return Err(interrupted());
+            }
             match check().await {
                 Ok(Some(v)) => return Ok(v),
                 Ok(None) => {}
@@ -321,7 +330,10 @@ impl OpContext {
                     humanize(self.poll.timeout)
                 )));
             }
-            self.slot.idle(self.poll.interval).await;
+            tokio::select! {
+                () = self.slot.idle(self.poll.interval) => {}
+                () = self.cancel.cancelled() => return Err(interrupted()),
+            }
         }
     }
 }

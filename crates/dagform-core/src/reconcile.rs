@@ -119,7 +119,7 @@ impl ApplyOptions {
     pub fn new(stack: impl Into<String>) -> Self {
         Self {
             stack: stack.into(),
-            parallelism: 10,
+            parallelism: 32,
             retry: RetryPolicy::default(),
             poll: PollSettings::default(),
             cancel: CancellationToken::new(),
@@ -310,6 +310,7 @@ pub async fn apply(
     let mut freed: Option<OwnedSemaphorePermit> = None;
 
     loop {
+        let mut starting = Vec::new();
         while !options.cancel.is_cancelled() && !walk.ready.is_empty() {
             let Some(permit) = freed
                 .take()
@@ -321,15 +322,19 @@ pub async fn apply(
             let op = &steps[n];
             emit(options, op, Phase::Started);
             match preparation.prepare(op, store, CallSlot::held(calls.clone(), permit)) {
-                Ok(call) => {
-                    running.spawn(async move {
-                        let started = Instant::now();
-                        let result = call.await;
-                        (n, result, started.elapsed())
-                    });
-                }
+                Ok(call) => starting.push((n, call)),
                 Err(e) => walk.failed(n, e.to_string()),
             }
+        }
+        // The intents of the creates about to start reach the disk together, before any of
+        // their calls is made.
+        store.commit()?;
+        for (n, call) in starting {
+            running.spawn(async move {
+                let started = Instant::now();
+                let result = call.await;
+                (n, result, started.elapsed())
+            });
         }
         let more_to_start = !options.cancel.is_cancelled() && !walk.ready.is_empty();
         let joined = tokio::select! {
@@ -343,24 +348,36 @@ pub async fn apply(
         let Some(joined) = joined else {
             break;
         };
-        let (n, result, elapsed) = joined.expect("a step panicked");
-        match result {
-            Ok(Some(Applied {
-                pending: Some(pending),
-                ..
-            })) => {
-                // Nothing is recorded: a create keeps its intent, so the next run checks again
-                // through find and create exactly as after an interrupted one; an update stays
-                // planned.
-                walk.pending(n, pending);
+        // Every step that has finished by now is recorded with one flush of the state; the
+        // steps waiting on them start only once their results are durable.
+        let mut finished = vec![joined.expect("a step panicked")];
+        while let Some(more) = running.try_join_next() {
+            finished.push(more.expect("a step panicked"));
+        }
+        let mut succeeded = Vec::new();
+        for (n, result, elapsed) in finished {
+            match result {
+                Ok(Some(Applied {
+                    pending: Some(pending),
+                    ..
+                })) => {
+                    // Nothing is recorded: a create keeps its intent, so the next run checks
+                    // again through find and create exactly as after an interrupted one; an
+                    // update stays planned.
+                    walk.pending(n, pending);
+                }
+                Ok(applied) => {
+                    record_success(&steps[n], applied, graph, kinds, store);
+                    succeeded.push((n, elapsed));
+                }
+                // A failed create keeps its intent too: a multi-call create may have made its
+                // object before failing, and the next run adopts it (or destroy deletes it).
+                Err(e) => walk.failed(n, e.to_string()),
             }
-            Ok(applied) => {
-                record_success(&steps[n], applied, graph, kinds, store)?;
-                walk.succeeded(n, elapsed);
-            }
-            // A failed create keeps its intent too: a multi-call create may have made its
-            // object before failing, and the next run adopts it (or destroy deletes it).
-            Err(e) => walk.failed(n, e.to_string()),
+        }
+        store.commit()?;
+        for (n, elapsed) in succeeded {
+            walk.succeeded(n, elapsed);
         }
     }
     let mut report = walk.report;
@@ -579,6 +596,7 @@ impl<'a> Preparation<'a> {
             self.options.poll,
         );
         ctx.slot = slot.clone();
+        ctx.cancel = self.options.cancel.clone();
         let retries = Retries::new(op, self.options, slot);
         let call: Call = match op.step {
             Step::Read | Step::Create => {
@@ -656,8 +674,8 @@ impl<'a> Preparation<'a> {
         })
     }
 
-    /// Makes the intent of a create durable before the call: whatever happens next, the next
-    /// run looks for what this create made before making another. Returns the context the
+    /// Stages the intent of a create, which `apply` makes durable before the call: whatever
+    /// happens next, the next run looks for what this create made before making another. Returns the context the
     /// create runs with, and whether an interrupted create's object is to be looked for first.
     fn record_intent(
         &self,
@@ -690,7 +708,7 @@ impl<'a> Preparation<'a> {
         let adopt = interrupted.is_some() && !kind.is_data_source();
         ctx.intent = intent.clone();
         ctx.superseded = deposed.iter().map(|d| d.id.clone()).collect();
-        store.put(
+        store.stage_put(
             op.address.clone(),
             ResourceState {
                 kind: kind.name().to_owned(),
@@ -707,7 +725,7 @@ impl<'a> Preparation<'a> {
                 deposed,
                 intent: Some(intent),
             },
-        )?;
+        );
         Ok((ctx, adopt))
     }
 }
@@ -721,6 +739,8 @@ struct Retries {
     events: Option<UnboundedSender<Event>>,
     /// Given up during each backoff: a step waiting to retry calls nothing.
     slot: CallSlot,
+    /// An interrupted run retries nothing more: the step ends with its last error.
+    cancel: CancellationToken,
 }
 
 impl Retries {
@@ -731,6 +751,7 @@ impl Retries {
             step: op.step,
             events: options.events.clone(),
             slot,
+            cancel: options.cancel.clone(),
         }
     }
 
@@ -746,14 +767,19 @@ impl Retries {
             .with_max_delay(self.policy.max_delay)
             .with_total_delay(Some(self.policy.max_elapsed))
             .without_max_times();
-        let slot = self.slot.clone();
+        let (slot, cancel) = (self.slot.clone(), self.cancel.clone());
         attempt
             .retry(backoff)
             .sleep(move |delay| {
-                let slot = slot.clone();
-                async move { slot.idle(delay).await }
+                let (slot, cancel) = (slot.clone(), cancel.clone());
+                async move {
+                    tokio::select! {
+                        () = slot.idle(delay) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                }
             })
-            .when(ResourceError::is_transient)
+            .when(|e| e.is_transient() && !self.cancel.is_cancelled())
             .notify(|e, delay| self.retrying(e, delay))
             .await
     }
@@ -923,7 +949,7 @@ fn record_success(
     graph: &ResourceGraph,
     kinds: &Kinds,
     store: &mut StateStore,
-) -> Result<(), Error> {
+) {
     let recorded = store.state().get(&op.address).cloned();
     match op.step {
         Step::Read | Step::Create | Step::Update => {
@@ -932,7 +958,7 @@ fn record_success(
             let kind = kinds.get(&node.kind).expect("checked when prepared");
             let props = resolve_properties(&node.properties, store.state())
                 .expect("resolved when prepared");
-            store.put(
+            store.stage_put(
                 op.address.clone(),
                 ResourceState {
                     kind: node.kind.clone(),
@@ -949,16 +975,15 @@ fn record_success(
                     deposed: recorded.map(|r| r.deposed).unwrap_or_default(),
                     intent: None,
                 },
-            )
+            );
         }
-        Step::Delete => store.remove(&op.address),
-        Step::DeleteDeposed => match recorded {
-            Some(mut r) => {
+        Step::Delete => store.stage_remove(&op.address),
+        Step::DeleteDeposed => {
+            if let Some(mut r) = recorded {
                 r.deposed.clear();
-                store.put(op.address.clone(), r)
+                store.stage_put(op.address.clone(), r);
             }
-            None => Ok(()),
-        },
+        }
     }
 }
 

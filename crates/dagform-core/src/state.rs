@@ -16,6 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// The state format this build reads and writes.
@@ -172,14 +173,41 @@ struct LockHolder {
     since: String,
 }
 
-/// A state file opened for writing: holds the lock until dropped.
+/// Where a state is kept: a document holding the whole state, and a journal of entries
+/// appended after it (each a complete line of JSON). A local file and its `.journal`, or an
+/// S3 object and the journal objects beside it. A backend opened for writing holds the state's
+/// lock until dropped.
+pub trait StateBackend: Send + std::fmt::Debug {
+    /// Where the state lives, for messages: a path or an `s3://` URL.
+    fn location(&self) -> String;
+    /// The document (`None` when there is none yet) and the journal's bytes, as stored.
+    fn read(&self) -> Result<(Option<String>, Vec<u8>), Error>;
+    /// Appends complete journal lines, durably, before returning.
+    fn append(&mut self, lines: &[u8]) -> Result<(), Error>;
+    /// Replaces the document, durably, and then empties the journal.
+    fn replace(&mut self, document: &[u8]) -> Result<(), Error>;
+}
+
+/// A state opened for writing: holds the lock until dropped.
 #[derive(Debug)]
 pub struct StateStore {
-    path: PathBuf,
+    backend: Box<dyn StateBackend>,
     state: State,
-    journal: File,
     journal_entries: usize,
-    _lock: File,
+    /// Journal lines recorded in memory and not yet stored (see `commit`).
+    staged: Vec<u8>,
+    staged_entries: usize,
+    commits: u64,
+    writing: Duration,
+}
+
+/// A state file and its journal on the local disk.
+#[derive(Debug)]
+pub struct FileBackend {
+    path: PathBuf,
+    /// Open for appending when the backend writes; `None` for a reader.
+    journal: Option<File>,
+    _lock: Option<File>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -205,90 +233,40 @@ fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
         .open(path)
 }
 
-/// The complete entries of a journal, and how many bytes they take.
-struct Journal {
-    entries: Vec<JournalEntry>,
-    complete_len: u64,
-}
-
-/// Reads a journal; `None` when there is none. Every entry is written as one line ending in
-/// `\n`, so bytes after the last `\n` are a write a crash or a full disk interrupted: that
-/// write never happened and is ignored (it may end inside a multi-byte character, so the
-/// journal is read as bytes). A complete line that does not parse is corruption.
-fn read_journal(path: &Path) -> Result<Option<Journal>, Error> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let entries = bytes[..complete_len]
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| !line.is_empty())
-        .map(|(i, line)| {
-            serde_json::from_slice(line).map_err(|e| Error::StateCorrupt {
-                path: path.to_owned(),
-                message: format!("line {}: {e}", i + 1),
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Some(Journal {
-        entries,
-        complete_len: complete_len as u64,
-    }))
-}
-
-impl StateStore {
-    /// Opens (or starts) the state of `stack` at `path`, taking its lock. A second writer
-    /// fails at once with an error naming the holder.
-    pub fn open(path: &Path, stack: &str) -> Result<Self, Error> {
+impl FileBackend {
+    /// The state file at `path`, locked for writing: a second writer fails at once with an
+    /// error naming the holder. A torn journal tail (a write a crash interrupted) is cut off
+    /// before anything is appended after it.
+    pub fn locked(path: &Path) -> Result<Self, Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_err(path))?;
         }
         let lock = Self::lock(path)?;
-        let loaded = Self::load(path)?;
-        let is_new = loaded.is_none();
-        let state = match loaded {
-            Some(s) if s.stack != stack => {
-                return Err(Error::StateStackMismatch {
-                    path: path.to_owned(),
-                    found: s.stack,
-                    expected: stack.to_owned(),
-                });
-            }
-            Some(s) => s,
-            None => State::new(stack),
-        };
         let journal_path = sibling(path, ".journal");
         let journal = open_private(&journal_path, true).map_err(io_err(&journal_path))?;
-        // Cut a torn tail off before anything is appended after it; shrinking a file needs no
-        // free space, so this works on a full disk too.
-        let replayed = match read_journal(&journal_path)? {
-            Some(j) => {
-                if journal.metadata().map_err(io_err(&journal_path))?.len() > j.complete_len {
-                    journal
-                        .set_len(j.complete_len)
-                        .and_then(|()| journal.sync_data())
-                        .map_err(io_err(&journal_path))?;
-                }
-                j.entries.len()
-            }
-            None => 0,
-        };
-        let mut store = Self {
-            path: path.to_owned(),
-            state,
-            journal,
-            journal_entries: replayed,
-            _lock: lock,
-        };
-        // An existing state is read as it is (main file plus journal), so opening one writes
-        // nothing: `destroy` still works when the disk is full. A new one is written at once.
-        if is_new {
-            store.persist()?;
+        // Shrinking a file needs no free space, so this works on a full disk too.
+        let bytes = std::fs::read(&journal_path).map_err(io_err(&journal_path))?;
+        let complete = complete_len(&bytes) as u64;
+        if bytes.len() as u64 > complete {
+            journal
+                .set_len(complete)
+                .and_then(|()| journal.sync_data())
+                .map_err(io_err(&journal_path))?;
         }
-        Ok(store)
+        Ok(Self {
+            path: path.to_owned(),
+            journal: Some(journal),
+            _lock: Some(lock),
+        })
+    }
+
+    /// The state file at `path`, for reading only, without its lock.
+    pub fn reader(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            journal: None,
+            _lock: None,
+        }
     }
 
     fn lock(path: &Path) -> Result<File, Error> {
@@ -335,83 +313,212 @@ impl StateStore {
         Ok(file)
     }
 
+    fn writable_journal(&mut self) -> &mut File {
+        self.journal
+            .as_mut()
+            .expect("a state opened for reading is never written")
+    }
+}
+
+impl StateBackend for FileBackend {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn read(&self) -> Result<(Option<String>, Vec<u8>), Error> {
+        let document = match std::fs::read_to_string(&self.path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&self.path)(e)),
+        };
+        let journal_path = sibling(&self.path, ".journal");
+        let journal = match std::fs::read(&journal_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(&journal_path)(e)),
+        };
+        Ok((document, journal))
+    }
+
+    fn append(&mut self, lines: &[u8]) -> Result<(), Error> {
+        let journal_path = sibling(&self.path, ".journal");
+        let journal = self.writable_journal();
+        journal
+            .write_all(lines)
+            .and_then(|()| journal.sync_data())
+            .map_err(io_err(&journal_path))
+    }
+
+    fn replace(&mut self, document: &[u8]) -> Result<(), Error> {
+        write_atomically(&self.path, |w| w.write_all(document))?;
+        let journal_path = sibling(&self.path, ".journal");
+        let journal = self.writable_journal();
+        journal
+            .set_len(0)
+            .and_then(|()| journal.sync_data())
+            .map_err(io_err(&journal_path))
+    }
+}
+
+/// How many bytes of `journal` are complete lines: every entry is written as one line ending
+/// in `\n`, so bytes after the last `\n` are a write a crash or a full disk interrupted.
+fn complete_len(journal: &[u8]) -> usize {
+    journal
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
+}
+
+/// The complete entries of a journal. That write never happened and is ignored (it may end
+/// inside a multi-byte character, so the journal is read as bytes). A complete line that does
+/// not parse is corruption.
+fn journal_entries(location: &str, journal: &[u8]) -> Result<Vec<JournalEntry>, Error> {
+    journal[..complete_len(journal)]
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(i, line)| {
+            serde_json::from_slice(line).map_err(|e| Error::StateCorrupt {
+                location: location.to_owned(),
+                message: format!("journal line {}: {e}", i + 1),
+            })
+        })
+        .collect()
+}
+
+/// The state a backend holds (document plus journal), and how many journal entries it has;
+/// `None` when there is none yet.
+fn read_state(backend: &dyn StateBackend) -> Result<Option<(State, usize)>, Error> {
+    let location = backend.location();
+    let (document, journal) = backend.read()?;
+    let mut state = match document {
+        Some(t) => {
+            #[derive(Deserialize)]
+            struct Version {
+                version: u32,
+            }
+            let v: Version = serde_json::from_str(&t).map_err(|e| Error::StateCorrupt {
+                location: location.clone(),
+                message: e.to_string(),
+            })?;
+            if v.version > FORMAT_VERSION {
+                return Err(Error::StateTooNew {
+                    location,
+                    found: v.version,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            Some(
+                serde_json::from_str::<State>(&t).map_err(|e| Error::StateCorrupt {
+                    location: location.clone(),
+                    message: e.to_string(),
+                })?,
+            )
+        }
+        None => None,
+    };
+    let entries = journal_entries(&location, &journal)?;
+    let replayed = entries.len();
+    for entry in entries {
+        let s = state.get_or_insert_with(|| State {
+            lineage: entry.lineage,
+            ..State::new("")
+        });
+        if entry.lineage != s.lineage || entry.serial <= s.serial {
+            continue;
+        }
+        s.serial = entry.serial;
+        match entry.resource {
+            Some(r) => s.resources.insert(entry.address, r),
+            None => s.resources.remove(&entry.address),
+        };
+    }
+    Ok(state.map(|s| (s, replayed)))
+}
+
+impl StateStore {
+    /// Opens (or starts) the state of `stack` in the file at `path`, taking its lock. A
+    /// second writer fails at once with an error naming the holder.
+    pub fn open(path: &Path, stack: &str) -> Result<Self, Error> {
+        Self::open_in(Box::new(FileBackend::locked(path)?), stack)
+    }
+
+    /// Opens (or starts) the state of `stack` kept by `backend`, which holds its lock.
+    pub fn open_in(backend: Box<dyn StateBackend>, stack: &str) -> Result<Self, Error> {
+        let (state, replayed, is_new) = match read_state(backend.as_ref())? {
+            Some((s, _)) if s.stack != stack => {
+                return Err(Error::StateStackMismatch {
+                    location: backend.location(),
+                    found: s.stack,
+                    expected: stack.to_owned(),
+                });
+            }
+            Some((s, replayed)) => (s, replayed, false),
+            None => (State::new(stack), 0, true),
+        };
+        let mut store = Self {
+            backend,
+            state,
+            journal_entries: replayed,
+            staged: Vec::new(),
+            staged_entries: 0,
+            commits: 0,
+            writing: Duration::ZERO,
+        };
+        // An existing state is read as it is (document plus journal), so opening one writes
+        // nothing: `destroy` still works when the disk is full. A new one is written at once.
+        if is_new {
+            store.persist()?;
+        }
+        Ok(store)
+    }
+
     /// Reads the state at `path` (main file plus journal) without locking; `None` when there
     /// is none yet.
     pub fn load(path: &Path) -> Result<Option<State>, Error> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err(path)(e)),
-        };
-        let mut state = match text {
-            Some(t) => {
-                #[derive(Deserialize)]
-                struct Version {
-                    version: u32,
-                }
-                let v: Version = serde_json::from_str(&t).map_err(|e| Error::StateCorrupt {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                })?;
-                if v.version > FORMAT_VERSION {
-                    return Err(Error::StateTooNew {
-                        path: path.to_owned(),
-                        found: v.version,
-                        supported: FORMAT_VERSION,
-                    });
-                }
-                Some(
-                    serde_json::from_str::<State>(&t).map_err(|e| Error::StateCorrupt {
-                        path: path.to_owned(),
-                        message: e.to_string(),
-                    })?,
-                )
-            }
-            None => None,
-        };
-        let journal_path = sibling(path, ".journal");
-        let Some(journal) = read_journal(&journal_path)? else {
-            return Ok(state);
-        };
-        for entry in journal.entries {
-            let s = state.get_or_insert_with(|| State {
-                lineage: entry.lineage,
-                ..State::new("")
-            });
-            if entry.lineage != s.lineage || entry.serial <= s.serial {
-                continue;
-            }
-            s.serial = entry.serial;
-            match entry.resource {
-                Some(r) => s.resources.insert(entry.address, r),
-                None => s.resources.remove(&entry.address),
-            };
-        }
-        Ok(state)
+        Self::load_from(&FileBackend::reader(path))
+    }
+
+    /// Reads the state `backend` keeps, without locking; `None` when there is none yet.
+    pub fn load_from(backend: &dyn StateBackend) -> Result<Option<State>, Error> {
+        Ok(read_state(backend)?.map(|(s, _)| s))
     }
 
     pub fn state(&self) -> &State {
         &self.state
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the state lives: a path or an `s3://` URL.
+    pub fn location(&self) -> String {
+        self.backend.location()
     }
 
     /// Records a resource's new record durably before returning.
     pub fn put(&mut self, address: Address, resource: ResourceState) -> Result<(), Error> {
-        self.record(address, Some(resource))
+        self.stage_put(address, resource);
+        self.commit()
     }
 
-    /// Records that a resource no longer exists.
+    /// Records that a resource no longer exists, durably before returning.
     pub fn remove(&mut self, address: &Address) -> Result<(), Error> {
-        if !self.state.resources.contains_key(address) {
-            return Ok(());
-        }
-        self.record(address.clone(), None)
+        self.stage_remove(address);
+        self.commit()
     }
 
-    fn record(&mut self, address: Address, resource: Option<ResourceState>) -> Result<(), Error> {
+    /// Records a resource's new record in memory; it reaches the disk with the next `commit`
+    /// (or `persist`), together with everything else staged since the last one.
+    pub fn stage_put(&mut self, address: Address, resource: ResourceState) {
+        self.stage(address, Some(resource));
+    }
+
+    /// Records in memory that a resource no longer exists; see `stage_put`.
+    pub fn stage_remove(&mut self, address: &Address) {
+        if self.state.resources.contains_key(address) {
+            self.stage(address.clone(), None);
+        }
+    }
+
+    fn stage(&mut self, address: Address, resource: Option<ResourceState>) {
         self.state.serial += 1;
         let entry = JournalEntry {
             lineage: self.state.lineage,
@@ -419,18 +526,30 @@ impl StateStore {
             address: address.clone(),
             resource: resource.clone(),
         };
-        let mut line = serde_json::to_vec(&entry).expect("state is plain data");
-        line.push(b'\n');
-        let journal_path = sibling(&self.path, ".journal");
-        self.journal
-            .write_all(&line)
-            .and_then(|()| self.journal.sync_data())
-            .map_err(io_err(&journal_path))?;
+        serde_json::to_writer(&mut self.staged, &entry).expect("state is plain data");
+        self.staged.push(b'\n');
+        self.staged_entries += 1;
         match resource {
             Some(r) => self.state.resources.insert(address, r),
             None => self.state.resources.remove(&address),
         };
-        self.journal_entries += 1;
+    }
+
+    /// Makes everything staged durable with one journal append and one fsync: a run records
+    /// the results of steps that finished together, or the intents of creates about to start
+    /// together, at the cost of one disk flush rather than one each. Every entry is a line of
+    /// its own, so a crash during the append loses at most the entries not yet complete, and
+    /// their calls have not been made (intents) or are found again (results).
+    pub fn commit(&mut self) -> Result<(), Error> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.backend.append(&self.staged)?;
+        self.staged.clear();
+        self.journal_entries += std::mem::take(&mut self.staged_entries);
+        self.commits += 1;
+        self.writing += started.elapsed();
         // Folding the journal costs one full write; doing it once the journal is as long as
         // the state keeps the total work linear in the number of operations.
         if self.journal_entries > self.state.resources.len().max(64) {
@@ -439,19 +558,70 @@ impl StateStore {
         Ok(())
     }
 
+    /// Replaces what this store holds with `state`, moved here from another location (`state
+    /// migrate`). Refuses, writing nothing, when this location already holds resources of
+    /// another lineage or a later version of the same one: that would lose what it records.
+    pub fn take_over(&mut self, state: State) -> Result<(), Error> {
+        let refuse = |message: String| Error::StateConflict {
+            location: self.location(),
+            message,
+        };
+        if state.stack != self.state.stack {
+            return Err(refuse(format!(
+                "it holds stack `{}`, the state moved here is of stack `{}`",
+                self.state.stack, state.stack
+            )));
+        }
+        if self.state.lineage != state.lineage && !self.state.resources.is_empty() {
+            return Err(refuse(format!(
+                "it already holds {} resource(s) of another state (lineage {}); nothing was overwritten",
+                self.state.resources.len(),
+                self.state.lineage
+            )));
+        }
+        if self.state.lineage == state.lineage && self.state.serial > state.serial {
+            return Err(refuse(format!(
+                "it holds a later version of this state (serial {} > {}); nothing was overwritten",
+                self.state.serial, state.serial
+            )));
+        }
+        self.staged.clear();
+        self.staged_entries = 0;
+        self.state = state;
+        self.persist()
+    }
+
+    /// How many times the journal was flushed to disk, and the time spent writing the state
+    /// (journal appends and full writes) since it was opened.
+    pub fn write_stats(&self) -> (u64, Duration) {
+        (self.commits, self.writing)
+    }
+
     /// Writes the whole state atomically and empties the journal.
     pub fn persist(&mut self) -> Result<(), Error> {
-        write_atomically(&self.path, |w| {
-            serde_json::to_writer_pretty(&mut *w, &self.state).map_err(std::io::Error::other)?;
-            w.write_all(b"\n")
-        })?;
-        let journal_path = sibling(&self.path, ".journal");
-        self.journal
-            .set_len(0)
-            .and_then(|()| self.journal.sync_data())
-            .map_err(io_err(&journal_path))?;
+        let started = Instant::now();
+        let mut document = serde_json::to_vec_pretty(&self.state).expect("state is plain data");
+        document.push(b'\n');
+        self.backend.replace(&document)?;
         self.journal_entries = 0;
+        // The full write holds everything staged too.
+        self.staged.clear();
+        self.staged_entries = 0;
+        self.writing += started.elapsed();
         Ok(())
+    }
+}
+
+impl Drop for StateStore {
+    /// What was staged and not committed (a run ended by an error between the two) is still
+    /// true of AWS: it is written rather than lost.
+    fn drop(&mut self) {
+        if let Err(e) = self.commit() {
+            tracing::error!(
+                "could not record the last changes in {}: {e}",
+                self.location()
+            );
+        }
     }
 }
 
@@ -523,6 +693,89 @@ mod tests {
         assert_eq!(mode, 0o600);
         let journal = std::fs::metadata(sibling(&path, ".journal")).unwrap();
         assert_eq!(journal.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn staged_records_reach_the_disk_together_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let journal = sibling(&path, ".journal");
+        let mut store = StateStore::open(&path, "s").unwrap();
+        let (commits_before, _) = store.write_stats();
+        for name in ["a", "b", "c"] {
+            store.stage_put(name.into(), resource(name));
+        }
+        store.stage_remove(&"b".into());
+        // Staged: visible in memory, not yet on disk.
+        assert_eq!(store.state().resources.len(), 2);
+        assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
+        assert!(
+            StateStore::load(&path)
+                .unwrap()
+                .unwrap()
+                .resources
+                .is_empty()
+        );
+
+        store.commit().unwrap();
+        let (commits, _) = store.write_stats();
+        assert_eq!(
+            commits - commits_before,
+            1,
+            "one flush for the four records"
+        );
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert_eq!(text.lines().count(), 4);
+        let state = StateStore::load(&path).unwrap().unwrap();
+        assert_eq!(state.serial, 4);
+        assert_eq!(
+            state.resources.keys().collect::<Vec<_>>(),
+            [&Address::from("a"), &Address::from("c")]
+        );
+        // Nothing staged: a commit writes nothing.
+        store.commit().unwrap();
+        assert_eq!(store.write_stats().0, commits);
+    }
+
+    #[test]
+    fn a_store_dropped_with_staged_records_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        {
+            let mut store = StateStore::open(&path, "s").unwrap();
+            store.stage_put("a".into(), resource("a"));
+        }
+        let state = StateStore::load(&path).unwrap().unwrap();
+        assert!(state.resources.contains_key(&Address::from("a")));
+    }
+
+    #[test]
+    fn a_state_moves_only_onto_an_empty_or_older_copy_of_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = StateStore::open(&dir.path().join("a.json"), "s").unwrap();
+        source.put("a".into(), resource("a")).unwrap();
+        let moved = source.state().clone();
+
+        let target_path = dir.path().join("b.json");
+        let mut target = StateStore::open(&target_path, "s").unwrap();
+        target.take_over(moved.clone()).unwrap();
+        drop(target);
+        let read = StateStore::load(&target_path).unwrap().unwrap();
+        assert_eq!((read.lineage, read.serial), (moved.lineage, moved.serial));
+        assert!(read.resources.contains_key(&Address::from("a")));
+
+        // Moving an older version over it, or another lineage's state, writes nothing.
+        let mut target = StateStore::open(&target_path, "s").unwrap();
+        target.put("b".into(), resource("b")).unwrap();
+        let err = target.take_over(moved.clone()).unwrap_err();
+        assert!(err.to_string().contains("later version"), "{err}");
+        let mut other = StateStore::open(&dir.path().join("c.json"), "s").unwrap();
+        other.put("c".into(), resource("c")).unwrap();
+        let err = target.take_over(other.state().clone()).unwrap_err();
+        assert!(err.to_string().contains("another state"), "{err}");
+        drop(target);
+        let read = StateStore::load(&target_path).unwrap().unwrap();
+        assert_eq!(read.resources.len(), 2, "a and b, untouched");
     }
 
     #[test]

@@ -247,6 +247,94 @@ async fn waiting_steps_hold_no_slot() {
     );
 }
 
+/// Ctrl-C during long waits: every waiting step ends at once as interrupted (no wait runs to
+/// its end), the creates keep their recorded intent, and the next run adopts their objects
+/// rather than making new ones.
+#[tokio::test]
+async fn cancelling_ends_waits_at_once_and_a_rerun_adopts_what_they_made() {
+    let cloud = MemoryCloud::with_latency(Duration::from_millis(5));
+    let kinds = Kinds::new().with(Arc::new(
+        MemoryKind::new("gateway", &cloud).settles_after(Duration::from_secs(600)),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/test.json");
+    let nodes = (0..4)
+        .map(|i| NodeSpec::new(format!("gw{i}"), "gateway", props! { "zone" => "z" }))
+        .collect();
+    let g = graph(nodes);
+    let mut o = options();
+    o.poll.interval = Duration::from_millis(20);
+    o.poll.timeout = Duration::from_secs(3600);
+    let cancel = o.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let started = std::time::Instant::now();
+    {
+        let mut store = StateStore::open(&path, "test").unwrap();
+        let p = plan(&g, store.state(), &kinds, None, &PlanOptions::default()).unwrap();
+        let report = apply(&p, &g, &kinds, &mut store, &o).await.unwrap();
+        assert!(report.cancelled);
+        assert_eq!(report.failed.len(), 4, "{report:?}");
+        assert!(
+            report
+                .failed
+                .iter()
+                .all(|f| f.error.contains("interrupted")),
+            "{report:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(cloud.objects().len(), 4);
+    let state = StateStore::load(&path).unwrap().unwrap();
+    assert!(
+        state
+            .resources
+            .values()
+            .all(|r| r.status == ResourceStatus::Creating && r.intent.is_some())
+    );
+}
+
+/// Steps that finish together are recorded with one flush of the state, and the intents of
+/// creates that start together with another: far fewer flushes than records.
+#[tokio::test]
+async fn results_that_land_together_are_flushed_together() {
+    let cloud = MemoryCloud::with_latency(Duration::from_millis(20));
+    let kinds = Kinds::new().with(Arc::new(MemoryKind::new("thing", &cloud)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(&dir.path().join("state/test.json"), "test").unwrap();
+    let nodes = (0..40)
+        .map(|i| NodeSpec::new(format!("t{i}"), "thing", props! { "zone" => "z" }))
+        .collect();
+    let g = graph(nodes);
+    let mut o = options();
+    o.parallelism = 40;
+    let p = plan(&g, store.state(), &kinds, None, &PlanOptions::default()).unwrap();
+    let (before, serial_before) = (store.write_stats().0, store.state().serial);
+    let report = apply(&p, &g, &kinds, &mut store, &o).await.unwrap();
+    assert_eq!(report.succeeded.len(), 40);
+    let (after, _) = store.write_stats();
+    // 80 records (40 intents, 40 results) in a handful of flushes.
+    assert!(after - before <= 20, "{} flushes", after - before);
+    assert_eq!(store.state().serial, serial_before + 80);
+    drop(store);
+    let state = StateStore::load(&dir.path().join("state/test.json"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.resources.len(), 40);
+    assert!(
+        state
+            .resources
+            .values()
+            .all(|r| r.status == ResourceStatus::Ready)
+    );
+}
+
 #[tokio::test]
 async fn a_failure_skips_only_its_dependents() {
     let f = fixture(5);
