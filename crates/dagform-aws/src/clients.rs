@@ -72,16 +72,7 @@ impl AwsClients {
     /// that service throttles, so a wide walk does not keep tripping one service's limits.
     /// `AWS_RETRY_MODE=standard` turns the pacing off, as for the AWS CLI.
     pub async fn load(region: Option<&str>) -> Self {
-        let retry = match std::env::var("AWS_RETRY_MODE").as_deref() {
-            Ok("standard" | "legacy") => RetryConfig::standard(),
-            _ => RetryConfig::adaptive(),
-        };
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(retry.with_max_attempts(8));
-        if let Some(r) = region {
-            loader = loader.region(Region::new(r.to_owned()));
-        }
-        let sdk = loader.load().await;
+        let sdk = sdk_config(region).await;
         Self::from_sdk_config(&sdk)
     }
 
@@ -218,6 +209,32 @@ pub(crate) fn by_id<T>(objects: Vec<T>, id: impl Fn(&T) -> Option<&str>) -> Hash
         .into_iter()
         .filter_map(|o| Some((id(&o)?.to_owned(), o)))
         .collect()
+}
+
+/// The profile `--profile` chose, for every client of this process.
+static PROFILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every client this process builds use the AWS profile `name` (`--profile`).
+pub fn use_profile(name: &str) {
+    let _ = PROFILE.set(name.to_owned());
+}
+
+/// The SDK configuration of the standard chain (with `--profile`'s profile), in `region` when
+/// given, with adaptive retries unless `AWS_RETRY_MODE` asks otherwise.
+pub async fn sdk_config(region: Option<&str>) -> aws_types::SdkConfig {
+    let retry = match std::env::var("AWS_RETRY_MODE").as_deref() {
+        Ok("standard" | "legacy") => RetryConfig::standard(),
+        _ => RetryConfig::adaptive(),
+    };
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(retry.with_max_attempts(8));
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_owned()));
+    }
+    if let Some(profile) = PROFILE.get() {
+        loader = loader.profile_name(profile);
+    }
+    loader.load().await
 }
 
 #[cfg(test)]

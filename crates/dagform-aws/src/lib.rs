@@ -18,6 +18,7 @@ pub mod quotas;
 pub mod rds;
 pub mod route53;
 pub mod secretsmanager;
+pub mod state_s3;
 
 pub use clients::AwsClients;
 pub use error::AwsError;

@@ -3,6 +3,7 @@
 use crate::{Common, Targets, Walk};
 use anyhow::{Context as _, Result, bail};
 use dagform_aws::AwsClients;
+use dagform_aws::state_s3::{self, S3Backend, S3Location};
 use dagform_config::{Blueprint, Config};
 use dagform_core::kind::PollSettings;
 use dagform_core::reconcile::ApplyOptions;
@@ -16,7 +17,75 @@ use std::time::Duration;
 pub struct Context {
     pub config: Config,
     pub config_path: PathBuf,
-    pub state_path: PathBuf,
+    pub state: StateLocation,
+    /// How long to wait for a lock another run holds.
+    pub lock_timeout: Duration,
+}
+
+/// Where the state is kept.
+#[derive(Debug, Clone)]
+pub enum StateLocation {
+    File(PathBuf),
+    S3 {
+        location: S3Location,
+        region: String,
+    },
+}
+
+impl StateLocation {
+    /// `--state`, else `[state] location`, else `state/<stack>.json`.
+    pub fn of(given: Option<&str>, config: &Config) -> Result<Self> {
+        let configured = config.state.location.as_ref().map(|l| l.get_ref().as_str());
+        let Some(text) = given.or(configured) else {
+            return Ok(Self::File(
+                PathBuf::from("state").join(format!("{}.json", config.stack_name())),
+            ));
+        };
+        Ok(match S3Location::parse(text) {
+            None => Self::File(PathBuf::from(text)),
+            Some(Ok(location)) => Self::S3 {
+                location,
+                region: config
+                    .state
+                    .region
+                    .as_ref()
+                    .map_or_else(|| config.region().to_owned(), |r| r.get_ref().clone()),
+            },
+            Some(Err(message)) => bail!("--state: {message}"),
+        })
+    }
+}
+
+impl std::fmt::Display for StateLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::S3 { location, .. } => write!(f, "{location}"),
+        }
+    }
+}
+
+/// Runs `future` to completion from synchronous code inside the command's runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
+/// What the lock records as the operation holding it: the command line, without `--set`
+/// values (they may be anything).
+fn operation() -> String {
+    let mut words = vec!["dagform".to_owned()];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--set" {
+            args.next();
+            words.push("--set …".into());
+        } else if a.starts_with("--set=") {
+            words.push("--set=…".into());
+        } else {
+            words.push(a);
+        }
+    }
+    words.join(" ")
 }
 
 impl Context {
@@ -27,13 +96,12 @@ impl Context {
         for o in &common.overrides {
             config.set(o).map_err(|e| anyhow::anyhow!("--set {e}"))?;
         }
-        let state_path = common.state.clone().unwrap_or_else(|| {
-            PathBuf::from("state").join(format!("{}.json", config.stack_name()))
-        });
+        let state = StateLocation::of(common.state.as_deref(), &config)?;
         Ok(Self {
             config,
             config_path: common.file.clone(),
-            state_path,
+            state,
+            lock_timeout: common.lock_timeout,
         })
     }
 
@@ -43,13 +111,107 @@ impl Context {
 
     /// The recorded state without taking the lock (for read-only commands).
     pub fn read_state(&self) -> Result<State> {
-        Ok(StateStore::load(&self.state_path)?.unwrap_or_else(|| State::new(&self.stack())))
+        Ok(self
+            .load_state()?
+            .unwrap_or_else(|| State::new(&self.stack())))
     }
 
-    /// Opens the state for writing, holding its lock until dropped.
+    /// The recorded state, `None` when none was ever written.
+    pub fn load_state(&self) -> Result<Option<State>> {
+        let state = match &self.state {
+            StateLocation::File(path) => StateStore::load(path)?,
+            StateLocation::S3 { location, region } => {
+                let client = block_on(state_s3::s3_client(Some(region)));
+                StateStore::load_from(&S3Backend::reader(client, location.clone()))?
+            }
+        };
+        Ok(state)
+    }
+
+    /// Opens the state for a run that changes AWS, holding its lock until dropped, after the
+    /// account guard: the caller's account (asked of STS before any other call) must be
+    /// `[stack] account_id` when that is set, and the account the state records when it
+    /// records one; a state recording none records this one.
     pub fn open_state(&self) -> Result<StateStore> {
-        StateStore::open(&self.state_path, &self.stack())
-            .with_context(|| format!("opening state {}", self.state_path.display()))
+        let caller = block_on(self.caller_account())?;
+        if let Some(wanted) = &self.config.stack.account_id {
+            let line = self.config.source[..wanted.span().start]
+                .matches('\n')
+                .count()
+                + 1;
+            if wanted.get_ref() != &caller {
+                bail!(
+                    "the credentials in use are for AWS account {caller}, but {}:{line} \
+                     (stack.account_id) says this stack lives in account {}; nothing was \
+                     changed. Choose the right credentials (--profile NAME or AWS_PROFILE).",
+                    self.config_path.display(),
+                    wanted.get_ref()
+                );
+            }
+        }
+        let mut store = self.open_state_for_edit()?;
+        match store.state().account_id.clone() {
+            Some(recorded) if recorded != caller => bail!(
+                "the state {} belongs to AWS account {recorded}, but the credentials in use are \
+                 for account {caller}; nothing was changed. Choose the right credentials \
+                 (--profile NAME or AWS_PROFILE).",
+                self.state
+            ),
+            Some(_) => {}
+            None => store.record_account(&caller)?,
+        }
+        Ok(store)
+    }
+
+    /// The AWS account of the credentials in use.
+    async fn caller_account(&self) -> Result<String> {
+        let clients = self.clients().await;
+        let identity = clients
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot tell which AWS account the credentials are for (STS \
+                     GetCallerIdentity): {}",
+                    aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
+                )
+            })?;
+        identity
+            .account()
+            .map(str::to_owned)
+            .context("STS GetCallerIdentity named no account")
+    }
+
+    /// Opens the state for an edit of the state alone (no AWS object changes), holding its
+    /// lock until dropped; a lock another run holds is waited for up to `--lock-timeout`.
+    pub fn open_state_for_edit(&self) -> Result<StateStore> {
+        let stack = self.stack();
+        let store = match &self.state {
+            StateLocation::File(path) => {
+                let deadline = std::time::Instant::now() + self.lock_timeout;
+                loop {
+                    match StateStore::open(path, &stack) {
+                        Err(dagform_core::Error::StateLocked { .. })
+                            if std::time::Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        other => break other?,
+                    }
+                }
+            }
+            StateLocation::S3 { location, region } => {
+                let backend = block_on(async {
+                    let client = state_s3::s3_client(Some(region)).await;
+                    S3Backend::locked(client, location.clone(), &operation(), self.lock_timeout)
+                        .await
+                })?;
+                StateStore::open_in(Box::new(backend), &stack)?
+            }
+        };
+        Ok(store)
     }
 
     /// The address prefixes a `--customer`/`--target` run is limited to, after checking that
@@ -159,7 +321,10 @@ impl Context {
     pub fn apply_options(&self, walk: &Walk) -> Result<ApplyOptions> {
         let mut options = ApplyOptions::new(self.stack());
         options.parallelism = walk.parallelism.into();
-        options.poll = poll_settings()?;
+        options.poll = PollSettings {
+            interval: walk.polling.poll_interval,
+            timeout: walk.polling.wait_timeout,
+        };
         Ok(options)
     }
 }
@@ -225,26 +390,4 @@ impl QuotaCheck {
             "not_counted": self.usage.not_counted,
         })
     }
-}
-
-fn duration_from_env(name: &str) -> Result<Option<Duration>> {
-    match std::env::var(name) {
-        Ok(v) => Ok(Some(humantime::parse_duration(v.trim()).with_context(
-            || format!("{name}={v} is not a duration such as 5s or 200ms"),
-        )?)),
-        Err(_) => Ok(None),
-    }
-}
-
-/// How often kinds poll AWS while waiting (`DAGFORM_POLL_INTERVAL`, default 5 s) and for how
-/// long (`DAGFORM_WAIT_TIMEOUT`, default 30 minutes; the certificate's validation has its own).
-fn poll_settings() -> Result<PollSettings> {
-    let mut poll = PollSettings::default();
-    if let Some(i) = duration_from_env("DAGFORM_POLL_INTERVAL")? {
-        poll.interval = i;
-    }
-    if let Some(t) = duration_from_env("DAGFORM_WAIT_TIMEOUT")? {
-        poll.timeout = t;
-    }
-    Ok(poll)
 }

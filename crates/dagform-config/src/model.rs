@@ -19,6 +19,8 @@ pub struct Config {
     #[serde(default)]
     pub logs: Logs,
     #[serde(default)]
+    pub state: StateSection,
+    #[serde(default)]
     pub load_balancer: LoadBalancer,
     /// Secret values injected into containers, keyed by the environment variable they become.
     #[serde(default)]
@@ -42,6 +44,19 @@ pub struct Stack {
     pub region: Spanned<String>,
     /// Defaults to `{environment}-{app}`; names the state file.
     pub name: Option<Spanned<String>>,
+    /// The AWS account this stack lives in: commands that write refuse to run with
+    /// credentials of any other account.
+    pub account_id: Option<Spanned<String>>,
+}
+
+/// Where the state is kept: a local file (the default, `state/<stack>.json`) or an S3 object
+/// shared by a team (`location = "s3://BUCKET/KEY"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    pub location: Option<Spanned<String>>,
+    /// The S3 bucket's region, when it is not the stack's.
+    pub region: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

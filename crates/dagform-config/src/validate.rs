@@ -2,7 +2,7 @@
 //! any call with the file, line and field that caused them.
 
 use crate::error::Diagnostic;
-use crate::model::{Certificate, Config, Database, Network, Secret, Validation};
+use crate::model::{Certificate, Config, Database, Network, Secret, StateSection, Validation};
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,18 +106,24 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
         k.name(n, "stack.name", 40);
     }
     let region = c.stack.region.get_ref();
-    let region_ok = region.split('-').count() >= 3
-        && region.ends_with(|ch: char| ch.is_ascii_digit())
-        && region
-            .chars()
-            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
-    if !region_ok {
+    if !region_ok(region) {
         k.error(
             &c.stack.region,
             "stack.region",
             format!("`{region}` is not an AWS region such as `us-east-1`"),
         );
     }
+    if let Some(account) = &c.stack.account_id {
+        let a = account.get_ref();
+        if a.len() != 12 || !a.chars().all(|ch| ch.is_ascii_digit()) {
+            k.error(
+                account,
+                "stack.account_id",
+                format!("`{a}` is not an AWS account id (12 digits, e.g. \"123456789012\")"),
+            );
+        }
+    }
+    check_state_section(&mut k, &c.state);
 
     check_network(&mut k, c.network.get_ref(), &c.network, region);
 
@@ -481,6 +487,63 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
     }
     k.out.sort_by_key(|d| (d.line, d.column));
     k.out
+}
+
+fn region_ok(region: &str) -> bool {
+    region.split('-').count() >= 3
+        && region.ends_with(|ch: char| ch.is_ascii_digit())
+        && region
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+}
+
+fn check_state_section(k: &mut Checker<'_>, state: &StateSection) {
+    if let Some(location) = &state.location {
+        let l = location.get_ref();
+        if let Some(rest) = l.strip_prefix("s3://") {
+            let ok = rest
+                .split_once('/')
+                .is_some_and(|(b, key)| !b.is_empty() && !key.is_empty() && !key.ends_with('/'));
+            if !ok {
+                k.error(
+                    location,
+                    "state.location",
+                    format!("`{l}` is not an S3 location; write s3://BUCKET/KEY"),
+                );
+            }
+        } else if l.contains("://") {
+            k.error(
+                location,
+                "state.location",
+                format!("`{l}`: only local paths and s3://BUCKET/KEY are supported"),
+            );
+        } else if l.trim().is_empty() {
+            k.error(location, "state.location", "the state location is empty");
+        }
+    }
+    if let Some(region) = &state.region {
+        if !region_ok(region.get_ref()) {
+            k.error(
+                region,
+                "state.region",
+                format!(
+                    "`{}` is not an AWS region such as `us-east-1`",
+                    region.get_ref()
+                ),
+            );
+        }
+        if state
+            .location
+            .as_ref()
+            .is_none_or(|l| !l.get_ref().starts_with("s3://"))
+        {
+            k.error(
+                region,
+                "state.region",
+                "only an S3 state location has a region",
+            );
+        }
+    }
 }
 
 fn env_name_ok(key: &str) -> bool {

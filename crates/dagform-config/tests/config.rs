@@ -656,3 +656,43 @@ fn command_line_overrides_change_image_tags_and_counts_only() {
     );
     assert!(config.set("services.frontend.desired_count=many").is_err());
 }
+
+#[test]
+fn the_state_location_and_account_are_checked_where_they_are_written() {
+    let with = |extra_stack: &str, state: &str| {
+        example().replacen("[stack]\n", &format!("[stack]\n{extra_stack}"), 1) + state
+    };
+    let good = with(
+        "account_id = \"123456789012\"\n",
+        "\n[state]\nlocation = \"s3://team-state/dev.json\"\nregion = \"eu-west-1\"\n",
+    );
+    let config = parse(Path::new("dagform.toml"), &good).unwrap();
+    assert_eq!(
+        config.state.location.as_ref().map(|l| l.get_ref().as_str()),
+        Some("s3://team-state/dev.json")
+    );
+
+    let bad = with(
+        "account_id = \"12345\"\n",
+        "\n[state]\nlocation = \"s3://team-state/\"\nregion = \"Ireland\"\n",
+    );
+    let errors = errors(&bad);
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for (field, needle) in [
+        ("stack.account_id", "account_id"),
+        ("state.location", "location ="),
+        ("state.region", "region = \"Ireland\""),
+    ] {
+        let at = format!("dagform.toml:{}", line_of(needle));
+        assert!(
+            errors.iter().any(|e| e.contains(field) && e.contains(&at)),
+            "{field} at {at}: {errors:#?}"
+        );
+    }
+    let local = with("", "\n[state]\nlocation = \"ftp://host/state.json\"\n");
+    assert!(errors_of_one(&local).contains("only local paths and s3://"));
+}
+
+fn errors_of_one(source: &str) -> String {
+    errors(source).join("\n")
+}

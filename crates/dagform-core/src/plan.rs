@@ -266,6 +266,13 @@ pub fn plan(
                 }
                 _ => {
                     let reason = match (recorded, live_entry) {
+                        // `refresh` marks an object AWS no longer has as being created again,
+                        // without the intent of the create that made the one now gone.
+                        (Some(r), _)
+                            if r.status == ResourceStatus::Creating && r.intent.is_none() =>
+                        {
+                            Some("missing in AWS at the last refresh; created again".to_owned())
+                        }
                         (Some(r), _) if r.status == ResourceStatus::Creating => Some(
                             "an earlier create was interrupted; adopting the object if it exists"
                                 .to_owned(),

@@ -119,7 +119,7 @@ impl ApplyOptions {
     pub fn new(stack: impl Into<String>) -> Self {
         Self {
             stack: stack.into(),
-            parallelism: 32,
+            parallelism: 50,
             retry: RetryPolicy::default(),
             poll: PollSettings::default(),
             cancel: CancellationToken::new(),

@@ -30,6 +30,10 @@ pub struct State {
     /// Identifies one stack's history; a journal of another lineage is never replayed onto it.
     pub lineage: Uuid,
     pub stack: String,
+    /// The AWS account the stack's objects live in, recorded by the first run that wrote to
+    /// AWS: a run with another account's credentials is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     #[serde(default)]
     pub resources: BTreeMap<Address, ResourceState>,
 }
@@ -41,6 +45,7 @@ impl State {
             serial: 0,
             lineage: Uuid::new_v4(),
             stack: stack.to_owned(),
+            account_id: None,
             resources: BTreeMap::new(),
         }
     }
@@ -556,6 +561,16 @@ impl StateStore {
             self.persist()?;
         }
         Ok(())
+    }
+
+    /// Records the AWS account this state belongs to, with one full write (once in a stack's
+    /// life).
+    pub fn record_account(&mut self, account_id: &str) -> Result<(), Error> {
+        if self.state.account_id.as_deref() == Some(account_id) {
+            return Ok(());
+        }
+        self.state.account_id = Some(account_id.to_owned());
+        self.persist()
     }
 
     /// Replaces what this store holds with `state`, moved here from another location (`state

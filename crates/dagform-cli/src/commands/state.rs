@@ -2,7 +2,7 @@
 //! state's lock and is recorded through the state store, so the serial moves and a saved plan
 //! computed before it is refused.
 
-use crate::context::Context;
+use crate::context::{Context, StateLocation};
 use crate::{Common, exit};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
@@ -52,6 +52,16 @@ enum StateCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Move the state to another location (a file, or s3://BUCKET/KEY), e.g. from this machine
+    /// into S3 for a team; the old copy is left as it was. Refuses to overwrite a different
+    /// state, or a later version of this one.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+        /// Where the state goes.
+        #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
+        to: String,
+    },
 }
 
 pub async fn run(args: StateArgs) -> Result<u8> {
@@ -72,15 +82,22 @@ pub async fn run(args: StateArgs) -> Result<u8> {
             let Some(record) = state.get(&Address::new(address.clone())) else {
                 bail!(
                     "no resource `{address}` in the state {}; `dagform state list` shows what is recorded",
-                    ctx.state_path.display()
+                    ctx.state
                 );
             };
-            let mut shown = json!({ "address": address });
-            if let (Some(out), serde_json::Value::Object(fields)) =
-                (shown.as_object_mut(), serde_json::to_value(record)?)
-            {
-                out.extend(fields);
-            }
+            // Every key present, set or not, after the version and the address.
+            let shown = json!({
+                "format_version": crate::render::JSON_FORMAT_VERSION,
+                "address": address,
+                "kind": record.kind,
+                "status": record.status,
+                "id": record.id,
+                "properties": record.properties,
+                "outputs": record.outputs,
+                "dependencies": record.dependencies,
+                "deposed": record.deposed,
+                "intent": record.intent,
+            });
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         StateCommand::Rm { common, addresses } => {
@@ -92,7 +109,7 @@ pub async fn run(args: StateArgs) -> Result<u8> {
                 if within.is_empty() {
                     bail!(
                         "no resource `{a}` in the state {}, so nothing was removed; `dagform state list` shows what is recorded",
-                        ctx.state_path.display()
+                        ctx.state
                     );
                 }
                 forget.extend(within.into_iter().cloned());
@@ -122,7 +139,7 @@ pub async fn run(args: StateArgs) -> Result<u8> {
             if moved == 0 {
                 bail!(
                     "no resource `{from}` in the state {}, so nothing was moved",
-                    ctx.state_path.display()
+                    ctx.state
                 );
             }
             let (from_a, to_a) = (Address::new(from.clone()), Address::new(to.clone()));
@@ -147,10 +164,34 @@ pub async fn run(args: StateArgs) -> Result<u8> {
         }
         StateCommand::Pull { common } => {
             let ctx = Context::load(&common)?;
-            let Some(state) = StateStore::load(&ctx.state_path)? else {
-                bail!("no state at {}", ctx.state_path.display());
+            let Some(state) = ctx.load_state()? else {
+                bail!("no state at {}", ctx.state);
             };
             println!("{}", serde_json::to_string_pretty(&state)?);
+        }
+        StateCommand::Migrate { common, to } => {
+            let ctx = Context::load(&common)?;
+            let source = open_existing(&ctx)?;
+            let target = Context {
+                state: StateLocation::of(Some(&to), &ctx.config)?,
+                ..ctx
+            };
+            if target.state.to_string() == source.location() {
+                bail!("the state is already at {to}");
+            }
+            let mut store = target.open_state_for_edit()?;
+            store.take_over(source.state().clone())?;
+            eprintln!(
+                "Moved the state of {} ({} resource(s), serial {}) from {} to {}; the copy at {} is left as it was. \
+                 Point the configuration at the new location with `[state] location = \"{}\"` (or pass --state).",
+                store.state().stack,
+                store.state().resources.len(),
+                store.state().serial,
+                source.location(),
+                store.location(),
+                source.location(),
+                store.location(),
+            );
         }
     }
     Ok(exit::OK)
@@ -159,8 +200,8 @@ pub async fn run(args: StateArgs) -> Result<u8> {
 /// Opens the state for an edit, holding its lock; an edit of a state that does not exist yet
 /// would only create an empty one.
 fn open_existing(ctx: &Context) -> Result<StateStore> {
-    if StateStore::load(&ctx.state_path)?.is_none() {
-        bail!("no state at {}", ctx.state_path.display());
+    if ctx.load_state()?.is_none() {
+        bail!("no state at {}", ctx.state);
     }
-    ctx.open_state()
+    ctx.open_state_for_edit()
 }
