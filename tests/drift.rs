@@ -300,7 +300,8 @@ async fn refresh_records_what_aws_reports_without_changing_aws() {
     let rule_arn = p.id(RULE);
     let log_group = p.id(LOG_GROUP);
 
-    let out = run_ok(&mut p.dagform(&["refresh"]));
+    // Forgetting the missing objects, so the plan below shows no drift for them.
+    let out = run_ok(&mut p.dagform(&["refresh", "--yes", "--forget-missing"]));
     assert!(out.contains(&format!("- {LOG_GROUP}")), "{out}");
     assert!(out.contains(&format!("- {rule}")), "{out}");
     assert!(out.contains("desired_count: 2 → 5"), "{out}");
@@ -339,7 +340,7 @@ async fn refresh_records_what_aws_reports_without_changing_aws() {
     assert_eq!(count["old"], 5);
     assert_eq!(count["new"]["value"], 2);
 
-    let again = run_ok(&mut p.dagform(&["refresh"]));
+    let again = run_ok(&mut p.dagform(&["refresh", "--yes"]));
     assert!(again.contains("matches AWS"), "{again}");
 }
 
@@ -445,7 +446,7 @@ fn refresh_cost(stderr: &str) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refresh_of_the_example_takes_far_fewer_calls_than_resources() {
     let p = provisioned().await;
-    let out = run(&mut p.dagform(&["refresh"]));
+    let out = run(&mut p.dagform(&["refresh", "--yes"]));
     assert!(out.status.success());
     let (resources, calls) = refresh_cost(&String::from_utf8_lossy(&out.stderr));
     // Every recorded resource but the hosted zone (a lookup of a zone dagform does not own) is read.

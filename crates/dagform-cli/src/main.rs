@@ -7,9 +7,10 @@ mod cost;
 mod progress;
 mod render;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -35,6 +36,9 @@ struct Cli {
     /// More logs (-v: info, -vv: debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// The AWS profile whose credentials and settings to use (as AWS_PROFILE does).
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,11 +47,20 @@ struct Cli {
 #[derive(Args, Clone, Debug)]
 pub struct Common {
     /// The configuration file.
-    #[arg(short = 'f', long = "file", default_value = "dagform.toml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "DAGFORM_CONFIG",
+        default_value = "dagform.toml"
+    )]
     pub file: PathBuf,
-    /// The state file [default: state/<stack>.json].
-    #[arg(long)]
-    pub state: Option<PathBuf>,
+    /// Where the state is kept: a file, or `s3://BUCKET/KEY` for a state shared by a team
+    /// [default: `[state] location` in the configuration, else state/<stack>.json].
+    #[arg(long, env = "DAGFORM_STATE", value_name = "PATH|s3://BUCKET/KEY")]
+    pub state: Option<String>,
+    /// How long to wait for a state another run holds locked before giving up (e.g. 2m).
+    #[arg(long, env = "DAGFORM_LOCK_TIMEOUT", default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lock_timeout: Duration,
     /// Override a value of the configuration for this run: `image_tag=<sha>` (every service),
     /// `services.NAME.image_tag=<sha>` or `services.NAME.desired_count=N`. Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -81,9 +94,24 @@ impl Targets {
 /// Options of the commands that walk the graph.
 #[derive(Args, Clone, Debug)]
 pub struct Walk {
-    /// How many AWS operations may run at once.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// How many AWS calls may be in flight at once (steps that only wait hold none). Each AWS
+    /// service's calls are paced and slowed down when it throttles.
+    #[arg(long, env = "DAGFORM_PARALLELISM", default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    #[command(flatten)]
+    pub polling: Polling,
+}
+
+/// How the commands that wait on AWS poll it.
+#[derive(Args, Clone, Debug)]
+pub struct Polling {
+    /// How often to ask AWS whether an object is ready (e.g. 5s, 200ms).
+    #[arg(long, env = "DAGFORM_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// How long to wait for one object to become ready before failing it (the certificate's
+    /// validation has its own limit).
+    #[arg(long, env = "DAGFORM_WAIT_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub wait_timeout: Duration,
 }
 
 #[derive(Subcommand)]
@@ -98,7 +126,7 @@ enum Command {
     Output(commands::output::OutputArgs),
     /// Live health from AWS: services, rollouts, target health, certificate, listener rules.
     Status(commands::status::StatusArgs),
-    /// Print a customer's service logs from CloudWatch Logs, or follow them.
+    /// Print or follow a service's CloudWatch logs (a customer's copy, when one is named).
     Logs(commands::logs::LogsArgs),
     /// Print the resource graph (DOT or Mermaid): what waits for what, and why.
     Graph(commands::graph::GraphArgs),
@@ -110,6 +138,14 @@ enum Command {
     Show(commands::show::ShowArgs),
     /// Inspect or edit the state: list, show, rm, mv, pull.
     State(commands::state::StateArgs),
+    /// Check the configuration without AWS: syntax, references, names, sizes, the graph and
+    /// the quotas against AWS's defaults.
+    Validate(commands::validate::ValidateArgs),
+    /// Print a shell completion script.
+    Completions(commands::completions::CompletionsArgs),
+    /// Remove the lock a killed run left on a state in S3 (its id is printed by the run it
+    /// refuses).
+    ForceUnlock(commands::force_unlock::ForceUnlockArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -134,6 +170,9 @@ fn init_tracing(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    if let Some(profile) = &cli.profile {
+        dagform_aws::clients::use_profile(profile);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,6 +190,9 @@ fn main() -> ExitCode {
             Command::Import(a) => commands::import::run(a).await,
             Command::Show(a) => commands::show::run(a),
             Command::State(a) => commands::state::run(a).await,
+            Command::Validate(a) => commands::validate::run(a),
+            Command::Completions(a) => commands::completions::run(a, Cli::command()),
+            Command::ForceUnlock(a) => commands::force_unlock::run(a).await,
         }
     });
     match result {

@@ -87,6 +87,10 @@ fn render_change(c: &PropertyChange, action: Action, out: &mut String) {
                 let _ = writeln!(out, "      {path}: {}{forces}", show(&v));
             }
         }
+        (Some(old), PlannedValue::Known(new)) if is_document(old) || is_document(new) => {
+            let _ = writeln!(out, "      {}:{forces}{drift}", c.property);
+            line_diff(&document_text(old), &document_text(new), out);
+        }
         (Some(old), new) => {
             let mut before = BTreeMap::new();
             leaves(&c.property, old, &mut before);
@@ -101,6 +105,13 @@ fn render_change(c: &PropertyChange, action: Action, out: &mut String) {
                 if b == a {
                     continue;
                 }
+                if let (Some(b), Some(a)) = (b, a)
+                    && (is_document(b) || is_document(a))
+                {
+                    let _ = writeln!(out, "      {k}:{forces}{drift}");
+                    line_diff(&document_text(b), &document_text(a), out);
+                    continue;
+                }
                 let b = b.map_or_else(|| "(none)".to_owned(), show);
                 let a = a.map_or_else(|| "(none)".to_owned(), show);
                 let _ = writeln!(
@@ -112,6 +123,73 @@ fn render_change(c: &PropertyChange, action: Action, out: &mut String) {
             }
         }
         (None, PlannedValue::Absent) => {}
+    }
+}
+
+/// A value better read as lines than on one: a structure holding structures (an IAM policy,
+/// container definitions), a multi-line string, or a string holding a JSON document.
+fn is_document(v: &Json) -> bool {
+    let structured = |x: &Json| x.is_object() || x.is_array();
+    match v {
+        Json::Object(m) => m.values().any(structured),
+        Json::Array(a) => a.iter().any(structured),
+        Json::String(s) => {
+            s.contains('\n')
+                || serde_json::from_str::<Json>(s).is_ok_and(|j| j.is_object() || j.is_array())
+        }
+        _ => false,
+    }
+}
+
+/// The lines a document is compared by: JSON pretty-printed (a JSON string's content too),
+/// other strings as they are.
+fn document_text(v: &Json) -> String {
+    let pretty = |j: &Json| serde_json::to_string_pretty(j).unwrap_or_else(|_| j.to_string());
+    let mut text = match v {
+        Json::String(s) => match serde_json::from_str::<Json>(s) {
+            Ok(j) if j.is_object() || j.is_array() => pretty(&j),
+            _ => s.clone(),
+        },
+        other => pretty(other),
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// Lines unchanged around a change that the diff keeps, for context.
+const DIFF_CONTEXT: usize = 3;
+
+/// A line diff of `old` and `new`: `-` lines removed, `+` lines added, a few unchanged lines
+/// of context around each change, `…` where unchanged lines are left out.
+fn line_diff(old: &str, new: &str, out: &mut String) {
+    use similar::{ChangeTag, TextDiff};
+    let diff = TextDiff::from_lines(old, new);
+    for (i, group) in diff.grouped_ops(DIFF_CONTEXT).iter().enumerate() {
+        if i > 0 {
+            let _ = writeln!(out, "        {}", paint("…", Style::new().dimmed()));
+        }
+        for op in group {
+            for change in diff.iter_changes(op) {
+                let line = change.value().trim_end_matches('\n');
+                let _ = match change.tag() {
+                    ChangeTag::Delete => {
+                        writeln!(
+                            out,
+                            "        {}",
+                            paint(&format!("- {line}"), Style::new().red())
+                        )
+                    }
+                    ChangeTag::Insert => writeln!(
+                        out,
+                        "        {}",
+                        paint(&format!("+ {line}"), Style::new().green())
+                    ),
+                    ChangeTag::Equal => writeln!(out, "          {line}"),
+                };
+            }
+        }
     }
 }
 
@@ -188,14 +266,51 @@ pub fn plan_text(plan: &Plan, stack: &str, verbose_creates: bool) -> String {
     out
 }
 
-/// The plan as JSON, for machines.
+/// The version of every JSON document the commands print; it moves only when a key changes
+/// meaning or goes away.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+/// The plan as JSON, for machines. `monthly_cost_usd`, `quotas` and `saved_plan` are null
+/// until `plan` (or `show`) fills them in.
 pub fn plan_json(plan: &Plan, stack: &str) -> Json {
     serde_json::json!({
+        "format_version": JSON_FORMAT_VERSION,
         "stack": stack,
         "has_changes": plan.has_changes(),
         "summary": plan.summary(),
         "drift": drift_json(plan),
-        "resources": plan.resources.iter().filter(|r| r.has_work()).collect::<Vec<_>>(),
+        "resources": plan
+            .resources
+            .iter()
+            .filter(|r| r.has_work())
+            .map(resource_json)
+            .collect::<Vec<_>>(),
+        "monthly_cost_usd": null,
+        "quotas": null,
+        "saved_plan": null,
+    })
+}
+
+/// One planned resource with every key present, whether or not it is set.
+fn resource_json(r: &ResourcePlan) -> Json {
+    serde_json::json!({
+        "address": r.address,
+        "kind": r.kind,
+        "action": r.action,
+        "changes": r.changes.iter().map(change_json).collect::<Vec<_>>(),
+        "create_before_destroy": r.create_before_destroy,
+        "deposed": r.deposed,
+        "reason": r.reason,
+    })
+}
+
+fn change_json(c: &PropertyChange) -> Json {
+    serde_json::json!({
+        "property": c.property,
+        "old": c.old,
+        "new": c.new,
+        "forces_replacement": c.forces_replacement,
+        "drift": c.drift,
     })
 }
 
@@ -293,6 +408,7 @@ fn drift_json(plan: &Plan) -> Json {
                 "address": r.address,
                 "kind": r.kind,
                 "deleted": true,
+                "properties": [],
             }),
             Drift::Changed(changes) => serde_json::json!({
                 "address": r.address,
@@ -355,4 +471,36 @@ pub fn saved_plan_json(saved: &SavedPlan) -> Json {
         "targets": saved.targets,
     });
     json
+}
+
+/// Rows as plain text columns two spaces apart (no borders, so the output reads the same on a
+/// terminal and in a pipe), one string per line without trailing spaces. Columns listed in
+/// `right_aligned` are aligned right (amounts).
+pub fn aligned_table(
+    headers: Option<&[&str]>,
+    rows: &[Vec<String>],
+    right_aligned: &[usize],
+) -> Vec<String> {
+    use comfy_table::{CellAlignment, ContentArrangement, Table, presets::NOTHING};
+    let mut table = Table::new();
+    table
+        .load_preset(NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    if let Some(h) = headers {
+        table.set_header(h.iter().copied());
+    }
+    for row in rows {
+        table.add_row(row.iter().map(String::as_str));
+    }
+    for (i, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, 2));
+        if right_aligned.contains(&i) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+        .lines()
+        .map(|l| l.trim_end().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
 }

@@ -2,7 +2,7 @@
 //! configuration, so dagform manages it from then on instead of creating a second one.
 
 use crate::context::Context;
-use crate::{Common, Walk, exit};
+use crate::{Common, Polling, Walk, exit};
 use anyhow::{Result, bail};
 use clap::Args;
 use dagform_core::kind::{Current, OpContext, Outputs, Properties};
@@ -17,6 +17,8 @@ pub struct ImportArgs {
     address: String,
     /// The object's id in AWS: what the state records for that kind (an ARN, a name, `sg-…`).
     id: String,
+    #[command(flatten)]
+    polling: Polling,
 }
 
 pub async fn run(args: ImportArgs) -> Result<u8> {
@@ -67,7 +69,10 @@ pub async fn run(args: ImportArgs) -> Result<u8> {
     // when they are asked for (a deregistration delay, a retention period).
     let desired = known_properties(graph, &address, store.state());
     let no_outputs = Outputs::new();
-    let options = ctx.apply_options(&Walk { parallelism: 1 })?;
+    let options = ctx.apply_options(&Walk {
+        parallelism: 1,
+        polling: args.polling.clone(),
+    })?;
     let op = OpContext::new(options.stack.clone(), address.clone(), options.poll);
     let current = Current {
         id: &args.id,
@@ -144,22 +149,7 @@ fn close_matches(graph: &ResourceGraph, wanted: &str) -> Vec<String> {
 
 /// Levenshtein distance, by characters.
 fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
+    strsim::levenshtein(a, b)
 }
 
 #[cfg(test)]

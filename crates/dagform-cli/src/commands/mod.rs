@@ -1,6 +1,8 @@
 //! The subcommands, and what they share: planning, confirming, applying.
 
+pub mod completions;
 pub mod destroy;
+pub mod force_unlock;
 pub mod graph;
 pub mod import;
 pub mod logs;
@@ -12,6 +14,7 @@ pub mod saved;
 pub mod show;
 pub mod state;
 pub mod status;
+pub mod validate;
 
 use crate::context::Context;
 use crate::exit;

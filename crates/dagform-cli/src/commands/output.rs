@@ -43,14 +43,26 @@ pub async fn run(args: OutputArgs) -> Result<u8> {
         return Ok(exit::OK);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&Json::Object(values))?);
+        // Flat, as scripts read it (`.["url.acme"]`), with the version beside the outputs.
+        let mut doc = Map::new();
+        doc.insert(
+            "format_version".into(),
+            crate::render::JSON_FORMAT_VERSION.into(),
+        );
+        doc.extend(values);
+        println!("{}", serde_json::to_string_pretty(&Json::Object(doc))?);
     } else if values.is_empty() {
         println!("No outputs yet: run `dagform provision` first.");
     } else {
-        let width = values.keys().map(String::len).max().unwrap_or(0);
-        for (k, v) in &values {
-            let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-            println!("{k:<width$}  {text}");
+        let rows: Vec<Vec<String>> = values
+            .iter()
+            .map(|(k, v)| {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                vec![k.clone(), text]
+            })
+            .collect();
+        for line in crate::render::aligned_table(None, &rows, &[]) {
+            println!("{line}");
         }
     }
     Ok(exit::OK)

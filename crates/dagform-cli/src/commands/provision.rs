@@ -38,8 +38,6 @@ pub struct ProvisionArgs {
     /// (one deployment, all tasks running); fail if one is not within --wait-timeout.
     #[arg(long)]
     wait: bool,
-    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    wait_timeout: Duration,
     /// Print a machine-readable report on stdout (the plan and progress go to stderr).
     #[arg(long)]
     json: bool,
@@ -105,13 +103,12 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
         if !services.is_empty() {
             eprintln!(
                 "\nWaiting up to {} for {} service(s) to become stable…",
-                humantime::format_duration(args.wait_timeout),
+                humantime::format_duration(options.poll.timeout),
                 services.len()
             );
         }
         let clients = ctx.clients().await;
-        let mut poll = options.poll;
-        poll.timeout = args.wait_timeout;
+        let poll = options.poll;
         let results = futures::future::join_all(services.iter().map(|(cluster, name)| {
             let clients = clients.clone();
             async move {

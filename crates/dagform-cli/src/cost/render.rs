@@ -111,22 +111,19 @@ pub fn render(before: Option<&Estimate>, after: &Estimate) -> String {
         rows.push((format!("{} other customers", unchanged.len()), c));
     }
 
-    let label_width = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|(l, _)| l.chars().count())
-        .max()
-        .unwrap_or(0);
-    let amounts: Vec<String> = rows
-        .iter()
-        .map(|(_, c)| c.after.unwrap_or_default().to_string())
+        .map(|(label, c)| {
+            let change = if changed(c) { c.text() } else { String::new() };
+            vec![
+                label.clone(),
+                c.after.unwrap_or_default().to_string(),
+                change,
+            ]
+        })
         .collect();
-    let amount_width = amounts.iter().map(String::len).max().unwrap_or(0);
-    for ((label, c), amount) in rows.iter().zip(&amounts) {
-        let _ = write!(out, "  {label:<label_width$}  {amount:>amount_width$}");
-        if changed(c) {
-            let _ = write!(out, "  {}", c.text());
-        }
-        out.push('\n');
+    for line in crate::render::aligned_table(None, &cells, &[1]) {
+        let _ = writeln!(out, "  {line}");
     }
     for line in after.not_priced() {
         let _ = writeln!(out, "  not priced: {} ({})", line.address, line.what);

@@ -56,6 +56,7 @@ pub(super) async fn report(
     // Services cluster by cluster, each cluster's in the state's order.
     services.sort_by_key(|s| output(s.record, "cluster").unwrap_or_default());
     let mut report = Report {
+        format_version: crate::render::JSON_FORMAT_VERSION,
         stack: ctx.stack(),
         region: clients.region.clone(),
         customer: prefix.and_then(|p| p.strip_prefix("customer.").map(str::to_owned)),

@@ -47,7 +47,7 @@ pub async fn run(args: StatusArgs) -> Result<u8> {
         bail!(
             "nothing is provisioned for stack {} (no resources in {}): run `dagform provision` first",
             ctx.stack(),
-            ctx.state_path.display()
+            ctx.state
         );
     }
     let prefix = match &args.customer {
@@ -68,6 +68,7 @@ pub async fn run(args: StatusArgs) -> Result<u8> {
 /// Everything `status` shows, as `--json` prints it.
 #[derive(Serialize)]
 struct Report {
+    format_version: u32,
     stack: String,
     region: String,
     customer: Option<String>,

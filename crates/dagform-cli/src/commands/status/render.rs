@@ -32,20 +32,9 @@ fn table(out: &mut String, headers: &[&str], rows: &[Vec<String>]) {
         out.push_str("  none recorded in the state\n");
         return;
     }
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-    for row in std::iter::once(&header).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(format!("  {}", cells.join("  ")).trim_end());
+    for line in crate::render::aligned_table(Some(headers), rows, &[]) {
+        out.push_str("  ");
+        out.push_str(&line);
         out.push('\n');
     }
 }
