@@ -241,19 +241,36 @@ async fn destroy(
     started.elapsed()
 }
 
-/// Provisions then destroys `graph` (in `stages`), on a fresh in-memory cloud.
+/// A provision and destroy of one graph.
+struct RoundTrip {
+    up: Duration,
+    down: Duration,
+    /// How many times provision flushed the state to disk, and the time it spent writing it.
+    up_flushes: u64,
+    up_writing: Duration,
+}
+
+/// Provisions then destroys `graph` (in `stages`), on a fresh in-memory cloud, with the state
+/// in a file of the system's temporary folder (`TMPDIR`), fsynced as on any run.
 async fn round_trip(
     graph: &ResourceGraph,
     stages: &[Option<Vec<String>>],
     parallelism: usize,
-) -> (Duration, Duration) {
+) -> RoundTrip {
     let cloud = MemoryCloud::new();
     let kinds = simulated_kinds(&cloud);
     let dir = tempfile::tempdir().unwrap();
     let mut store = StateStore::open(&dir.path().join("bench.json"), "bench").unwrap();
+    let (flushes, writing) = store.write_stats();
     let up = provision(graph, &kinds, &mut store, stages, parallelism).await;
+    let (up_flushes, up_writing) = store.write_stats();
     let down = destroy(graph, &kinds, &mut store, parallelism).await;
-    (up, down)
+    RoundTrip {
+        up,
+        down,
+        up_flushes: up_flushes - flushes,
+        up_writing: up_writing - writing,
+    }
 }
 
 /// The seed's route: the certificate set up by hand, six shared stacks, then six stacks per
@@ -395,13 +412,23 @@ fn walks(runtime: &tokio::runtime::Runtime) {
         println!("\n  {customers} customers, {} resources", graph.len());
         let up_bound = critical_path(&graph, false);
         let down_bound = critical_path(&graph, true);
-        let (up, down) = runtime.block_on(round_trip(&graph, &[None], default));
+        let dagform = runtime.block_on(round_trip(&graph, &[None], default));
+        let (up, down) = (dagform.up, dagform.down);
         row("critical path (provision)", up_bound, up_bound);
         row("dagform provision", up, up_bound);
+        println!(
+            "    {:<42} {:>8}  {:>5.1}% of provision time ({} flushes for {} resources)",
+            "  of which writing the state",
+            seconds(dagform.up_writing),
+            100.0 * dagform.up_writing.as_secs_f64() / up.as_secs_f64(),
+            dagform.up_flushes,
+            graph.len()
+        );
         if customers <= SLOW_WALKS_UP_TO {
-            let (sequential, _) = runtime.block_on(round_trip(&graph, &[None], 1));
-            let (stacks, _) =
-                runtime.block_on(round_trip(&graph, &seed_stacks(&graph, &names), default));
+            let sequential = runtime.block_on(round_trip(&graph, &[None], 1)).up;
+            let stacks = runtime
+                .block_on(round_trip(&graph, &seed_stacks(&graph, &names), default))
+                .up;
             row("one operation at a time", sequential, up_bound);
             row(
                 &format!("seed: {} stacks one after another", 7 + 6 * customers),
@@ -427,7 +454,7 @@ fn parallelism_sweep(runtime: &tokio::runtime::Runtime) {
     let (up_bound, down_bound) = (critical_path(&graph, false), critical_path(&graph, true));
     println!("\n  --parallelism at {CUSTOMERS} customers (provision and destroy, × the bound):");
     for parallelism in [10, 20, 32, 50, 100] {
-        let (up, down) = runtime.block_on(round_trip(&graph, &[None], parallelism));
+        let RoundTrip { up, down, .. } = runtime.block_on(round_trip(&graph, &[None], parallelism));
         println!(
             "    {parallelism:>4}   provision {:>7} ({:>6})   destroy {:>7} ({:>6})",
             seconds(up),
@@ -534,9 +561,13 @@ fn main() {
         "\nLocal emulator (real binary, real SDK calls; the emulator answers in milliseconds, so"
     );
     println!("process start-up and the certificate's validation delay dominate here):");
-    let fast = provision_on_emulator("10");
+    let default = ApplyOptions::new("bench").parallelism.to_string();
+    let fast = provision_on_emulator(&default);
     let slow = provision_on_emulator("1");
-    println!("  dagform provision (--parallelism 10)  {}", seconds(fast));
+    println!(
+        "  dagform provision (--parallelism {default})  {}",
+        seconds(fast)
+    );
     println!(
         "  dagform provision (--parallelism 1)   {}  {}",
         seconds(slow),
