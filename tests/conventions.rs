@@ -267,7 +267,36 @@ async fn every_json_document_carries_its_format_version() {
     assert_eq!(shown["format_version"], 1);
     assert!(shown["saved_plan"].is_object(), "{shown}");
 
-    run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
+    // provision --json: one event a line as steps start and end, the report last.
+    let stream = run_ok(&mut project.dagform(&emu, &["provision", "--yes", "--json"]));
+    let events: Vec<Json> = stream.lines().map(json_of).collect();
+    assert!(events.iter().all(|e| e["format_version"] == 1), "{stream}");
+    for kind in ["step_started", "step_finished"] {
+        assert!(events.iter().any(|e| e["type"] == kind), "no {kind}");
+    }
+    let started = events.iter().find(|e| e["type"] == "step_started").unwrap();
+    for key in [
+        "step",
+        "address",
+        "elapsed_seconds",
+        "message",
+        "at_seconds",
+    ] {
+        assert!(
+            started.get(key).is_some(),
+            "an event lacks {key}: {started}"
+        );
+    }
+    let report = events.last().unwrap();
+    assert_eq!(report["type"], "report");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["type"] == "step_finished")
+            .count(),
+        report["succeeded"].as_array().unwrap().len()
+    );
 
     let outputs = json_of(&run_ok(&mut project.dagform(&emu, &["output", "--json"])));
     assert_eq!(outputs["format_version"], 1);
@@ -310,4 +339,12 @@ async fn every_json_document_carries_its_format_version() {
     assert_eq!(plan["has_changes"], false);
     assert_eq!(plan["resources"], Json::Array(vec![]));
     assert_eq!(plan["drift"], Json::Array(vec![]));
+
+    let stream = run_ok(&mut project.dagform(&emu, &["destroy", "--yes", "--json"]));
+    let events: Vec<Json> = stream.lines().map(json_of).collect();
+    assert!(events.iter().all(|e| e["format_version"] == 1), "{stream}");
+    let report = events.last().unwrap();
+    assert_eq!(report["type"], "report");
+    assert_eq!(report["exit_code"], 0);
+    assert!(!report["succeeded"].as_array().unwrap().is_empty());
 }

@@ -516,7 +516,9 @@ async fn priceguard_deploys_into_the_default_vpc_and_leaves_it_as_it_was() {
         &emu,
         &["provision", "--yes", "--set", "image_tag=3f9c2ab", "--json"],
     ));
-    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    // One JSON event a line, the report last.
+    let report: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap()).expect("JSON report");
     let steps: BTreeSet<(String, String)> = report["succeeded"]
         .as_array()
         .unwrap()

@@ -134,7 +134,9 @@ async fn a_stale_saved_plan_changes_nothing_and_a_fresh_one_is_applied_exactly()
     // As it was: exactly the saved steps are applied (no terminal, no --yes needed).
     project.write_config(&original);
     let report = run_ok(&mut project.dagform(&emu, &["provision", fresh_arg, "--json"]));
-    let report: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
+    // One JSON event a line, the report last.
+    let report: serde_json::Value =
+        serde_json::from_str(report.lines().last().unwrap()).expect("JSON report");
     let applied: BTreeSet<String> = report["succeeded"]
         .as_array()
         .unwrap()

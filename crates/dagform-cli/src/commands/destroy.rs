@@ -6,6 +6,7 @@ use crate::{Common, Targets, Walk, exit};
 use anyhow::{Result, bail};
 use clap::Args;
 use dagform_core::plan::PlanOptions;
+use dagform_core::reconcile::ApplyReport;
 use std::time::Instant;
 
 #[derive(Args)]
@@ -19,6 +20,10 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation (required when not on a terminal).
     #[arg(short, long)]
     yes: bool,
+    /// Print on stdout one JSON event a line as steps start and end, then the report as the
+    /// last line (the plan and human progress go to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 pub async fn run(args: DestroyArgs) -> Result<u8> {
@@ -37,8 +42,16 @@ pub async fn run(args: DestroyArgs) -> Result<u8> {
         targets: ctx.check_targets(&args.targets, &blueprint, store.state())?,
     };
     let plan = super::make_plan(&blueprint, store.state(), &kinds, &options, None).await?;
-    print!("{}", render::plan_text(&plan, &ctx.stack(), false));
+    let text = render::plan_text(&plan, &ctx.stack(), false);
+    if args.json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
     if !plan.has_changes() {
+        if args.json {
+            println!("{}", report_json(&ApplyReport::default(), exit::OK));
+        }
         return Ok(exit::OK);
     }
     let what = match &options.targets {
@@ -56,7 +69,25 @@ pub async fn run(args: DestroyArgs) -> Result<u8> {
         &kinds,
         &mut store,
         ctx.apply_options(&args.walk)?,
+        args.json,
     )
     .await?;
-    Ok(super::finish(&report, "Destroy", started.elapsed()))
+    let code = super::finish(&report, "Destroy", started.elapsed());
+    if args.json {
+        println!("{}", report_json(&report, code));
+    }
+    Ok(code)
+}
+
+/// The last line of `destroy --json`: what was deleted, what failed, and the exit code.
+fn report_json(report: &ApplyReport, code: u8) -> serde_json::Value {
+    serde_json::json!({
+        "format_version": render::JSON_FORMAT_VERSION,
+        "type": "report",
+        "succeeded": report.succeeded.iter().map(|(a, s)| serde_json::json!({"address": a, "step": s.to_string()})).collect::<Vec<_>>(),
+        "failed": report.failed.iter().map(|f| serde_json::json!({"address": f.address, "step": f.step.to_string(), "error": f.error})).collect::<Vec<_>>(),
+        "skipped": report.skipped.iter().map(|(a, s)| serde_json::json!({"address": a, "step": s.to_string()})).collect::<Vec<_>>(),
+        "cancelled": report.cancelled,
+        "exit_code": code,
+    })
 }

@@ -82,26 +82,35 @@ pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
-/// Applies `plan` with live progress; Ctrl-C stops starting new steps, lets the running ones
-/// finish and saves the state.
+/// Applies `plan` with live progress (with `json`, also one JSON event a line on stdout).
+/// The first Ctrl-C starts nothing new and cancels waits, letting the calls in flight finish
+/// and recording where each object is; a second exits at once (every intent and result is
+/// already on disk as it happens, so the state stays true).
 pub async fn apply_with_progress(
     plan: &Plan,
     blueprint: &Blueprint,
     kinds: &Kinds,
     store: &mut StateStore,
     mut options: ApplyOptions,
+    json: bool,
 ) -> Result<ApplyReport> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     options.events = Some(tx);
     let total = plan.resources.iter().filter(|r| r.has_work()).count();
-    let renderer = tokio::spawn(progress::render(rx, total));
+    let renderer = tokio::spawn(progress::render(rx, total, json));
     let cancel = options.cancel.clone();
     let interrupt = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!(
-                "\ninterrupted: finishing the AWS calls in flight, starting nothing new, saving state…"
+                "\ninterrupted: cancelling waits, finishing the AWS calls in flight, starting nothing new, saving state… (Ctrl-C again to exit at once)"
             );
             cancel.cancel();
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\ninterrupted again: exiting now; the state records every create begun, and a re-run adopts what they made."
+            );
+            std::process::exit(exit::INTERRUPTED.into());
         }
     });
     let report = apply(plan, &blueprint.graph, kinds, store, &options).await;

@@ -38,7 +38,8 @@ pub struct ProvisionArgs {
     /// (one deployment, all tasks running); fail if one is not within --wait-timeout.
     #[arg(long)]
     wait: bool,
-    /// Print a machine-readable report on stdout (the plan and progress go to stderr).
+    /// Print on stdout one JSON event a line as steps start and end, then the report as the
+    /// last line (the plan and human progress go to stderr).
     #[arg(long)]
     json: bool,
     /// Do not check the plan against the account's AWS quotas (for a quota raised in a way
@@ -85,7 +86,15 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
     }
     let started = Instant::now();
     let report = if plan.has_changes() {
-        super::apply_with_progress(&plan, &blueprint, &kinds, &mut store, options.clone()).await?
+        super::apply_with_progress(
+            &plan,
+            &blueprint,
+            &kinds,
+            &mut store,
+            options.clone(),
+            args.json,
+        )
+        .await?
     } else {
         ApplyReport::default()
     };
@@ -134,6 +143,8 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
     if args.json {
         let outputs = super::output::resolve(&blueprint, store.state());
         let report_json = json!({
+            "format_version": crate::render::JSON_FORMAT_VERSION,
+            "type": "report",
             "stack": ctx.stack(),
             "changed": plan.has_changes(),
             "succeeded": report.succeeded.iter().map(|(a, s)| json!({"address": a, "step": s.to_string()})).collect::<Vec<_>>(),
@@ -146,7 +157,8 @@ pub async fn run(args: ProvisionArgs) -> Result<u8> {
             "outputs": outputs,
             "exit_code": code,
         });
-        println!("{}", serde_json::to_string_pretty(&report_json)?);
+        // The last line of the event stream.
+        println!("{}", serde_json::to_string(&report_json)?);
     }
     Ok(code)
 }
