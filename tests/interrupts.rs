@@ -47,6 +47,20 @@ fn read_until(stderr: &mut impl BufRead, done: impl Fn(&str) -> bool) -> String 
     }
 }
 
+/// A re-run finishes the job: nothing left to do afterwards, one VPC; returns its id.
+async fn rerun_converges(project: &Project, emu: &Emulator) -> String {
+    run_ok(
+        project
+            .dagform(emu, &["provision", "--yes"])
+            .env("DAGFORM_POLL_INTERVAL", "1s"),
+    );
+    let plan = run_ok(&mut project.dagform(emu, &["plan"]));
+    assert!(plan.contains("No changes"), "{plan}");
+    let vpcs = stack_vpcs(&emu.clients().await, "dev-task-manager").await;
+    assert_eq!(vpcs.len(), 1, "nothing duplicated");
+    vpcs[0].vpc_id().unwrap().to_owned()
+}
+
 fn interrupt(child: &Child) {
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -92,18 +106,9 @@ async fn a_wait_is_reported_and_ctrl_c_ends_it_at_once() {
     // A re-run (certificates issued by now, or waited for) converges on the same objects.
     let state = project.state_json();
     let vpc = state["resources"]["shared.vpc"]["id"].clone();
-    run_ok(
-        project
-            .dagform(&emu, &["provision", "--yes"])
-            .env("DAGFORM_POLL_INTERVAL", "1s"),
-    );
-    let plan = run_ok(&mut project.dagform(&emu, &["plan"]));
-    assert!(plan.contains("No changes"), "{plan}");
-    let vpcs = stack_vpcs(&emu.clients().await, "dev-task-manager").await;
-    assert_eq!(vpcs.len(), 1, "nothing duplicated");
     assert_eq!(
-        vpcs[0].vpc_id(),
-        vpc.as_str(),
+        rerun_converges(&project, &emu).await,
+        vpc.as_str().unwrap(),
         "the VPC made before the interrupt"
     );
 }
@@ -121,18 +126,5 @@ async fn a_second_ctrl_c_exits_without_waiting_and_a_rerun_converges() {
     let (code, took, rest) = exit_of(&mut child, &mut stderr);
     assert_eq!(code, Some(130), "{rest}");
     assert!(took < Duration::from_secs(15), "{took:?}");
-
-    run_ok(
-        project
-            .dagform(&emu, &["provision", "--yes"])
-            .env("DAGFORM_POLL_INTERVAL", "1s"),
-    );
-    let plan = run_ok(&mut project.dagform(&emu, &["plan"]));
-    assert!(plan.contains("No changes"), "{plan}");
-    assert_eq!(
-        stack_vpcs(&emu.clients().await, "dev-task-manager")
-            .await
-            .len(),
-        1
-    );
+    rerun_converges(&project, &emu).await;
 }

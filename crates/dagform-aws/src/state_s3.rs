@@ -307,16 +307,7 @@ impl S3Backend {
     /// wrote: entries appended after another writer's document would be replayed onto a
     /// state they were not computed from.
     async fn check_unchanged(&self) -> Result<(), Error> {
-        let (expected, stale) = {
-            let seen = self.seen();
-            (seen.etag.clone(), seen.stale)
-        };
-        if stale {
-            return Err(conflict(
-                &self.location,
-                "another writer changed the state during this run; run again to start from what it holds",
-            ));
-        }
+        let expected = self.etag_unless_stale()?;
         let current = match self
             .client
             .head_object()
@@ -335,6 +326,19 @@ impl S3Backend {
             ));
         }
         Ok(())
+    }
+
+    /// The ETag of the document as this run last saw it; refused once a write found another
+    /// writer's changes.
+    fn etag_unless_stale(&self) -> Result<Option<String>, Error> {
+        let seen = self.seen();
+        if seen.stale {
+            return Err(conflict(
+                &self.location,
+                "another writer changed the state during this run; run again to start from what it holds",
+            ));
+        }
+        Ok(seen.etag.clone())
     }
 
     /// Marks this run's view as stale and says why.
@@ -375,16 +379,7 @@ impl S3Backend {
     }
 
     async fn replace_async(&self, document: &[u8]) -> Result<(), Error> {
-        let (etag, stale) = {
-            let seen = self.seen();
-            (seen.etag.clone(), seen.stale)
-        };
-        if stale {
-            return Err(conflict(
-                &self.location,
-                "another writer changed the state during this run; run again to start from what it holds",
-            ));
-        }
+        let etag = self.etag_unless_stale()?;
         let put = self
             .client
             .put_object()
