@@ -92,7 +92,10 @@ fn event_json(e: &Event, since_start: Duration) -> serde_json::Value {
 pub async fn render(mut events: UnboundedReceiver<Event>, total: usize, json: bool) {
     let started = Instant::now();
     let interval = report_interval();
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // Ticks finer than the interval, so each step is reported once per interval of its own
+    // running time, counted from its start rather than from the run's.
+    let tick = (interval / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let bar = if std::io::stderr().is_terminal() {
         let b = DISPLAY.add(ProgressBar::new(total as u64));
@@ -106,8 +109,9 @@ pub async fn render(mut events: UnboundedReceiver<Event>, total: usize, json: bo
         None
     };
     let on_terminal = bar.is_some();
-    // What is running, by its line's key: what it does, to what, since when.
-    let mut running: BTreeMap<String, (Step, String, Instant)> = BTreeMap::new();
+    // What is running, by its line's key: what it does, to what, since when, and how many
+    // still-running lines it has had.
+    let mut running: BTreeMap<String, (Step, String, Instant, u32)> = BTreeMap::new();
     let line = |text: String| match &bar {
         Some(b) => b.println(text),
         None => eprintln!("{text}"),
@@ -120,8 +124,9 @@ pub async fn render(mut events: UnboundedReceiver<Event>, total: usize, json: bo
             },
             _ = ticks.tick() => {
                 let at = format!("{:>6.1}s", started.elapsed().as_secs_f64());
-                for (step, address, since) in running.values() {
-                    if since.elapsed() >= interval {
+                for (step, address, since, reported) in running.values_mut() {
+                    if since.elapsed() >= interval * (*reported + 1) {
+                        *reported += 1;
                         line(format!(
                             "{at}  still {} {address}… {} elapsed",
                             doing(*step),
@@ -142,7 +147,7 @@ pub async fn render(mut events: UnboundedReceiver<Event>, total: usize, json: bo
                 if !on_terminal {
                     line(format!("{at}  → {key}"));
                 }
-                running.insert(key, (e.step, e.address.to_string(), Instant::now()));
+                running.insert(key, (e.step, e.address.to_string(), Instant::now(), 0));
             }
             Phase::Succeeded { elapsed } => {
                 running.remove(&key);
