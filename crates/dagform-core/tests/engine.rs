@@ -563,7 +563,7 @@ async fn an_interrupted_create_is_adopted_not_duplicated() {
                     outputs: Default::default(),
                     dependencies: vec![],
                     deposed: vec![],
-                    intent: None,
+                    intent: Some("intent-1".into()),
                 },
             )
             .unwrap();
