@@ -11,9 +11,7 @@ fn tg_name(customer_service: &str) -> String {
 
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::{Emulator, Project, create_zone, run, run_ok};
 
@@ -569,16 +567,8 @@ async fn logs_prints_a_customers_service_events_and_follows_new_ones() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let next = || rx.recv_timeout(Duration::from_secs(20)).expect("a line");
+    let lines = support::Lines::of(&mut child);
+    let next = || lines.next();
     assert!(next().ends_with("GET / 200"));
     assert!(next().ends_with("GET /tasks 200"));
     put_events(
@@ -591,7 +581,7 @@ async fn logs_prints_a_customers_service_events_and_follows_new_ones() {
     assert!(next().ends_with("POST /tasks 201"));
     // Several more polls (every 200 ms here) print nothing twice.
     assert!(
-        rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+        lines.none_within(Duration::from_millis(1500)),
         "an event was printed twice"
     );
     let interrupt = std::process::Command::new("kill")

@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::{Emulator, Project, run, run_ok};
 
@@ -86,6 +84,17 @@ impl Stack {
     }
 }
 
+/// The service's log group deleted through the SDK, as by hand in the console.
+async fn delete_group_behind_dagforms_back(s: &Stack) {
+    s.clients
+        .logs
+        .delete_log_group()
+        .log_group_name(GROUP)
+        .send()
+        .await
+        .unwrap();
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -145,21 +154,13 @@ async fn logs_takes_the_service_alone_on_a_stack_without_customers() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let next = || rx.recv_timeout(Duration::from_secs(20)).expect("a line");
+    let lines = support::Lines::of(&mut child);
+    let next = || lines.next();
     assert!(next().ends_with("listening on :4000"));
     s.put_event(stream, "GET /health 200").await;
     assert!(next().ends_with("GET /health 200"));
     assert!(
-        rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+        lines.none_within(Duration::from_millis(1500)),
         "an event was printed twice"
     );
     child.kill().unwrap();
@@ -178,13 +179,7 @@ async fn refresh_asks_first_and_keeps_the_record_of_a_missing_object() {
     let s = provisioned().await;
     let recorded_id = s.project.state_json()["resources"][GROUP_ADDRESS]["id"].clone();
     assert!(recorded_id.is_string());
-    s.clients
-        .logs
-        .delete_log_group()
-        .log_group_name(GROUP)
-        .send()
-        .await
-        .unwrap();
+    delete_group_behind_dagforms_back(&s).await;
 
     // Not on a terminal and no --yes: shown, refused, nothing written.
     let before = std::fs::read(&s.project.state).unwrap();
@@ -237,13 +232,7 @@ async fn refresh_asks_first_and_keeps_the_record_of_a_missing_object() {
     assert_eq!(record["status"], "ready", "{record}");
 
     // Provisioning also creates an object from a record marked missing, as a new object.
-    s.clients
-        .logs
-        .delete_log_group()
-        .log_group_name(GROUP)
-        .send()
-        .await
-        .unwrap();
+    delete_group_behind_dagforms_back(&s).await;
     run_ok(&mut s.dagform(&["refresh", "--yes"]));
     assert_eq!(
         s.project.state_json()["resources"][GROUP_ADDRESS]["status"],

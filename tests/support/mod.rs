@@ -329,3 +329,34 @@ pub fn without(p: &dagform_core::Properties, keys: &[&str]) -> dagform_core::Pro
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
+
+/// The lines a running child writes on stdout, as they come, read on a thread of their own;
+/// `next()` waits up to twenty seconds for each.
+pub struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    pub fn of(child: &mut Child) -> Self {
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Self(rx)
+    }
+
+    /// Whether no line comes within `wait`.
+    pub fn none_within(&self, wait: Duration) -> bool {
+        self.0.recv_timeout(wait).is_err()
+    }
+
+    pub fn next(&self) -> String {
+        self.0
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line")
+    }
+}

@@ -134,20 +134,24 @@ impl Context {
     /// records one; a state recording none records this one.
     pub fn open_state(&self) -> Result<StateStore> {
         let caller = block_on(self.caller_account())?;
-        if let Some(wanted) = &self.config.stack.account_id {
-            let line = self.config.source[..wanted.span().start]
-                .matches('\n')
-                .count()
-                + 1;
-            if wanted.get_ref() != &caller {
-                bail!(
-                    "the credentials in use are for AWS account {caller}, but {}:{line} \
-                     (stack.account_id) says this stack lives in account {}; nothing was \
-                     changed. Choose the right credentials (--profile NAME or AWS_PROFILE).",
-                    self.config_path.display(),
-                    wanted.get_ref()
-                );
-            }
+        if let Some(wanted) = &self.config.stack.account_id
+            && wanted.get_ref() != &caller
+        {
+            bail!(
+                "{}",
+                dagform_config::Diagnostic::at(
+                    &self.config_path,
+                    &self.config.source,
+                    wanted.span().start,
+                    "stack.account_id",
+                    format!(
+                        "this stack lives in AWS account {}, but the credentials in use are \
+                             for account {caller}; nothing was changed. Choose the right \
+                             credentials (--profile NAME or AWS_PROFILE).",
+                        wanted.get_ref()
+                    ),
+                )
+            );
         }
         let mut store = self.open_state_for_edit()?;
         match store.state().account_id.clone() {

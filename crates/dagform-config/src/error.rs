@@ -15,13 +15,8 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub(crate) fn at(
-        path: &Path,
-        source: &str,
-        offset: usize,
-        field: &str,
-        message: String,
-    ) -> Self {
+    /// The problem `message` with the field at byte `offset` of `source`, read from `path`.
+    pub fn at(path: &Path, source: &str, offset: usize, field: &str, message: String) -> Self {
         let (line, column) = line_column(source, offset);
         Self {
             file: path.to_owned(),
