@@ -113,20 +113,10 @@ impl Platform {
 
     /// Removes a node from the state file, as if dagform had never recorded it.
     fn forget(&self, address: &str) {
-        let mut state = self.project.state_json();
         assert!(
-            state["resources"]
-                .as_object_mut()
-                .unwrap()
-                .remove(address)
-                .is_some(),
+            self.project.forget_in_state(address),
             "{address} was recorded"
         );
-        std::fs::write(
-            &self.project.state,
-            serde_json::to_string_pretty(&state).unwrap(),
-        )
-        .unwrap();
     }
 
     /// Changes the rule's priority, the service's desired count and deletes the log group,

@@ -5,7 +5,7 @@
 mod support;
 
 use aws_sdk_s3::primitives::ByteStream;
-use dagform_aws::state_s3::{S3Backend, S3Location};
+use dagform_aws::state_s3::{S3Backend, S3Location, S3Parts};
 use dagform_core::state::ResourceStatus;
 use dagform_core::{Address, ResourceState, StateStore};
 use std::io::{BufRead, BufReader};
@@ -47,7 +47,7 @@ fn state_in_s3(s3: &aws_sdk_s3::Client) -> dagform_core::State {
     let location = S3Location::parse(&format!("s3://{BUCKET}/{KEY}"))
         .unwrap()
         .unwrap();
-    StateStore::load_from(&S3Backend::reader(s3.clone(), location))
+    StateStore::load_parts(&S3Parts::new(s3.clone(), location, "test"), STACK)
         .unwrap()
         .expect("a state in S3")
 }

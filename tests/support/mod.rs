@@ -254,10 +254,61 @@ impl Project {
         cmd
     }
 
+    /// The state as dagform keeps it on disk, put together as `state pull` prints it: the
+    /// shared part's document, with each customer's part (`<state>.customers/NAME.json`)
+    /// added in.
     pub fn state_json(&self) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(&self.state).expect("state file"))
-            .expect("state is JSON")
+        let mut state = read_json(&self.state);
+        for part in self.customer_parts() {
+            let part = read_json(&part);
+            let serial = state["serial"].as_u64().unwrap() + part["serial"].as_u64().unwrap();
+            state["serial"] = serial.into();
+            let resources = state["resources"].as_object_mut().expect("resources");
+            for (address, record) in part["resources"].as_object().expect("resources") {
+                resources.insert(address.clone(), record.clone());
+            }
+        }
+        state
     }
+
+    /// The documents of the customers' parts of the state.
+    pub fn customer_parts(&self) -> Vec<PathBuf> {
+        let mut dir = self.state.clone().into_os_string();
+        dir.push(".customers");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut parts: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        parts.sort();
+        parts
+    }
+
+    /// Removes `address` from whichever part of the state records it, as if dagform had
+    /// never recorded it; false when none does.
+    pub fn forget_in_state(&self, address: &str) -> bool {
+        for path in std::iter::once(self.state.clone()).chain(self.customer_parts()) {
+            let mut part = read_json(&path);
+            if part["resources"]
+                .as_object_mut()
+                .unwrap()
+                .remove(address)
+                .is_some()
+            {
+                std::fs::write(&path, serde_json::to_string_pretty(&part).unwrap()).unwrap();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("state file {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("state is JSON")
 }
 
 /// Creates the public hosted zone the configuration refers to, as a user would have.

@@ -15,7 +15,9 @@
 //! (which must be multi-threaded, as the command line's is) through `block_in_place`.
 
 use aws_sdk_s3::primitives::ByteStream;
-use dagform_core::{Error, StateBackend};
+use dagform_core::state::{OpenedPart, Stored};
+use dagform_core::{Access, Error, Part, StateBackend, StateParts};
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Mutex;
@@ -43,6 +45,22 @@ impl S3Location {
                 "`{url}` is not an S3 state location; write s3://BUCKET/KEY, e.g. s3://my-team-state/dagform/prod.json"
             )),
         })
+    }
+
+    /// Where `part` of the state at this location lives: the shared part here, a customer's
+    /// at `KEY.customers/NAME`.
+    pub fn of_part(&self, part: &Part) -> Self {
+        match part {
+            Part::Shared => self.clone(),
+            Part::Customer(name) => Self {
+                bucket: self.bucket.clone(),
+                key: format!("{}{name}", self.customers_prefix()),
+            },
+        }
+    }
+
+    fn customers_prefix(&self) -> String {
+        format!("{}.customers/", self.key)
     }
 
     fn lock_key(&self) -> String {
@@ -277,7 +295,7 @@ impl S3Backend {
         Ok(keys)
     }
 
-    async fn read_async(&self) -> Result<(Option<String>, Vec<u8>), Error> {
+    async fn read_async(&self) -> Result<Stored, Error> {
         let document = self.get(&self.location.key).await?;
         let keys = self.journal_keys().await?;
         let mut journal = Vec::new();
@@ -443,6 +461,140 @@ fn held(location: &S3Location, holder: Option<LockInfo>) -> Error {
     }
 }
 
+/// The parts of a stack's state in S3: the shared part at `KEY`, each customer's at
+/// `KEY.customers/NAME`, each with its own journal and lock object. A run holding the shared
+/// lock writes customers' parts under it without taking their locks, which would cost two
+/// calls per customer.
+#[derive(Debug)]
+pub struct S3Parts {
+    client: aws_sdk_s3::Client,
+    location: S3Location,
+    operation: String,
+}
+
+/// Parts read or locked at once: enough to hide S3's latency without tripping its limits.
+const CONCURRENT_PARTS: usize = 16;
+
+impl S3Parts {
+    pub fn new(client: aws_sdk_s3::Client, location: S3Location, operation: &str) -> Self {
+        Self {
+            client,
+            location,
+            operation: operation.to_owned(),
+        }
+    }
+
+    async fn open_async(&self, part: &Part, access: Access) -> Result<S3Backend, Error> {
+        let location = self.location.of_part(part);
+        match access {
+            Access::Lock => {
+                S3Backend::locked(
+                    self.client.clone(),
+                    location,
+                    &self.operation,
+                    Duration::ZERO,
+                )
+                .await
+            }
+            Access::Read | Access::Guarded => Ok(S3Backend::reader(self.client.clone(), location)),
+        }
+    }
+
+    /// What lies directly under `KEY.customers/` (not in a customer's journal).
+    async fn customer_objects(&self) -> Result<Vec<String>, Error> {
+        let prefix = self.location.customers_prefix();
+        let pages: Vec<_> = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.location.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send()
+            .collect()
+            .await;
+        let mut names = Vec::new();
+        for page in pages {
+            let page =
+                page.map_err(|e| remote(&self.location, "listing customers' parts", detail(&e)))?;
+            names.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key()?.strip_prefix(&prefix))
+                    .filter(|rest| !rest.contains('/'))
+                    .map(str::to_owned),
+            );
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every lock held on this state's parts, with where it is.
+    pub async fn locks(&self) -> Result<Vec<(S3Location, LockInfo)>, Error> {
+        let mut held = Vec::new();
+        if let Some(info) = read_lock(&self.client, &self.location).await? {
+            held.push((self.location.clone(), info));
+        }
+        for object in self.customer_objects().await? {
+            if let Some(customer) = object.strip_suffix(".lock") {
+                let location = self.location.of_part(&Part::Customer(customer.to_owned()));
+                if let Some(info) = read_lock(&self.client, &location).await? {
+                    held.push((location, info));
+                }
+            }
+        }
+        Ok(held)
+    }
+}
+
+impl StateParts for S3Parts {
+    fn location(&self) -> String {
+        self.location.to_string()
+    }
+
+    fn open(&self, part: &Part, access: Access) -> Result<Box<dyn StateBackend>, Error> {
+        Ok(Box::new(block_on(self.open_async(part, access))?))
+    }
+
+    fn open_all(&self, parts: &[Part], access: Access) -> Result<Vec<OpenedPart>, Error> {
+        block_on(
+            futures::stream::iter(parts)
+                .map(|part| async move {
+                    let backend = self.open_async(part, access).await?;
+                    let stored = backend.read_async().await?;
+                    Ok::<_, Error>((Box::new(backend) as Box<dyn StateBackend>, stored))
+                })
+                .buffered(CONCURRENT_PARTS)
+                .try_collect(),
+        )
+    }
+
+    fn customers(&self) -> Result<Vec<String>, Error> {
+        let objects = block_on(self.customer_objects())?;
+        Ok(objects
+            .into_iter()
+            .filter(|name| !name.ends_with(".lock"))
+            .collect())
+    }
+
+    fn ensure_unlocked(&self, part: &Part) -> Result<(), Error> {
+        let location = self.location.of_part(part);
+        match block_on(read_lock(&self.client, &location))? {
+            Some(holder) => Err(held(&location, Some(holder))),
+            None => Ok(()),
+        }
+    }
+
+    fn ensure_no_customer_locked(&self) -> Result<(), Error> {
+        let objects = block_on(self.customer_objects())?;
+        for object in objects {
+            if let Some(customer) = object.strip_suffix(".lock") {
+                self.ensure_unlocked(&Part::Customer(customer.to_owned()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The lock on the state at `location`, if one is held.
 pub async fn read_lock(
     client: &aws_sdk_s3::Client,
@@ -498,7 +650,7 @@ impl StateBackend for S3Backend {
         self.location.to_string()
     }
 
-    fn read(&self) -> Result<(Option<String>, Vec<u8>), Error> {
+    fn read(&self) -> Result<Stored, Error> {
         block_on(self.read_async())
     }
 

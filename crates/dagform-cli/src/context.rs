@@ -3,11 +3,13 @@
 use crate::{Common, Targets, Walk};
 use anyhow::{Context as _, Result, bail};
 use dagform_aws::AwsClients;
-use dagform_aws::state_s3::{self, S3Backend, S3Location};
+use dagform_aws::state_s3::{self, S3Location, S3Parts};
 use dagform_config::{Blueprint, Config};
 use dagform_core::kind::PollSettings;
 use dagform_core::reconcile::ApplyOptions;
-use dagform_core::{Kinds, ResourceGraph, State, StateStore};
+use dagform_core::{
+    Address, FileParts, Kinds, Part, ResourceGraph, State, StateParts, StateStore, WriteScope,
+};
 use dagform_resources::quotas::{self, Exceeded, Limits, Source, Usage};
 use serde_json::json;
 use std::path::PathBuf;
@@ -119,10 +121,13 @@ impl Context {
     /// The recorded state, `None` when none was ever written.
     pub fn load_state(&self) -> Result<Option<State>> {
         let state = match &self.state {
-            StateLocation::File(path) => StateStore::load(path)?,
+            StateLocation::File(path) => {
+                StateStore::load_parts(&FileParts::new(path), &self.stack())?
+            }
             StateLocation::S3 { location, region } => {
                 let client = block_on(state_s3::s3_client(Some(region)));
-                StateStore::load_from(&S3Backend::reader(client, location.clone()))?
+                let parts = S3Parts::new(client, location.clone(), &operation());
+                StateStore::load_parts(&parts, &self.stack())?
             }
         };
         Ok(state)
@@ -132,7 +137,7 @@ impl Context {
     /// account guard: the caller's account (asked of STS before any other call) must be
     /// `[stack] account_id` when that is set, and the account the state records when it
     /// records one; a state recording none records this one.
-    pub fn open_state(&self) -> Result<StateStore> {
+    pub fn open_state(&self, scope: &WriteScope) -> Result<StateStore> {
         let caller = block_on(self.caller_account())?;
         if let Some(wanted) = &self.config.stack.account_id
             && wanted.get_ref() != &caller
@@ -153,7 +158,7 @@ impl Context {
                 )
             );
         }
-        let mut store = self.open_state_for_edit()?;
+        let mut store = self.open_state_parts(scope)?;
         match store.state().account_id.clone() {
             Some(recorded) if recorded != caller => bail!(
                 "the state {} belongs to AWS account {recorded}, but the credentials in use are \
@@ -188,34 +193,58 @@ impl Context {
             .context("STS GetCallerIdentity named no account")
     }
 
-    /// Opens the state for an edit of the state alone (no AWS object changes), holding its
-    /// lock until dropped; a lock another run holds is waited for up to `--lock-timeout`.
+    /// Opens the state for an edit of the state alone (no AWS object changes), holding every
+    /// part's lock until dropped.
     pub fn open_state_for_edit(&self) -> Result<StateStore> {
+        self.open_state_parts(&self.everything())
+    }
+
+    /// What a run that may change anything locks: every part, those of the configured
+    /// customers included.
+    pub fn everything(&self) -> WriteScope {
+        WriteScope::Everything {
+            customers: self.config.customer_names().map(str::to_owned).collect(),
+        }
+    }
+
+    /// What a run limited to `prefixes` (`--customer`/`--target`) locks: only one customer's
+    /// part when they all lie within one customer, else every part.
+    pub fn write_scope(&self, prefixes: Option<&[String]>) -> WriteScope {
+        let customers: std::collections::BTreeSet<Part> = prefixes
+            .unwrap_or_default()
+            .iter()
+            .map(|p| Part::of(&Address::new(p.as_str())))
+            .collect();
+        match customers.into_iter().collect::<Vec<_>>().as_slice() {
+            [Part::Customer(name)] => WriteScope::Customer(name.clone()),
+            _ => self.everything(),
+        }
+    }
+
+    /// Opens the parts of the state `scope` may change, holding their locks until dropped;
+    /// locks another run holds are waited for up to `--lock-timeout` (all given up between
+    /// tries, so two runs waiting for each other never hold each other up).
+    fn open_state_parts(&self, scope: &WriteScope) -> Result<StateStore> {
         let stack = self.stack();
-        let store = match &self.state {
-            StateLocation::File(path) => {
-                let deadline = std::time::Instant::now() + self.lock_timeout;
-                loop {
-                    match StateStore::open(path, &stack) {
-                        Err(dagform_core::Error::StateLocked { .. })
-                            if std::time::Instant::now() < deadline =>
-                        {
-                            std::thread::sleep(Duration::from_millis(500));
-                        }
-                        other => break other?,
-                    }
+        let deadline = std::time::Instant::now() + self.lock_timeout;
+        loop {
+            let parts: Box<dyn StateParts> = match &self.state {
+                StateLocation::File(path) => Box::new(FileParts::new(path)),
+                StateLocation::S3 { location, region } => {
+                    let client = block_on(state_s3::s3_client(Some(region)));
+                    Box::new(S3Parts::new(client, location.clone(), &operation()))
                 }
+            };
+            match StateStore::open_parts(parts, &stack, scope) {
+                Err(
+                    dagform_core::Error::StateLocked { .. }
+                    | dagform_core::Error::StateLockHeld { .. },
+                ) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                other => return Ok(other?),
             }
-            StateLocation::S3 { location, region } => {
-                let backend = block_on(async {
-                    let client = state_s3::s3_client(Some(region)).await;
-                    S3Backend::locked(client, location.clone(), &operation(), self.lock_timeout)
-                        .await
-                })?;
-                StateStore::open_in(Box::new(backend), &stack)?
-            }
-        };
-        Ok(store)
+        }
     }
 
     /// The address prefixes a `--customer`/`--target` run is limited to, after checking that

@@ -21,7 +21,10 @@ pub use error::{Error, ResourceError};
 pub use graph::{GraphBuilder, NodeSpec, ResourceGraph};
 pub use kind::{Applied, Current, Kinds, Observed, OpContext, Pending, Properties, ResourceKind};
 pub use plan::{Action, Plan, ResourcePlan};
-pub use state::{FileBackend, ResourceState, State, StateBackend, StateStore};
+pub use state::{
+    Access, FileBackend, FileParts, Part, ResourceState, State, StateBackend, StateParts, StateStore,
+    WriteScope,
+};
 pub use typed::{
     Changes, Input, Kind, KindOutputs, KindProperties, OutputRef, PropertyName, Spec, Typed,
 };

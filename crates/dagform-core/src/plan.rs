@@ -431,6 +431,24 @@ impl StateVersion {
             serial: state.serial,
         })
     }
+
+    /// The version of what a run limited to `scope` reads and writes: for a run limited to
+    /// one customer, the shared part and that customer's, so another customer's run in the
+    /// meantime does not make its saved plan stale.
+    pub fn of_scope(state: &State, scope: &crate::WriteScope) -> Option<Self> {
+        let whole = Self::of(state)?;
+        match scope {
+            crate::WriteScope::Customer(name) if !state.part_serials.is_empty() => {
+                let serial_of = |part: &crate::Part| state.part_serials.get(part).copied();
+                Some(Self {
+                    serial: serial_of(&crate::Part::Shared).unwrap_or_default()
+                        + serial_of(&crate::Part::Customer(name.clone())).unwrap_or_default(),
+                    ..whole
+                })
+            }
+            _ => Some(whole),
+        }
+    }
 }
 
 /// What a plan was computed from. A saved plan is applied only while all of it still holds.

@@ -5,6 +5,10 @@
 //! those full writes every operation is appended to `<state>.journal` and fsynced, so a run
 //! records each result at once without rewriting the whole file per resource; the journal is
 //! folded into the main file when it grows as large as the state and at the end of a run.
+//!
+//! A stack's state is kept in [`Part`]s: the shared part in that file, and each customer's in
+//! `state/<stack>.json.customers/NAME.json`, each with its own journal, lock and serial, so runs
+//! limited to different customers write side by side (see [`WriteScope`]).
 
 use crate::address::Address;
 use crate::error::Error;
@@ -36,6 +40,10 @@ pub struct State {
     pub account_id: Option<String>,
     #[serde(default)]
     pub resources: BTreeMap<Address, ResourceState>,
+    /// The serial of each part this state was put together from (see [`Part`]); empty for a
+    /// state kept in one document.
+    #[serde(skip)]
+    pub part_serials: BTreeMap<Part, u64>,
 }
 
 impl State {
@@ -47,6 +55,7 @@ impl State {
             stack: stack.to_owned(),
             account_id: None,
             resources: BTreeMap::new(),
+            part_serials: BTreeMap::new(),
         }
     }
 
@@ -178,6 +187,12 @@ struct LockHolder {
     since: String,
 }
 
+/// A document (`None` when there is none yet) and its journal's bytes, as stored.
+pub type Stored = (Option<String>, Vec<u8>);
+
+/// A part's backend, opened, with what it stored.
+pub type OpenedPart = (Box<dyn StateBackend>, Stored);
+
 /// Where a state is kept: a document holding the whole state, and a journal of entries
 /// appended after it (each a complete line of JSON). A local file and its `.journal`, or an
 /// S3 object and the journal objects beside it. A backend opened for writing holds the state's
@@ -186,24 +201,335 @@ pub trait StateBackend: Send + std::fmt::Debug {
     /// Where the state lives, for messages: a path or an `s3://` URL.
     fn location(&self) -> String;
     /// The document (`None` when there is none yet) and the journal's bytes, as stored.
-    fn read(&self) -> Result<(Option<String>, Vec<u8>), Error>;
+    fn read(&self) -> Result<Stored, Error>;
     /// Appends complete journal lines, durably, before returning.
     fn append(&mut self, lines: &[u8]) -> Result<(), Error>;
     /// Replaces the document, durably, and then empties the journal.
     fn replace(&mut self, document: &[u8]) -> Result<(), Error>;
 }
 
-/// A state opened for writing: holds the lock until dropped.
+/// Which part of a stack's state keeps an address. A stack's state is kept in parts, each
+/// with its own document, journal, lock and serial: one per customer (everything under
+/// `customer.NAME`) and the shared part (everything else). Runs limited to different customers
+/// so write side by side, while a run that may change shared resources holds every part.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    // Customers sort first: a commit writes them before the shared part (see `commit`).
+    Customer(String),
+    Shared,
+}
+
+impl Part {
+    /// The part `address` is kept in.
+    pub fn of(address: &Address) -> Self {
+        let mut segments = address.as_str().splitn(3, '.');
+        match (segments.next(), segments.next()) {
+            (Some("customer"), Some(name)) if !name.is_empty() => Self::Customer(name.to_owned()),
+            _ => Self::Shared,
+        }
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Shared => f.write_str("the shared part"),
+            Self::Customer(name) => write!(f, "the part of customer `{name}`"),
+        }
+    }
+}
+
+/// How a run opens a part of a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    /// Written under the part's own lock, taken now (a held one fails at once, naming its
+    /// holder).
+    Lock,
+    /// Written under the shared part's lock, which the run holds: a backend whose own locks
+    /// cost nothing may still take the part's, one whose locks are remote calls need not.
+    Guarded,
+}
+
+/// Where the parts of one stack's state are kept, and how their locks are taken.
+pub trait StateParts: Send + std::fmt::Debug {
+    /// Where the shared part lives, for messages.
+    fn location(&self) -> String;
+    /// `part`'s backend, opened for `access`.
+    fn open(&self, part: &Part, access: Access) -> Result<Box<dyn StateBackend>, Error>;
+    /// Opens and reads each of `parts`, as `open` and then `read` do, in order; a backend
+    /// whose reads are remote calls does them concurrently.
+    fn open_all(&self, parts: &[Part], access: Access) -> Result<Vec<OpenedPart>, Error> {
+        parts
+            .iter()
+            .map(|part| {
+                let backend = self.open(part, access)?;
+                let stored = backend.read()?;
+                Ok((backend, stored))
+            })
+            .collect()
+    }
+    /// The customers that have a part.
+    fn customers(&self) -> Result<Vec<String>, Error>;
+    /// Fails, naming the holder, while another run holds `part`'s lock.
+    fn ensure_unlocked(&self, part: &Part) -> Result<(), Error>;
+    /// Fails, naming the holder, while a run limited to a customer holds that customer's
+    /// lock: taken by a run that may change anything, right after the shared part's lock.
+    fn ensure_no_customer_locked(&self) -> Result<(), Error>;
+}
+
+/// What a run may change, and so which parts of the state it locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteScope {
+    /// Anything: every part is locked, those of `customers` (the configured ones) too even
+    /// when they have no part yet, so no customer-limited run can start beside this one.
+    Everything { customers: Vec<String> },
+    /// Only what lies under `customer.NAME`: that customer's part is locked, the others are
+    /// read, and the run is refused while another holds the shared part.
+    Customer(String),
+}
+
+/// A state on the local disk: the shared part at `path` (e.g. `state/prod.json`) and each
+/// customer's part at `state/prod.customers/NAME.json`, each with its `.journal` and `.lock`.
+#[derive(Debug, Clone)]
+pub struct FileParts {
+    path: PathBuf,
+}
+
+impl FileParts {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+        }
+    }
+
+    fn customers_dir(&self) -> PathBuf {
+        sibling(&self.path, ".customers")
+    }
+
+    pub fn part_path(&self, part: &Part) -> PathBuf {
+        match part {
+            Part::Shared => self.path.clone(),
+            Part::Customer(name) => self.customers_dir().join(format!("{name}.json")),
+        }
+    }
+}
+
+impl StateParts for FileParts {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// A local lock costs nothing, so a guarded part takes its own lock too.
+    fn open(&self, part: &Part, access: Access) -> Result<Box<dyn StateBackend>, Error> {
+        let path = self.part_path(part);
+        Ok(Box::new(match access {
+            Access::Read => FileBackend::reader(&path),
+            Access::Lock | Access::Guarded => FileBackend::locked(&path)?,
+        }))
+    }
+
+    fn customers(&self) -> Result<Vec<String>, Error> {
+        let dir = self.customers_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let name = entry.map_err(io_err(&dir))?.file_name();
+            if let Some(customer) = name.to_str().and_then(|n| n.strip_suffix(".json"))
+                && !customer.starts_with('.')
+            {
+                names.push(customer.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn ensure_no_customer_locked(&self) -> Result<(), Error> {
+        let dir = self.customers_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        for entry in entries {
+            let name = entry.map_err(io_err(&dir))?.file_name();
+            if let Some(customer) = name.to_str().and_then(|n| n.strip_suffix(".json.lock")) {
+                self.ensure_unlocked(&Part::Customer(customer.to_owned()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn ensure_unlocked(&self, part: &Part) -> Result<(), Error> {
+        let path = self.part_path(part);
+        let lock_path = sibling(&path, ".lock");
+        let file = match File::open(&lock_path) {
+            Ok(f) => f,
+            // Never locked, so not locked now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&lock_path)(e)),
+        };
+        // A shared lock, released at once: it only fails while a writer holds the lock.
+        match file.try_lock_shared() {
+            Ok(()) => Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => Err(FileBackend::held(&path)),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
+        }
+    }
+}
+
+/// A state opened for writing: holds the locks of the parts it may change until dropped.
 #[derive(Debug)]
 pub struct StateStore {
-    backend: Box<dyn StateBackend>,
+    parts: BTreeMap<Part, PartStore>,
+    /// Whether customers' resources are kept in parts of their own (`open_parts`) or with
+    /// everything else in one document (`open_in`).
+    split: bool,
+    /// Opens a part this run has not opened yet; kept only by a run that may change anything.
+    source: Option<Box<dyn StateParts>>,
+    /// Every part put together: what the run reads.
     state: State,
-    journal_entries: usize,
-    /// Journal lines recorded in memory and not yet stored (see `commit`).
-    staged: Vec<u8>,
-    staged_entries: usize,
+    /// Addresses staged in a part this run holds no lock on, refused at the next commit.
+    refused: Vec<Address>,
     commits: u64,
     writing: Duration,
+}
+
+/// One part of a state, as read, and what was staged for it.
+#[derive(Debug)]
+struct PartStore {
+    backend: Box<dyn StateBackend>,
+    writable: bool,
+    /// Whether the part has a document yet: a new part is written whole by its first commit.
+    stored: bool,
+    state: State,
+    journal_entries: usize,
+    /// Journal lines recorded in memory and not yet stored (see `StateStore::commit`).
+    staged: Vec<u8>,
+    staged_entries: usize,
+}
+
+impl PartStore {
+    fn read(backend: Box<dyn StateBackend>, writable: bool, stack: &str) -> Result<Self, Error> {
+        let stored = backend.read()?;
+        Self::of(backend, stored, writable, stack)
+    }
+
+    fn of(
+        backend: Box<dyn StateBackend>,
+        stored: Stored,
+        writable: bool,
+        stack: &str,
+    ) -> Result<Self, Error> {
+        let (state, replayed, stored) = match parse_state(backend.location(), stored)? {
+            Some((s, _)) if s.stack != stack => {
+                return Err(Error::StateStackMismatch {
+                    location: backend.location(),
+                    found: s.stack,
+                    expected: stack.to_owned(),
+                });
+            }
+            Some((s, replayed)) => (s, replayed, true),
+            None => (State::new(stack), 0, false),
+        };
+        Ok(Self {
+            backend,
+            writable,
+            stored,
+            state,
+            journal_entries: replayed,
+            staged: Vec::new(),
+            staged_entries: 0,
+        })
+    }
+
+    fn stage(&mut self, address: Address, resource: Option<ResourceState>) {
+        self.state.serial += 1;
+        let entry = JournalEntry {
+            lineage: self.state.lineage,
+            serial: self.state.serial,
+            address: address.clone(),
+            resource: resource.clone(),
+        };
+        serde_json::to_writer(&mut self.staged, &entry).expect("state is plain data");
+        self.staged.push(b'\n');
+        self.staged_entries += 1;
+        match resource {
+            Some(r) => self.state.resources.insert(address, r),
+            None => self.state.resources.remove(&address),
+        };
+    }
+
+    /// Stores what was staged: one journal append, or the whole document for a part that
+    /// has none yet or whose journal has grown as long as the part itself (which keeps the
+    /// total work linear in the number of operations).
+    fn commit(&mut self) -> Result<(), Error> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        if !self.stored {
+            return self.persist();
+        }
+        self.backend.append(&self.staged)?;
+        self.staged.clear();
+        self.journal_entries += std::mem::take(&mut self.staged_entries);
+        if self.journal_entries > self.state.resources.len().max(64) {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    fn persist(&mut self) -> Result<(), Error> {
+        let mut document = serde_json::to_vec_pretty(&self.state).expect("state is plain data");
+        document.push(b'\n');
+        self.backend.replace(&document)?;
+        self.stored = true;
+        self.journal_entries = 0;
+        // The full write holds everything staged too.
+        self.staged.clear();
+        self.staged_entries = 0;
+        Ok(())
+    }
+}
+
+/// Puts the parts of a state together: the shared part's history and account, every part's
+/// resources (a customer's own part wins over a copy the shared part still holds from before
+/// customers had parts), and a serial that grows with every change to any part. Refuses a
+/// customer part of another history.
+fn assemble<'p>(
+    stack: &str,
+    shared: &State,
+    customers: impl Iterator<Item = (&'p str, &'p State, String)>,
+) -> Result<State, Error> {
+    let mut state = shared.clone();
+    state.part_serials = BTreeMap::from([(Part::Shared, shared.serial)]);
+    for (name, part, location) in customers {
+        if part.lineage != shared.lineage && (part.serial > 0 || !part.resources.is_empty()) {
+            return Err(Error::StateConflict {
+                location,
+                message: format!(
+                    "the part of customer `{name}` belongs to another state of stack `{stack}` \
+                     (lineage {}, not {}); it was not read",
+                    part.lineage, shared.lineage
+                ),
+            });
+        }
+        state.serial += part.serial;
+        state
+            .part_serials
+            .insert(Part::Customer(name.to_owned()), part.serial);
+        state.resources.extend(
+            part.resources
+                .iter()
+                .map(|(address, r)| (address.clone(), r.clone())),
+        );
+    }
+    Ok(state)
 }
 
 /// A state file and its journal on the local disk.
@@ -274,25 +600,28 @@ impl FileBackend {
         }
     }
 
+    /// The refusal of a second writer, naming the run that holds the lock of `path`.
+    fn held(path: &Path) -> Error {
+        let text = std::fs::read_to_string(sibling(path, ".lock")).unwrap_or_default();
+        let holder: LockHolder = serde_json::from_str(&text).unwrap_or(LockHolder {
+            pid: 0,
+            host: "unknown host".into(),
+            since: "unknown time".into(),
+        });
+        Error::StateLocked {
+            path: path.to_owned(),
+            pid: holder.pid,
+            host: holder.host,
+            since: holder.since,
+        }
+    }
+
     fn lock(path: &Path) -> Result<File, Error> {
         let lock_path = sibling(path, ".lock");
         let mut file = open_private(&lock_path, false).map_err(io_err(&lock_path))?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let text = std::fs::read_to_string(&lock_path).unwrap_or_default();
-                let holder: LockHolder = serde_json::from_str(&text).unwrap_or(LockHolder {
-                    pid: 0,
-                    host: "unknown host".into(),
-                    since: "unknown time".into(),
-                });
-                return Err(Error::StateLocked {
-                    path: path.to_owned(),
-                    pid: holder.pid,
-                    host: holder.host,
-                    since: holder.since,
-                });
-            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Self::held(path)),
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
         let holder = LockHolder {
@@ -394,8 +723,14 @@ fn journal_entries(location: &str, journal: &[u8]) -> Result<Vec<JournalEntry>, 
 /// The state a backend holds (document plus journal), and how many journal entries it has;
 /// `None` when there is none yet.
 fn read_state(backend: &dyn StateBackend) -> Result<Option<(State, usize)>, Error> {
-    let location = backend.location();
-    let (document, journal) = backend.read()?;
+    parse_state(backend.location(), backend.read()?)
+}
+
+/// The state in a document and journal as [`StateBackend::read`] returns them.
+fn parse_state(
+    location: String,
+    (document, journal): Stored,
+) -> Result<Option<(State, usize)>, Error> {
     let mut state = match document {
         Some(t) => {
             #[derive(Deserialize)]
@@ -442,40 +777,178 @@ fn read_state(backend: &dyn StateBackend) -> Result<Option<(State, usize)>, Erro
 }
 
 impl StateStore {
-    /// Opens (or starts) the state of `stack` in the file at `path`, taking its lock. A
-    /// second writer fails at once with an error naming the holder.
+    /// Opens (or starts) the state of `stack` in the file at `path`, in one document, taking
+    /// its lock. A second writer fails at once with an error naming the holder.
     pub fn open(path: &Path, stack: &str) -> Result<Self, Error> {
         Self::open_in(Box::new(FileBackend::locked(path)?), stack)
     }
 
-    /// Opens (or starts) the state of `stack` kept by `backend`, which holds its lock.
+    /// Opens (or starts) the state of `stack` kept whole by `backend`, which holds its lock.
     pub fn open_in(backend: Box<dyn StateBackend>, stack: &str) -> Result<Self, Error> {
-        let (state, replayed, is_new) = match read_state(backend.as_ref())? {
-            Some((s, _)) if s.stack != stack => {
-                return Err(Error::StateStackMismatch {
-                    location: backend.location(),
-                    found: s.stack,
-                    expected: stack.to_owned(),
-                });
-            }
-            Some((s, replayed)) => (s, replayed, false),
-            None => (State::new(stack), 0, true),
-        };
+        let part = PartStore::read(backend, true, stack)?;
         let mut store = Self {
-            backend,
-            state,
-            journal_entries: replayed,
-            staged: Vec::new(),
-            staged_entries: 0,
+            state: part.state.clone(),
+            parts: BTreeMap::from([(Part::Shared, part)]),
+            split: false,
+            source: None,
+            refused: Vec::new(),
             commits: 0,
             writing: Duration::ZERO,
         };
-        // An existing state is read as it is (document plus journal), so opening one writes
-        // nothing: `destroy` still works when the disk is full. A new one is written at once.
-        if is_new {
-            store.persist()?;
-        }
+        store.settle()?;
         Ok(store)
+    }
+
+    /// Opens (or starts) the state of `stack` kept in parts by `source`, taking the locks of
+    /// the parts `scope` may change (see [`WriteScope`]). Any lock held by another run fails
+    /// the open at once, with every lock taken so far released; the caller may retry.
+    ///
+    /// A state from before customers had parts keeps them in the shared document. The first
+    /// run that opens it moves them into their parts, holding every lock for that run (a run
+    /// limited to one customer included); so does the first run of a stack never provisioned.
+    pub fn open_parts(
+        source: Box<dyn StateParts>,
+        stack: &str,
+        scope: &WriteScope,
+    ) -> Result<Self, Error> {
+        let mut parts = BTreeMap::new();
+        let everything = match scope {
+            WriteScope::Everything {
+                customers: configured,
+            } => {
+                let shared =
+                    PartStore::read(source.open(&Part::Shared, Access::Lock)?, true, stack)?;
+                source.ensure_no_customer_locked()?;
+                let mut names: std::collections::BTreeSet<String> = source
+                    .customers()?
+                    .into_iter()
+                    .chain(configured.iter().cloned())
+                    .collect();
+                // Customers the shared document still keeps, from before parts.
+                names.extend(
+                    shared
+                        .state
+                        .resources
+                        .keys()
+                        .filter_map(|a| match Part::of(a) {
+                            Part::Customer(name) => Some(name),
+                            Part::Shared => None,
+                        }),
+                );
+                parts.insert(Part::Shared, shared);
+                let customers: Vec<Part> = names.into_iter().map(Part::Customer).collect();
+                let opened = source.open_all(&customers, Access::Guarded)?;
+                for (part, (backend, stored)) in customers.into_iter().zip(opened) {
+                    parts.insert(part, PartStore::of(backend, stored, true, stack)?);
+                }
+                true
+            }
+            WriteScope::Customer(mine) => {
+                let own = Part::Customer(mine.clone());
+                let backend = source.open(&own, Access::Lock)?;
+                parts.insert(own.clone(), PartStore::read(backend, true, stack)?);
+                // Checked after our own lock is taken: a run holding the shared part either
+                // took it first (and is seen here) or sees our lock right after taking it.
+                source.ensure_unlocked(&Part::Shared)?;
+                let shared =
+                    PartStore::read(source.open(&Part::Shared, Access::Read)?, false, stack)?;
+                let unsplit = shared
+                    .state
+                    .resources
+                    .keys()
+                    .any(|a| Part::of(a) != Part::Shared);
+                if !shared.stored || unsplit {
+                    drop(parts);
+                    let all = WriteScope::Everything {
+                        customers: vec![mine.clone()],
+                    };
+                    return Self::open_parts(source, stack, &all);
+                }
+                parts.insert(Part::Shared, shared);
+                let others: Vec<Part> = source
+                    .customers()?
+                    .into_iter()
+                    .filter(|n| n != mine)
+                    .map(Part::Customer)
+                    .collect();
+                let opened = source.open_all(&others, Access::Read)?;
+                for (part, (backend, stored)) in others.into_iter().zip(opened) {
+                    parts.insert(part, PartStore::of(backend, stored, false, stack)?);
+                }
+                false
+            }
+        };
+        // A new part joins the stack's history.
+        let lineage = parts[&Part::Shared].state.lineage;
+        for part in parts.values_mut().filter(|p| !p.stored) {
+            part.state.lineage = lineage;
+        }
+        let state = assemble_parts(stack, &parts)?;
+        let mut store = Self {
+            parts,
+            split: true,
+            source: everything.then_some(source),
+            state,
+            refused: Vec::new(),
+            commits: 0,
+            writing: Duration::ZERO,
+        };
+        store.move_customers_into_their_parts()?;
+        store.settle()?;
+        Ok(store)
+    }
+
+    /// A new state is written at once, which settles its history (lineage); an existing one
+    /// is read as it is, so opening it writes nothing: `destroy` still works on a full disk.
+    fn settle(&mut self) -> Result<(), Error> {
+        match self.parts.get_mut(&Part::Shared) {
+            Some(shared) if shared.writable && !shared.stored => shared.persist(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves the customers' resources a shared document still holds into their own parts:
+    /// their parts are written first, so a crash in between leaves a copy in both, which
+    /// reads as the part's and is moved again by the next run.
+    fn move_customers_into_their_parts(&mut self) -> Result<(), Error> {
+        let Some(shared) = self.parts.get_mut(&Part::Shared) else {
+            return Ok(());
+        };
+        let kept: Vec<(Address, ResourceState)> = shared
+            .state
+            .resources
+            .iter()
+            .filter(|(a, _)| Part::of(a) != Part::Shared)
+            .map(|(a, r)| (a.clone(), r.clone()))
+            .collect();
+        if kept.is_empty() {
+            return Ok(());
+        }
+        for (address, resource) in &kept {
+            let part = self
+                .parts
+                .get_mut(&Part::of(address))
+                .expect("every customer in the shared document was opened");
+            if !part.state.resources.contains_key(address) {
+                part.stage(address.clone(), Some(resource.clone()));
+            }
+        }
+        let shared = self.parts.get_mut(&Part::Shared).expect("checked above");
+        for (address, _) in &kept {
+            shared.stage(address.clone(), None);
+        }
+        tracing::info!(
+            "moved {} customer resource(s) of {} into their customers' parts",
+            kept.len(),
+            self.location()
+        );
+        self.state.serial = self.parts.values().map(|p| p.state.serial).sum();
+        self.state.part_serials = self
+            .parts
+            .iter()
+            .map(|(part, p)| (part.clone(), p.state.serial))
+            .collect();
+        self.commit()
     }
 
     /// Reads the state at `path` (main file plus journal) without locking; `None` when there
@@ -489,13 +962,41 @@ impl StateStore {
         Ok(read_state(backend)?.map(|(s, _)| s))
     }
 
+    /// Reads every part of the state `source` keeps, put together, without locking; `None`
+    /// when there is none yet.
+    pub fn load_parts(source: &dyn StateParts, stack: &str) -> Result<Option<State>, Error> {
+        let all: Vec<Part> = std::iter::once(Part::Shared)
+            .chain(source.customers()?.into_iter().map(Part::Customer))
+            .collect();
+        let opened = source.open_all(&all, Access::Read)?;
+        let mut parts = BTreeMap::new();
+        for (part, (backend, stored)) in all.into_iter().zip(opened) {
+            parts.insert(part, PartStore::of(backend, stored, false, stack)?);
+        }
+        if parts.values().all(|p| !p.stored) {
+            return Ok(None);
+        }
+        assemble_parts(stack, &parts).map(Some)
+    }
+
     pub fn state(&self) -> &State {
         &self.state
     }
 
-    /// Where the state lives: a path or an `s3://` URL.
+    /// Where the state lives: a path or an `s3://` URL (its shared part's, when in parts).
     pub fn location(&self) -> String {
-        self.backend.location()
+        self.parts[&Part::Shared].backend.location()
+    }
+
+    /// The customers whose parts this run holds the lock of, when it holds only some.
+    fn scope_description(&self) -> String {
+        let held: Vec<String> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.writable)
+            .map(|(part, _)| part.to_string())
+            .collect();
+        held.join(", ")
     }
 
     /// Records a resource's new record durably before returning.
@@ -524,53 +1025,98 @@ impl StateStore {
     }
 
     fn stage(&mut self, address: Address, resource: Option<ResourceState>) {
-        self.state.serial += 1;
-        let entry = JournalEntry {
-            lineage: self.state.lineage,
-            serial: self.state.serial,
-            address: address.clone(),
-            resource: resource.clone(),
+        let part = if self.split {
+            Part::of(&address)
+        } else {
+            Part::Shared
         };
-        serde_json::to_writer(&mut self.staged, &entry).expect("state is plain data");
-        self.staged.push(b'\n');
-        self.staged_entries += 1;
+        if !self.parts.contains_key(&part)
+            && let Some(source) = &self.source
+        {
+            // A customer neither configured nor recorded when the run began (`state mv` to a
+            // new one): its lock is taken now.
+            match source
+                .open(&part, Access::Guarded)
+                .and_then(|b| PartStore::read(b, true, &self.state.stack))
+            {
+                Ok(mut opened) => {
+                    if !opened.stored {
+                        opened.state.lineage = self.state.lineage;
+                    }
+                    self.parts.insert(part.clone(), opened);
+                }
+                Err(e) => tracing::debug!("could not open {part} of {}: {e}", self.location()),
+            }
+        }
+        let Some(store) = self.parts.get_mut(&part).filter(|p| p.writable) else {
+            self.refused.push(address);
+            return;
+        };
+        store.stage(address.clone(), resource.clone());
+        self.state.serial += 1;
+        if self.split {
+            *self.state.part_serials.entry(part).or_default() += 1;
+        }
         match resource {
             Some(r) => self.state.resources.insert(address, r),
             None => self.state.resources.remove(&address),
         };
     }
 
-    /// Makes everything staged durable with one journal append and one fsync: a run records
-    /// the results of steps that finished together, or the intents of creates about to start
-    /// together, at the cost of one disk flush rather than one each. Every entry is a line of
-    /// its own, so a crash during the append loses at most the entries not yet complete, and
-    /// their calls have not been made (intents) or are found again (results).
+    /// Makes everything staged durable, with one journal append (and one fsync) per part
+    /// changed: a run records the results of steps that finished together, or the intents
+    /// of creates about to start together, at the cost of one flush per part rather than one
+    /// per resource. Every entry is a line of its own, so a crash during an append loses at
+    /// most the entries not yet complete, and their calls have not been made (intents) or
+    /// are found again (results). A record staged in a part this run holds no lock on is
+    /// refused here, and nothing of it was kept.
     pub fn commit(&mut self) -> Result<(), Error> {
-        if self.staged.is_empty() {
-            return Ok(());
-        }
         let started = Instant::now();
-        self.backend.append(&self.staged)?;
-        self.staged.clear();
-        self.journal_entries += std::mem::take(&mut self.staged_entries);
-        self.commits += 1;
-        self.writing += started.elapsed();
-        // Folding the journal costs one full write; doing it once the journal is as long as
-        // the state keeps the total work linear in the number of operations.
-        if self.journal_entries > self.state.resources.len().max(64) {
-            self.persist()?;
+        let (customers, shared): (Vec<_>, Vec<_>) = self
+            .parts
+            .iter_mut()
+            .filter(|(_, p)| !p.staged.is_empty())
+            .partition(|(part, _)| **part != Part::Shared);
+        let wrote = !customers.is_empty() || !shared.is_empty();
+        // Customers' parts first: a crash then never leaves a record moved out of the shared
+        // part and not yet into its customer's.
+        commit_together(customers.into_iter().map(|(_, p)| p).collect())?;
+        commit_together(shared.into_iter().map(|(_, p)| p).collect())?;
+        if wrote {
+            self.commits += 1;
+            self.writing += started.elapsed();
+        }
+        if let Some(address) = self.refused.first() {
+            let message = format!(
+                "`{address}` is kept in {}, which this run does not hold the lock of (it \
+                 holds {}); it was not recorded. Run without --customer to change it.",
+                Part::of(address),
+                self.scope_description()
+            );
+            self.refused.clear();
+            return Err(Error::StateConflict {
+                location: self.location(),
+                message,
+            });
         }
         Ok(())
     }
 
-    /// Records the AWS account this state belongs to, with one full write (once in a stack's
-    /// life).
+    /// Records the AWS account this state belongs to, with one full write of the shared part
+    /// (once in a stack's life). A run that only reads the shared part records nothing.
     pub fn record_account(&mut self, account_id: &str) -> Result<(), Error> {
         if self.state.account_id.as_deref() == Some(account_id) {
             return Ok(());
         }
+        let Some(shared) = self.parts.get_mut(&Part::Shared).filter(|p| p.writable) else {
+            return Ok(());
+        };
+        shared.state.account_id = Some(account_id.to_owned());
         self.state.account_id = Some(account_id.to_owned());
-        self.persist()
+        let started = Instant::now();
+        shared.persist()?;
+        self.writing += started.elapsed();
+        Ok(())
     }
 
     /// Replaces what this store holds with `state`, moved here from another location (`state
@@ -600,31 +1146,114 @@ impl StateStore {
                 self.state.serial, state.serial
             )));
         }
-        self.staged.clear();
-        self.staged_entries = 0;
+        if self.parts.values().any(|p| !p.writable) {
+            return Err(refuse(format!(
+                "this run holds only {}",
+                self.scope_description()
+            )));
+        }
+        if self.split {
+            for address in state.resources.keys() {
+                let part = Part::of(address);
+                if !self.parts.contains_key(&part) {
+                    let source = self.source.as_ref().expect("a run holding every part");
+                    let backend = source.open(&part, Access::Guarded)?;
+                    let opened = PartStore::read(backend, true, &state.stack)?;
+                    self.parts.insert(part, opened);
+                }
+            }
+        }
+        // The shared part carries the serial; the others start again from nothing, so the
+        // whole still reads as `state`'s version.
+        for (part, store) in self.parts.iter_mut() {
+            let mut mine = State {
+                serial: 0,
+                account_id: None,
+                resources: BTreeMap::new(),
+                ..state.clone()
+            };
+            if *part == Part::Shared {
+                mine.serial = state.serial;
+                mine.account_id = state.account_id.clone();
+            }
+            mine.resources = state
+                .resources
+                .iter()
+                .filter(|(a, _)| !self.split || Part::of(a) == *part)
+                .map(|(a, r)| (a.clone(), r.clone()))
+                .collect();
+            store.staged.clear();
+            store.staged_entries = 0;
+            store.state = mine;
+        }
         self.state = state;
         self.persist()
     }
 
-    /// How many times the journal was flushed to disk, and the time spent writing the state
+    /// How many times staged records were flushed, and the time spent writing the state
     /// (journal appends and full writes) since it was opened.
     pub fn write_stats(&self) -> (u64, Duration) {
         (self.commits, self.writing)
     }
 
-    /// Writes the whole state atomically and empties the journal.
+    /// Writes every part this run holds whole, atomically, and empties their journals (a
+    /// customer's part that never held anything is not created).
     pub fn persist(&mut self) -> Result<(), Error> {
         let started = Instant::now();
-        let mut document = serde_json::to_vec_pretty(&self.state).expect("state is plain data");
-        document.push(b'\n');
-        self.backend.replace(&document)?;
-        self.journal_entries = 0;
-        // The full write holds everything staged too.
-        self.staged.clear();
-        self.staged_entries = 0;
+        for (part, store) in self.parts.iter_mut() {
+            let worth_writing = store.stored
+                || *part == Part::Shared
+                || !store.state.resources.is_empty()
+                || !store.staged.is_empty();
+            if store.writable && worth_writing {
+                store.persist()?;
+            }
+        }
         self.writing += started.elapsed();
         Ok(())
     }
+}
+
+/// Parts written at once by one commit: their flushes overlap instead of queueing.
+const CONCURRENT_COMMITS: usize = 32;
+
+/// Commits `parts`, several at once when there are several: a batch of results may touch
+/// every customer, and one flush after another would make recording grow with them. The
+/// writing threads run inside the caller's Tokio runtime, if any, which a remote backend uses.
+fn commit_together(mut parts: Vec<&mut PartStore>) -> Result<(), Error> {
+    if parts.len() <= 1 {
+        return parts.iter_mut().try_for_each(|p| p.commit());
+    }
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    for chunk in parts.chunks_mut(CONCURRENT_COMMITS) {
+        let results: Vec<Result<(), Error>> = std::thread::scope(|scope| {
+            let writers: Vec<_> = chunk
+                .iter_mut()
+                .map(|part| {
+                    let runtime = runtime.clone();
+                    scope.spawn(move || {
+                        let _entered = runtime.as_ref().map(|r| r.enter());
+                        part.commit()
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .map(|w| w.join().expect("a state write panicked"))
+                .collect()
+        });
+        results.into_iter().collect::<Result<(), Error>>()?;
+    }
+    Ok(())
+}
+
+/// [`assemble`] over opened parts.
+fn assemble_parts(stack: &str, parts: &BTreeMap<Part, PartStore>) -> Result<State, Error> {
+    let customers = parts.iter().filter_map(|(part, p)| match part {
+        Part::Customer(name) => Some((name.as_str(), &p.state, p.backend.location())),
+        Part::Shared => None,
+    });
+    assemble(stack, &parts[&Part::Shared].state, customers)
 }
 
 impl Drop for StateStore {
@@ -1049,5 +1678,188 @@ mod tests {
         assert_eq!(r["name"], "db");
         assert!(!r["value"].to_string().contains("hunter2"));
         assert_eq!(r["value"], fingerprint(&json!("hunter2")));
+    }
+
+    fn everything(customers: &[&str]) -> WriteScope {
+        WriteScope::Everything {
+            customers: customers.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    fn parts(path: &Path, scope: &WriteScope) -> Result<StateStore, Error> {
+        StateStore::open_parts(Box::new(FileParts::new(path)), "s", scope)
+    }
+
+    #[test]
+    fn addresses_fall_in_their_customers_part_or_the_shared_one() {
+        assert_eq!(
+            Part::of(&"customer.acme.service.web".into()),
+            Part::Customer("acme".into())
+        );
+        assert_eq!(
+            Part::of(&"customer.acme".into()),
+            Part::Customer("acme".into())
+        );
+        assert_eq!(Part::of(&"shared.vpc".into()), Part::Shared);
+        assert_eq!(Part::of(&"customers.x".into()), Part::Shared);
+    }
+
+    #[test]
+    fn runs_limited_to_different_customers_write_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        {
+            let mut all = parts(&path, &everything(&["a", "b"])).unwrap();
+            all.put("shared.vpc".into(), resource("vpc")).unwrap();
+            all.put("customer.a.svc".into(), resource("a1")).unwrap();
+        }
+        // Both customers' runs hold their own locks at once, and read the shared part.
+        let mut a = parts(&path, &WriteScope::Customer("a".into())).unwrap();
+        let mut b = parts(&path, &WriteScope::Customer("b".into())).unwrap();
+        assert!(a.state().get(&"shared.vpc".into()).is_some());
+        a.put("customer.a.tg".into(), resource("a2")).unwrap();
+        b.put("customer.b.svc".into(), resource("b1")).unwrap();
+        b.remove(&"customer.b.svc".into()).unwrap();
+        b.put("customer.b.tg".into(), resource("b2")).unwrap();
+        // Neither may change what is not its own, and nothing of it is kept.
+        b.stage_put("shared.vpc".into(), resource("other"));
+        let refused = b.commit().unwrap_err().to_string();
+        assert!(
+            refused.contains("`shared.vpc` is kept in the shared part"),
+            "{refused}"
+        );
+        b.stage_put("customer.a.svc".into(), resource("other"));
+        assert!(b.commit().is_err());
+        assert_eq!(
+            b.state()
+                .get(&"customer.a.svc".into())
+                .unwrap()
+                .id
+                .as_deref(),
+            Some("a1")
+        );
+        drop((a, b));
+
+        let state = StateStore::load_parts(&FileParts::new(&path), "s")
+            .unwrap()
+            .unwrap();
+        let ids: Vec<_> = state
+            .resources
+            .values()
+            .map(|r| r.id.clone().unwrap())
+            .collect();
+        assert_eq!(ids, ["a1", "a2", "b2", "vpc"]);
+        // Each part is a document of its own, in the stack's one history.
+        let b_part = StateStore::load(&dir.path().join("s.json.customers/b.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(b_part.lineage, state.lineage);
+        assert_eq!(b_part.resources.len(), 1);
+        let shared = StateStore::load(&path).unwrap().unwrap();
+        assert_eq!(
+            shared.resources.len(),
+            1,
+            "the shared part keeps only shared.vpc"
+        );
+        // Every change to any part moves the version on.
+        assert_eq!(state.serial, 6);
+    }
+
+    #[test]
+    fn a_run_that_may_change_anything_excludes_customer_runs_and_the_other_way_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        drop(parts(&path, &everything(&["a"])).unwrap());
+        {
+            let _all = parts(&path, &everything(&["a"])).unwrap();
+            let err = parts(&path, &WriteScope::Customer("a".into())).unwrap_err();
+            assert!(matches!(err, Error::StateLocked { .. }), "{err}");
+            // A customer with no part yet, not configured: the shared lock still keeps it out.
+            let err = parts(&path, &WriteScope::Customer("z".into())).unwrap_err();
+            assert!(matches!(err, Error::StateLocked { .. }), "{err}");
+        }
+        let _a = parts(&path, &WriteScope::Customer("a".into())).unwrap();
+        let err = parts(&path, &everything(&[])).unwrap_err();
+        assert!(
+            matches!(err, Error::StateLocked { ref path, .. } if path.ends_with("a.json")),
+            "{err}"
+        );
+        // A refused open releases what it took: another customer's run still starts.
+        parts(&path, &WriteScope::Customer("b".into())).unwrap();
+    }
+
+    #[test]
+    fn a_state_in_one_document_is_split_by_the_first_run_that_opens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let lineage = {
+            let mut whole = StateStore::open(&path, "s").unwrap();
+            whole.put("shared.vpc".into(), resource("vpc")).unwrap();
+            whole.put("customer.a.svc".into(), resource("a1")).unwrap();
+            whole.put("customer.b.svc".into(), resource("b1")).unwrap();
+            whole.state().lineage
+        };
+        // Even a run limited to one customer: it holds every lock while it moves them.
+        let store = parts(&path, &WriteScope::Customer("a".into())).unwrap();
+        assert!(matches!(
+            parts(&path, &WriteScope::Customer("b".into())).unwrap_err(),
+            Error::StateLocked { .. }
+        ));
+        assert_eq!(store.state().resources.len(), 3);
+        drop(store);
+        let shared = StateStore::load(&path).unwrap().unwrap();
+        assert_eq!(
+            shared.resources.keys().collect::<Vec<_>>(),
+            [&Address::from("shared.vpc")]
+        );
+        let b = StateStore::load(&dir.path().join("s.json.customers/b.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.lineage, lineage);
+        assert_eq!(
+            b.resources.keys().collect::<Vec<_>>(),
+            [&Address::from("customer.b.svc")]
+        );
+        // Split now: customer runs go side by side again.
+        let _a = parts(&path, &WriteScope::Customer("a".into())).unwrap();
+        let _b = parts(&path, &WriteScope::Customer("b".into())).unwrap();
+    }
+
+    #[test]
+    fn a_customer_part_of_another_history_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        drop(parts(&path, &everything(&[])).unwrap());
+        let stray = dir.path().join("s.json.customers/a.json");
+        StateStore::open(&stray, "s")
+            .unwrap()
+            .put("customer.a.svc".into(), resource("a1"))
+            .unwrap();
+        let err = StateStore::load_parts(&FileParts::new(&path), "s").unwrap_err();
+        assert!(
+            err.to_string().contains("belongs to another state"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_state_moved_in_is_spread_over_its_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut whole = State::new("s");
+        whole.serial = 7;
+        for a in ["shared.vpc", "customer.a.svc", "customer.b.svc"] {
+            whole.resources.insert(a.into(), resource(a));
+        }
+        let path = dir.path().join("s.json");
+        parts(&path, &everything(&[]))
+            .unwrap()
+            .take_over(whole.clone())
+            .unwrap();
+        let back = StateStore::load_parts(&FileParts::new(&path), "s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.resources, whole.resources);
+        assert_eq!((back.lineage, back.serial), (whole.lineage, 7));
+        assert_eq!(StateStore::load(&path).unwrap().unwrap().resources.len(), 1);
     }
 }

@@ -36,7 +36,7 @@ pub async fn run(args: DestroyArgs) -> Result<u8> {
             ctx.stack()
         );
     }
-    let (mut store, blueprint, kinds) = super::prepare(&ctx).await?;
+    let (mut store, blueprint, kinds) = super::prepare(&ctx, &args.targets).await?;
     let options = PlanOptions {
         destroy: true,
         targets: ctx.check_targets(&args.targets, &blueprint, store.state())?,

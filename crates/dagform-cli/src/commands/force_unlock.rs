@@ -28,19 +28,29 @@ pub async fn run(args: ForceUnlockArgs) -> Result<u8> {
         ),
     };
     let client = state_s3::s3_client(Some(region)).await;
-    let Some(held) = state_s3::read_lock(&client, location).await? else {
+    // The shared part's lock, or a customer's part's (a run limited to that customer).
+    let held = state_s3::S3Parts::new(client.clone(), location.clone(), "force-unlock")
+        .locks()
+        .await?;
+    if held.is_empty() {
         bail!("the state {location} is not locked");
-    };
-    if held.id != args.lock_id {
-        bail!(
-            "the lock on {location} is {} (held by {} since {} for `{}`), not {}; nothing was changed",
-            held.id,
-            held.who,
-            held.since,
-            held.operation,
-            args.lock_id
-        );
     }
+    let Some((location, held)) = held.iter().find(|(_, info)| info.id == args.lock_id) else {
+        let list: Vec<String> = held
+            .iter()
+            .map(|(at, info)| {
+                format!(
+                    "{} on {at} (held by {} since {} for `{}`)",
+                    info.id, info.who, info.since, info.operation
+                )
+            })
+            .collect();
+        bail!(
+            "no lock {} on {location}; the locks held are: {}; nothing was changed",
+            args.lock_id,
+            list.join(", ")
+        );
+    };
     eprintln!(
         "The state {location} is locked by {} (pid {}) since {} for `{}`.\n\
          Unlock it only if that run is no longer running: two runs writing at once are refused \

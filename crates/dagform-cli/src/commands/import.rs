@@ -23,7 +23,7 @@ pub struct ImportArgs {
 
 pub async fn run(args: ImportArgs) -> Result<u8> {
     let ctx = Context::load(&args.common)?;
-    let mut store = ctx.open_state()?;
+    let mut store = ctx.open_state(&ctx.write_scope(Some(std::slice::from_ref(&args.address))))?;
     let blueprint = ctx.blueprint(store.state())?;
     let graph = &blueprint.graph;
     let address = Address::new(args.address.as_str());

@@ -152,8 +152,11 @@ pub fn finish(report: &ApplyReport, verb: &str, elapsed: std::time::Duration) ->
 }
 
 /// Loads what a walking command needs.
-pub async fn prepare(ctx: &Context) -> Result<(StateStore, Blueprint, Kinds)> {
-    let store = ctx.open_state()?;
+pub async fn prepare(
+    ctx: &Context,
+    targets: &crate::Targets,
+) -> Result<(StateStore, Blueprint, Kinds)> {
+    let store = ctx.open_state(&ctx.write_scope(targets.prefixes().as_deref()))?;
     let blueprint = ctx.blueprint(store.state())?;
     let kinds = ctx.kinds().await;
     Ok((store, blueprint, kinds))

@@ -97,7 +97,13 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
         let saved = SavedPlan {
             format_version: SAVED_PLAN_FORMAT,
             created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            basis: super::saved::basis(&ctx, &args.common.overrides, &state, args.destroy),
+            basis: super::saved::basis(
+                &ctx,
+                &args.common.overrides,
+                &state,
+                args.destroy,
+                options.targets.as_deref(),
+            ),
             destroy: args.destroy,
             targets: options.targets.clone(),
             plan: plan.clone(),

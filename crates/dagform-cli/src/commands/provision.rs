@@ -175,7 +175,7 @@ async fn from_configuration(args: &ProvisionArgs) -> Result<Prepared> {
             ctx.stack()
         );
     }
-    let (store, blueprint, kinds) = super::prepare(&ctx).await?;
+    let (store, blueprint, kinds) = super::prepare(&ctx, &args.targets).await?;
     blueprint.require_secrets()?;
     let options = ctx.apply_options(&args.walk)?;
     let plan_options = PlanOptions {
@@ -226,11 +226,12 @@ async fn from_saved_plan(args: &ProvisionArgs, path: &Path) -> Result<Prepared> 
     common.overrides = saved.basis.overrides.clone();
     let ctx = Context::load(&common)?;
     let overrides = &saved.basis.overrides;
-    let current = super::saved::basis(&ctx, overrides, &ctx.read_state()?, saved.destroy);
+    let targets = saved.targets.as_deref();
+    let current = super::saved::basis(&ctx, overrides, &ctx.read_state()?, saved.destroy, targets);
     super::saved::refuse_if_moved(&saved, &current, path)?;
-    let store = ctx.open_state()?;
+    let store = ctx.open_state(&ctx.write_scope(targets))?;
     // Another run may have written the state between the first check and the lock.
-    let current = super::saved::basis(&ctx, overrides, store.state(), saved.destroy);
+    let current = super::saved::basis(&ctx, overrides, store.state(), saved.destroy, targets);
     super::saved::refuse_if_moved(&saved, &current, path)?;
     let blueprint = ctx.blueprint(store.state())?;
     if !saved.destroy {

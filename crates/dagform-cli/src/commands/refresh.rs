@@ -57,7 +57,7 @@ struct Changes {
 
 pub async fn run(args: RefreshArgs) -> Result<u8> {
     let ctx = Context::load(&args.common)?;
-    let mut store = ctx.open_state()?;
+    let mut store = ctx.open_state(&ctx.everything())?;
     let kinds = ctx.kinds().await;
     let options = ctx.apply_options(&args.walk)?;
     let live = super::read_live_reporting(store.state(), &kinds, &options).await?;

@@ -10,9 +10,16 @@ use dagform_core::{Kinds, Plan, State};
 use std::io::Write;
 use std::path::Path;
 
-/// What a plan computed now from `ctx` (loaded with `overrides`) against `state` is based on.
-/// A destroy plan needs no secret values, so they are not part of its basis.
-pub fn basis(ctx: &Context, overrides: &[String], state: &State, destroy: bool) -> PlanBasis {
+/// What a plan computed now from `ctx` (loaded with `overrides`) against `state`, limited to
+/// `targets`, is based on. A destroy plan needs no secret values, so they are not part of its
+/// basis.
+pub fn basis(
+    ctx: &Context,
+    overrides: &[String],
+    state: &State,
+    destroy: bool,
+    targets: Option<&[String]>,
+) -> PlanBasis {
     let secrets = (!destroy).then(|| {
         let inputs = dagform_config::resolve_inputs(&ctx.config, &ctx.config_path, None);
         secrets_digest(&inputs.secret_values)
@@ -23,7 +30,7 @@ pub fn basis(ctx: &Context, overrides: &[String], state: &State, destroy: bool) 
         config_digest: config_digest(&ctx.config.source, overrides),
         overrides: overrides.to_vec(),
         secrets_digest: secrets,
-        state: StateVersion::of(state),
+        state: StateVersion::of_scope(state, &ctx.write_scope(targets)),
     }
 }
 
