@@ -93,7 +93,7 @@ async fn plan_reports_changes_by_exit_code_and_as_json() {
     let json: serde_json::Value =
         serde_json::from_str(&run_ok(&mut project.dagform(&emu, &["plan", "--json"]))).unwrap();
     assert_eq!(json["has_changes"], true);
-    assert_eq!(json["summary"]["create"], 69);
+    assert_eq!(json["summary"]["create"], 109);
     assert_eq!(
         json["summary"]["read"], 1,
         "the hosted zone is looked up, not created"

@@ -14,7 +14,8 @@ use support::{Emulator, Project, create_zone, op_context, run, run_ok};
 const ZONE: &str = "freeinterestcal.com";
 const CLUSTER: &str = "dev-task-manager-cluster";
 const RULE: &str = "customer.global.listener_rule.frontend";
-const SERVICE: &str = "customer.global.service.frontend";
+// Not scaled: its desired count is the configuration's to keep.
+const SERVICE: &str = "customer.global.service.backend-worker";
 const LOG_GROUP: &str = "customer.global.log_group.frontend";
 
 struct Platform {
@@ -141,7 +142,7 @@ impl Platform {
             .ecs
             .update_service()
             .cluster(CLUSTER)
-            .service("global-frontend")
+            .service("global-backend-worker")
             .desired_count(5)
             .send()
             .await
@@ -185,7 +186,7 @@ async fn drift_is_reported_apart_and_provision_puts_it_back() {
     let rule_arn = p.id(RULE);
     let log_group = p.id(LOG_GROUP);
     assert_eq!(p.rule_priority(&rule_arn).await, "777");
-    assert_eq!(p.desired_count("global-frontend").await, 5);
+    assert_eq!(p.desired_count("global-backend-worker").await, 5);
     assert!(!p.log_group_exists(&log_group).await);
 
     // Text: a section of its own, before the plan lines.
@@ -199,7 +200,7 @@ async fn drift_is_reported_apart_and_provision_puts_it_back() {
     );
     assert_eq!(
         lines_of(section, SERVICE)[1].trim(),
-        "desired_count: 5 in AWS, 2 in the configuration"
+        "desired_count: 5 in AWS, 1 in the configuration"
     );
     let deleted = lines_of(section, LOG_GROUP);
     assert!(
@@ -214,7 +215,7 @@ async fn drift_is_reported_apart_and_provision_puts_it_back() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("refreshed 69 resources with "),
+        stderr.contains("refreshed 109 resources with "),
         "the refresh is reported: {stderr}"
     );
 
@@ -239,7 +240,7 @@ async fn drift_is_reported_apart_and_provision_puts_it_back() {
     let service_change = &drift[SERVICE]["properties"][0];
     assert_eq!(service_change["property"], "desired_count");
     assert_eq!(service_change["live"], 5);
-    assert_eq!(service_change["configured"]["value"], 2);
+    assert_eq!(service_change["configured"]["value"], 1);
     let actions: BTreeMap<&str, &str> = plan["resources"]
         .as_array()
         .unwrap()
@@ -258,7 +259,7 @@ async fn drift_is_reported_apart_and_provision_puts_it_back() {
     // Provisioning puts everything back, as AWS now reports.
     run_ok(&mut p.dagform(&["provision", "--yes"]));
     assert_eq!(p.rule_priority(&rule_arn).await, priority.to_string());
-    assert_eq!(p.desired_count("global-frontend").await, 2);
+    assert_eq!(p.desired_count("global-backend-worker").await, 1);
     assert!(p.log_group_exists(&log_group).await);
     assert_eq!(p.retention(&log_group).await, Some(30));
 
@@ -294,7 +295,7 @@ async fn refresh_records_what_aws_reports_without_changing_aws() {
     let out = run_ok(&mut p.dagform(&["refresh", "--yes", "--forget-missing"]));
     assert!(out.contains(&format!("- {LOG_GROUP}")), "{out}");
     assert!(out.contains(&format!("- {rule}")), "{out}");
-    assert!(out.contains("desired_count: 2 → 5"), "{out}");
+    assert!(out.contains("desired_count: 1 → 5"), "{out}");
     assert!(
         out.contains(&format!("priority: {priority} → 777")),
         "{out}"
@@ -308,7 +309,7 @@ async fn refresh_records_what_aws_reports_without_changing_aws() {
     assert!(state["resources"].get(rule).is_none());
     // AWS is as the drift left it.
     assert_eq!(p.rule_priority(&rule_arn).await, "777");
-    assert_eq!(p.desired_count("global-frontend").await, 5);
+    assert_eq!(p.desired_count("global-backend-worker").await, 5);
     assert!(!p.log_group_exists(&log_group).await);
 
     // Recorded now, so the plan shows plain changes back to the configuration, not drift.
@@ -328,7 +329,7 @@ async fn refresh_records_what_aws_reports_without_changing_aws() {
         .find(|c| c["property"] == "desired_count")
         .unwrap();
     assert_eq!(count["old"], 5);
-    assert_eq!(count["new"]["value"], 2);
+    assert_eq!(count["new"]["value"], 1);
 
     let again = run_ok(&mut p.dagform(&["refresh", "--yes"]));
     assert!(again.contains("matches AWS"), "{again}");
@@ -440,13 +441,14 @@ async fn a_refresh_of_the_example_takes_far_fewer_calls_than_resources() {
     assert!(out.status.success());
     let (resources, calls) = refresh_cost(&String::from_utf8_lossy(&out.stderr));
     // Every recorded resource but the hosted zone (a lookup of a zone dagform does not own) is read.
-    assert_eq!(resources, 69);
-    // Read one by one, the 69 resources took 81 calls (the VPC's DNS attributes, IAM roles'
-    // policies and the target groups' attributes add calls of their own). Batched, they take
-    // 42: one describe per kind for subnets, route tables and associations, security groups
-    // and rules, Elastic IPs, NAT gateways, load balancers, listeners, target groups, rules
-    // (per listener), services (per cluster) and log groups (per name prefix). The bound
-    // leaves a little room, and fails when a kind falls back to a call per resource.
+    assert_eq!(resources, 109);
+    // Read one by one, the 109 resources would take a call each and more (the VPC's DNS
+    // attributes, IAM roles' policies and the target groups' attributes add calls of their
+    // own). Batched, they take 40 (measured): one describe per kind for subnets, route tables and associations, security
+    // groups and rules, Elastic IPs, NAT gateways, load balancers, listeners, target groups,
+    // rules (per listener), services (per cluster), log groups (per name prefix), scalable
+    // targets and policies (per namespace) and alarms (100 names per call). The bound leaves a
+    // little room, and fails when a kind falls back to a call per resource.
     assert!(
         calls <= 48,
         "{calls} AWS calls to refresh {resources} resources"
@@ -538,6 +540,35 @@ async fn batched_reads_answer_what_single_reads_answer() {
             .unwrap_or_else(|| panic!("the example has no {kind_name}"))
             .push((id.to_owned(), Properties::new(), outputs));
     }
+    // Kinds read by name from their properties: a record like the first, naming one that
+    // is not there.
+    let gone_target = "service/dev-task-manager-cluster/gone";
+    let named: [(&str, &str, serde_json::Value); 3] = [
+        (
+            "aws_appautoscaling_target",
+            gone_target,
+            serde_json::json!({ "resource_id": gone_target }),
+        ),
+        (
+            "aws_appautoscaling_policy",
+            "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:gone",
+            serde_json::json!({ "name": "gone-cpu", "resource_id": gone_target }),
+        ),
+        (
+            "aws_cloudwatch_metric_alarm",
+            "dev-task-manager-gone-cpu-high",
+            serde_json::json!({ "name": "dev-task-manager-gone-cpu-high" }),
+        ),
+    ];
+    let named_kinds = named.len();
+    for (kind_name, id, overrides) in named {
+        let records = by_kind
+            .get_mut(kind_name)
+            .unwrap_or_else(|| panic!("the example has no {kind_name}"));
+        let (_, mut properties, outputs) = records[0].clone();
+        properties.extend(overrides.as_object().unwrap().clone());
+        records.push((id.to_owned(), properties, outputs));
+    }
     let ctx: OpContext = op_context("test.batch");
     let mut batched_kinds = 0;
     for (kind_name, records) in &by_kind {
@@ -573,5 +604,5 @@ async fn batched_reads_answer_what_single_reads_answer() {
             );
         }
     }
-    assert_eq!(batched_kinds, gone.len());
+    assert_eq!(batched_kinds, gone.len() + named_kinds);
 }

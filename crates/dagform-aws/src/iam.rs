@@ -1,4 +1,4 @@
-//! IAM: the roles ECS tasks run as (execution role, task role).
+//! IAM: the roles ECS tasks run as (execution role, task role) and the role CI deploys with.
 
 use crate::AwsClients;
 use crate::error::{classify, code};
@@ -8,13 +8,14 @@ use dagform_core::{
     Applied, Changes, Current, Kind, KindOutputs, Kinds, Observed, OpContext, Properties,
     ResourceError,
 };
-use dagform_resources::iam::{RoleField, RoleOutputs, RoleProps};
+use dagform_resources::iam::{RoleField, RoleOutputs, RoleProps, WebIdentityTrust};
 use serde_json::{Map, Value as Json, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub fn register(kinds: &mut Kinds, clients: &Arc<AwsClients>) {
     kinds.add(IamRole::new(clients.clone()));
+    kinds.add(crate::iam_oidc::OidcProvider::new(clients.clone()));
 }
 
 /// `aws_iam_role`: a role one AWS service may assume, with managed and inline policies.
@@ -22,8 +23,64 @@ pub struct IamRole {
     clients: Arc<AwsClients>,
 }
 
-/// The trust policy: `sts:AssumeRole` for the one trusted service principal, nothing else.
-fn trust_policy(service: &str) -> String {
+/// The trust policy of `p`: the one service, or the web identities, and nothing else.
+fn trust_policy(p: &RoleProps) -> String {
+    match (&p.trusted_web_identity, &p.trusted_service) {
+        (Some(web), _) => web_identity_policy(web),
+        (None, service) => service_policy(service.as_deref().unwrap_or_default()),
+    }
+}
+
+/// `sts:AssumeRoleWithWebIdentity` for tokens of one provider whose audience is `audience` and
+/// whose subject matches one of `subjects`.
+fn web_identity_policy(web: &WebIdentityTrust) -> String {
+    let host = web.provider_host();
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Federated": web.provider_arn },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": { format!("{host}:aud"): web.audience },
+                "StringLike": { format!("{host}:sub"): web.subjects },
+            },
+        }]
+    })
+    .to_string()
+}
+
+/// The web identity trust of a policy shaped like the one dagform writes, if it is one.
+fn trusted_web_identity(doc: &Json) -> Option<Json> {
+    let statements = match &doc["Statement"] {
+        Json::Array(s) => s.as_slice(),
+        s @ Json::Object(_) => std::slice::from_ref(s),
+        _ => &[],
+    };
+    let [s] = statements else { return None };
+    if s["Effect"] != "Allow" || single_str(&s["Action"]) != Some("sts:AssumeRoleWithWebIdentity") {
+        return None;
+    }
+    let provider_arn = single_str(&s["Principal"]["Federated"])?;
+    let host = provider_arn.split_once(":oidc-provider/")?.1;
+    let condition = s["Condition"].as_object()?;
+    if condition.len() != 2 {
+        return None;
+    }
+    let audience = single_str(&condition.get("StringEquals")?[format!("{host}:aud")])?;
+    let subjects = match &condition.get("StringLike")?[format!("{host}:sub")] {
+        Json::String(one) => vec![one.clone()],
+        Json::Array(many) => many
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()?,
+        _ => return None,
+    };
+    Some(json!({ "provider_arn": provider_arn, "audience": audience, "subjects": subjects }))
+}
+
+/// The trust policy of a service role: `sts:AssumeRole` for the one service principal.
+fn service_policy(service: &str) -> String {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -209,7 +266,7 @@ impl Kind for IamRole {
             .iam
             .create_role()
             .role_name(&p.name)
-            .assume_role_policy_document(trust_policy(&p.trusted_service))
+            .assume_role_policy_document(trust_policy(p))
             .set_description(p.description.clone())
             .set_tags(Some(tags_for(ctx, Some(&p.name))))
             .customize()
@@ -262,7 +319,18 @@ impl Kind for IamRole {
             None => {}
         }
         if let Some(doc) = role.assume_role_policy_document() {
-            set(F::TrustedService, trusted_service(policy_document(doc)?));
+            let doc = policy_document(doc)?;
+            let web_recorded = current
+                .properties
+                .contains_key(F::TrustedWebIdentity.as_str());
+            // Whichever shape the live policy has; one dagform does not write shows whole
+            // under the field recorded.
+            match (trusted_web_identity(&doc), trusted_service(doc)) {
+                (Some(web), _) => set(F::TrustedWebIdentity, web),
+                (None, service @ Json::String(_)) => set(F::TrustedService, service),
+                (None, whole) if web_recorded => set(F::TrustedWebIdentity, whole),
+                (None, whole) => set(F::TrustedService, whole),
+            }
         }
         let mut managed = self.attached_policies(current.id).await?;
         managed.sort();
@@ -302,10 +370,10 @@ impl Kind for IamRole {
             .await?
             .ok_or_else(|| ResourceError::failed(format!("role {} is gone", current.id)))?;
         ctx.require_not_foreign(&what(current.id), pairs(role.tags()))?;
-        if changed.contains(RoleField::TrustedService) {
+        if changed.any(&[RoleField::TrustedService, RoleField::TrustedWebIdentity]) {
             iam.update_assume_role_policy()
                 .role_name(current.id)
-                .policy_document(trust_policy(&p.trusted_service))
+                .policy_document(trust_policy(p))
                 .send()
                 .await
                 .map_err(|e| classify("UpdateAssumeRolePolicy", e))?;
@@ -368,7 +436,7 @@ mod tests {
 
     #[test]
     fn decodes_url_encoded_documents() {
-        let doc = trust_policy("ecs-tasks.amazonaws.com");
+        let doc = service_policy("ecs-tasks.amazonaws.com");
         let encoded: String = doc
             .bytes()
             .map(|b| {
@@ -387,7 +455,7 @@ mod tests {
 
     #[test]
     fn reads_the_trusted_service_of_a_single_service_policy() {
-        let doc: Json = serde_json::from_str(&trust_policy("ecs-tasks.amazonaws.com")).unwrap();
+        let doc: Json = serde_json::from_str(&service_policy("ecs-tasks.amazonaws.com")).unwrap();
         assert_eq!(trusted_service(doc), json!("ecs-tasks.amazonaws.com"));
         let two = json!({"Statement": [{
             "Effect": "Allow",
@@ -401,5 +469,21 @@ mod tests {
             "Action": "sts:AssumeRole"
         }});
         assert_eq!(trusted_service(account.clone()), account);
+    }
+
+    #[test]
+    fn a_web_identity_policy_reads_back_as_its_trust() {
+        let web = json!({
+            "provider_arn": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com",
+            "audience": "sts.amazonaws.com",
+            "subjects": ["repo:org/app:ref:refs/heads/main"],
+        });
+        let trust: WebIdentityTrust = serde_json::from_value(web.clone()).unwrap();
+        let doc: Json = serde_json::from_str(&web_identity_policy(&trust)).unwrap();
+        assert_eq!(trusted_web_identity(&doc), Some(web));
+        assert!(trusted_service(doc).is_object());
+        let service: Json =
+            serde_json::from_str(&service_policy("ecs-tasks.amazonaws.com")).unwrap();
+        assert_eq!(trusted_web_identity(&service), None);
     }
 }

@@ -2,7 +2,9 @@
 //! properties into typed SDK calls.
 
 pub mod acm;
+pub mod autoscaling;
 pub mod clients;
+pub mod cloudwatch;
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
@@ -10,6 +12,7 @@ pub mod elbv2;
 pub mod error;
 pub mod hosted_zones;
 pub mod iam;
+pub mod iam_oidc;
 pub mod inspect;
 pub mod logs;
 pub(crate) mod ownership;
@@ -18,7 +21,9 @@ pub mod quotas;
 pub mod rds;
 pub mod route53;
 pub mod secretsmanager;
+pub mod sns;
 pub mod state_s3;
+pub mod wafv2;
 
 pub use clients::AwsClients;
 pub use error::AwsError;
@@ -39,5 +44,9 @@ pub fn kinds(clients: Arc<AwsClients>) -> Kinds {
     ecr::register(&mut kinds, &clients);
     secretsmanager::register(&mut kinds, &clients);
     rds::register(&mut kinds, &clients);
+    autoscaling::register(&mut kinds, &clients);
+    sns::register(&mut kinds, &clients);
+    cloudwatch::register(&mut kinds, &clients);
+    wafv2::register(&mut kinds, &clients);
     kinds
 }

@@ -96,7 +96,9 @@ pub(crate) mod single_attempt {
         iam => aws_sdk_iam,
         logs => aws_sdk_cloudwatchlogs,
         ecr => aws_sdk_ecr,
-        rds => aws_sdk_rds
+        rds => aws_sdk_rds,
+        autoscaling => aws_sdk_applicationautoscaling,
+        sns => aws_sdk_sns
     );
 }
 
@@ -146,7 +148,9 @@ tag_type!(optional
     aws_sdk_rds::types::Tag,
     aws_sdk_secretsmanager::types::Tag
 );
-tag_type!(required aws_sdk_ecr::types::Tag, aws_sdk_iam::types::Tag);
+tag_type!(required aws_sdk_ecr::types::Tag, aws_sdk_iam::types::Tag, aws_sdk_sns::types::Tag);
+tag_type!(optional aws_sdk_cloudwatch::types::Tag);
+tag_type!(builds aws_sdk_cloudwatch::types::Tag);
 tag_type!(builds
     aws_sdk_ec2::types::Tag,
     aws_sdk_elasticloadbalancingv2::types::Tag,
@@ -154,7 +158,7 @@ tag_type!(builds
     aws_sdk_rds::types::Tag,
     aws_sdk_secretsmanager::types::Tag
 );
-tag_type!(checked aws_sdk_ecr::types::Tag, aws_sdk_iam::types::Tag);
+tag_type!(checked aws_sdk_ecr::types::Tag, aws_sdk_iam::types::Tag, aws_sdk_sns::types::Tag);
 
 impl TagPair for aws_sdk_acm::types::Tag {
     fn pair(&self) -> (&str, &str) {

@@ -14,7 +14,7 @@ mod support;
 use dagform_core::plan::{PlanOptions, plan};
 use dagform_core::reconcile::{ApplyOptions, apply};
 use dagform_core::testing::{MemoryCloud, MemoryKind};
-use dagform_core::{Address, Kinds, ResourceGraph, State, StateStore};
+use dagform_core::{Address, FileParts, Kinds, ResourceGraph, State, StateStore, WriteScope};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,13 @@ const SECONDS: &[(&str, f64, f64, f64)] = &[
     ("aws_lb_listener", 0.5, 0.0, 0.0),
     ("aws_lb_listener_rule", 0.3, 0.0, 0.0),
     ("data_route53_zone", 0.2, 0.0, 0.0),
+    ("aws_appautoscaling_target", 0.5, 0.0, 0.0),
+    ("aws_appautoscaling_policy", 0.5, 0.0, 0.0),
+    ("aws_cloudwatch_metric_alarm", 0.2, 0.0, 0.0),
+    ("aws_sns_topic", 0.3, 0.0, 0.0),
+    ("aws_sns_topic_subscription", 0.3, 0.0, 0.0),
+    ("aws_wafv2_web_acl", 0.5, 0.0, 0.0),
+    ("aws_wafv2_web_acl_association", 0.5, 0.0, 0.0),
 ];
 const SCALE: f64 = 100.0;
 /// Real kinds poll every five seconds; scaled down like everything else.
@@ -92,6 +99,7 @@ fn simulated_kinds(cloud: &Arc<MemoryCloud>) -> Kinds {
                 json!([{"name": "_x.example.com.", "type": "CNAME", "value": "_y.acm-validations.aws."}]),
             ),
             "aws_acm_certificate_validation" => kind.output("certificate_arn", json!("arn:aws:acm:us-east-1:123456789012:certificate/bench")),
+            "aws_lb_target_group" => kind.output("arn_suffix", json!("targetgroup/bench/0123456789abcdef")),
             _ => kind,
         };
         kinds.register(Arc::new(kind));
@@ -260,7 +268,10 @@ async fn round_trip(
     let cloud = MemoryCloud::new();
     let kinds = simulated_kinds(&cloud);
     let dir = tempfile::tempdir().unwrap();
-    let mut store = StateStore::open(&dir.path().join("bench.json"), "bench").unwrap();
+    // Kept as every run keeps it: a shared part and one part per customer.
+    let parts = FileParts::new(&dir.path().join("bench.json"));
+    let everything = WriteScope::Everything { customers: vec![] };
+    let mut store = StateStore::open_parts(Box::new(parts), "bench", &everything).unwrap();
     let (flushes, writing) = store.write_stats();
     let up = provision(graph, &kinds, &mut store, stages, parallelism).await;
     let (up_flushes, up_writing) = store.write_stats();
@@ -310,6 +321,8 @@ fn seed_stacks(graph: &ResourceGraph, customers: &[String]) -> Vec<Option<Vec<St
         stage(&["shared.cluster", "shared.log_group"]),
         stage(&["shared.role"]),
         Some(load_balancing),
+        // Paging, which the seed's stacks leave to the console: one more stack here.
+        stage(&["shared.alarm_topic", "shared.alarm_subscription"]),
     ];
     for c in customers {
         for part in [
@@ -319,6 +332,10 @@ fn seed_stacks(graph: &ResourceGraph, customers: &[String]) -> Vec<Option<Vec<St
             "task_definition",
             "service",
             "dns_record",
+            // Scaling and alarms: the seed's next steps, a stack each here.
+            "scaling_target",
+            "scaling_policy",
+            "alarm",
         ] {
             stages.push(Some(vec![format!("customer.{c}.{part}")]));
         }
@@ -431,7 +448,7 @@ fn walks(runtime: &tokio::runtime::Runtime) {
                 .up;
             row("one operation at a time", sequential, up_bound);
             row(
-                &format!("seed: {} stacks one after another", 7 + 6 * customers),
+                &format!("seed: {} stacks one after another", 8 + 9 * customers),
                 stacks,
                 up_bound,
             );

@@ -31,6 +31,12 @@ pub struct Config {
     /// customers, every service is deployed once.
     #[serde(default)]
     pub customers: IndexMap<Spanned<String>, Spanned<Customer>>,
+    /// Alarms that notify someone when the platform misbehaves.
+    pub alarms: Option<Spanned<Alarms>>,
+    /// A web firewall in front of the stack's load balancers.
+    pub waf: Option<Spanned<Waf>>,
+    /// An identity CI deploys the stack with, without stored keys.
+    pub ci: Option<Spanned<Ci>>,
     /// The text this was parsed from, to locate errors found later.
     #[serde(skip)]
     pub source: String,
@@ -343,6 +349,23 @@ pub struct Service {
     /// The task definition family; defaults to `{environment}-{app}-{service}` (with the
     /// customer before the service). Only without customers.
     pub family: Option<Spanned<String>>,
+    /// Application Auto Scaling of the task count; `desired_count` is then where it starts.
+    pub autoscaling: Option<Spanned<Autoscaling>>,
+}
+
+/// `autoscaling = { min = 1, max = 4, cpu_target = 60 }`: the task count's bounds and the
+/// targets it tracks (at least one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscaling {
+    pub min: Spanned<u32>,
+    pub max: Spanned<u32>,
+    /// Average CPU utilisation, percent.
+    pub cpu_target: Option<Spanned<u32>>,
+    /// Average memory utilisation, percent.
+    pub memory_target: Option<Spanned<u32>>,
+    /// Load balancer requests per task; only for a service with a `port`.
+    pub requests_per_target: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -352,6 +375,121 @@ pub struct Customer {
     pub display_name: Spanned<String>,
     #[serde(default)]
     pub environment: IndexMap<String, String>,
+}
+
+/// Where alarms go — an SNS topic dagform creates with `email` subscriptions, or an existing
+/// `topic_arn` it only publishes to — and, per alarm, a threshold or `false` to turn it off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alarms {
+    #[serde(default)]
+    pub email: Vec<Spanned<String>>,
+    pub topic_arn: Option<Spanned<String>>,
+    /// Alarm name → threshold; `false` turns it off, `true` keeps the default.
+    #[serde(default)]
+    pub thresholds: IndexMap<Spanned<String>, Spanned<AlarmSetting>>,
+}
+
+/// One alarm's setting in `[alarms.thresholds]`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum AlarmSetting {
+    On(bool),
+    Threshold(f64),
+}
+
+/// The alarms dagform sets up, as named in `[alarms.thresholds]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alarm {
+    /// 5xx responses of a target group's targets per 5 minutes.
+    Target5xx,
+    /// Unhealthy targets of a target group.
+    UnhealthyHosts,
+    /// Average CPU of a service, percent.
+    ServiceCpu,
+    /// Average memory of a service, percent.
+    ServiceMemory,
+    /// Running tasks of a service below this (default: its `desired_count`).
+    RunningTasks,
+    DatabaseCpu,
+    /// GiB left on the database's volume.
+    DatabaseFreeStorage,
+    DatabaseConnections,
+}
+
+impl Alarm {
+    pub const ALL: [Alarm; 8] = [
+        Alarm::Target5xx,
+        Alarm::UnhealthyHosts,
+        Alarm::ServiceCpu,
+        Alarm::ServiceMemory,
+        Alarm::RunningTasks,
+        Alarm::DatabaseCpu,
+        Alarm::DatabaseFreeStorage,
+        Alarm::DatabaseConnections,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Alarm::Target5xx => "target_5xx",
+            Alarm::UnhealthyHosts => "unhealthy_hosts",
+            Alarm::ServiceCpu => "service_cpu",
+            Alarm::ServiceMemory => "service_memory",
+            Alarm::RunningTasks => "running_tasks",
+            Alarm::DatabaseCpu => "database_cpu",
+            Alarm::DatabaseFreeStorage => "database_free_storage",
+            Alarm::DatabaseConnections => "database_connections",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Alarm> {
+        Alarm::ALL.into_iter().find(|a| a.key() == key)
+    }
+
+    /// The default threshold; `None` for running tasks, whose default is the service's own
+    /// desired count.
+    pub fn default_threshold(self) -> Option<f64> {
+        match self {
+            Alarm::Target5xx => Some(10.0),
+            Alarm::UnhealthyHosts => Some(1.0),
+            Alarm::ServiceCpu | Alarm::ServiceMemory | Alarm::DatabaseCpu => Some(80.0),
+            Alarm::RunningTasks => None,
+            Alarm::DatabaseFreeStorage => Some(2.0),
+            Alarm::DatabaseConnections => Some(100.0),
+        }
+    }
+
+    /// The thresholds that make sense, and what they count.
+    pub fn range(self) -> (std::ops::RangeInclusive<f64>, &'static str) {
+        match self {
+            Alarm::Target5xx => (1.0..=1_000_000.0, "5xx responses per 5 minutes"),
+            Alarm::UnhealthyHosts => (1.0..=1000.0, "unhealthy targets"),
+            Alarm::ServiceCpu | Alarm::ServiceMemory | Alarm::DatabaseCpu => {
+                (1.0..=100.0, "percent")
+            }
+            Alarm::RunningTasks => (1.0..=1000.0, "tasks"),
+            Alarm::DatabaseFreeStorage => (1.0..=65536.0, "GiB"),
+            Alarm::DatabaseConnections => (1.0..=100_000.0, "connections"),
+        }
+    }
+}
+
+impl Alarms {
+    fn setting(&self, alarm: Alarm) -> Option<AlarmSetting> {
+        self.thresholds
+            .iter()
+            .find(|(k, _)| k.get_ref() == alarm.key())
+            .map(|(_, v)| *v.get_ref())
+    }
+
+    /// Whether `alarm` is set up, and with which threshold (`None`: its default).
+    pub fn threshold(&self, alarm: Alarm) -> Option<Option<f64>> {
+        match self.setting(alarm) {
+            Some(AlarmSetting::On(false)) => None,
+            Some(AlarmSetting::Threshold(t)) => Some(Some(t)),
+            Some(AlarmSetting::On(true)) | None => Some(alarm.default_threshold()),
+        }
+    }
 }
 
 impl Customer {
@@ -492,4 +630,29 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `[waf]`: a WAFv2 web ACL of AWS managed rule groups, and an optional rate limit per client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waf {
+    #[serde(default)]
+    pub managed_rules: Vec<Spanned<String>>,
+    /// Requests per 5 minutes one client IP may send before it is blocked.
+    pub rate_limit: Option<Spanned<u64>>,
+}
+
+/// `[ci]`: where the stack is deployed from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ci {
+    pub github: Spanned<GithubCi>,
+}
+
+/// `github = { repository = "org/repo", branches = ["main"] }`: the workflows allowed to deploy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubCi {
+    pub repository: Spanned<String>,
+    pub branches: Vec<Spanned<String>>,
 }

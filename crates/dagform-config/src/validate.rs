@@ -180,6 +180,15 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
     if let Some(db) = &c.database {
         check_database(&mut k, c, db);
     }
+    if let Some(alarms) = &c.alarms {
+        check_alarms(&mut k, alarms);
+    }
+    if let Some(waf) = &c.waf {
+        check_waf(&mut k, waf);
+    }
+    if let Some(ci) = &c.ci {
+        check_ci(&mut k, ci);
+    }
 
     if let Some(name) = &c.registry.name {
         let s = name.get_ref();
@@ -410,6 +419,7 @@ pub fn check(path: &Path, source: &str, c: &Config) -> Vec<Diagnostic> {
         }
     }
     check_fixed_names_unique(&mut k, c);
+    check_autoscaling(&mut k, c);
     check_log_group_name(&mut k, c);
     if routed >= crate::naming::PRIORITY_BLOCK as usize {
         k.out.push(Diagnostic::at(
@@ -1019,4 +1029,244 @@ fn check_database(k: &mut Checker<'_>, c: &Config, db: &Spanned<Database>) {
             }
         }
     }
+}
+
+/// The most tasks a scaled service may reach: the same bound as `desired_count`.
+const MAX_SCALED_TASKS: u32 = 1000;
+
+/// Each service's `autoscaling`: bounds as Application Auto Scaling takes them (min ≥ 0,
+/// max ≥ 1, min ≤ max), utilisation targets in percent, and requests only where the load
+/// balancer sends them.
+fn check_autoscaling(k: &mut Checker<'_>, c: &Config) {
+    for (name, svc) in &c.services {
+        let Some(scaling) = &svc.get_ref().autoscaling else {
+            continue;
+        };
+        let f = |field: &str| format!("services.{}.autoscaling.{field}", name.get_ref());
+        let a = scaling.get_ref();
+        let (min, max) = (*a.min.get_ref(), *a.max.get_ref());
+        if !(1..=MAX_SCALED_TASKS).contains(&max) {
+            k.error(
+                &a.max,
+                &f("max"),
+                format!("must be between 1 and {MAX_SCALED_TASKS} tasks"),
+            );
+        } else if min > max {
+            k.error(&a.min, &f("min"), format!("{min} is above max ({max})"));
+        }
+        for (target, field) in [
+            (&a.cpu_target, "cpu_target"),
+            (&a.memory_target, "memory_target"),
+        ] {
+            if let Some(t) = target
+                && !(1..=100).contains(t.get_ref())
+            {
+                k.error(
+                    t,
+                    &f(field),
+                    "a utilisation target is a percentage: 1 to 100",
+                );
+            }
+        }
+        if let Some(r) = &a.requests_per_target {
+            if *r.get_ref() == 0 {
+                k.error(r, &f("requests_per_target"), "must be at least 1 request");
+            } else if !svc.get_ref().is_routed() {
+                k.error(
+                    r,
+                    &f("requests_per_target"),
+                    "only a service with a `port` receives requests from the load balancer",
+                );
+            }
+        }
+        if a.cpu_target.is_none() && a.memory_target.is_none() && a.requests_per_target.is_none() {
+            k.error(
+                scaling,
+                &format!("services.{}.autoscaling", name.get_ref()),
+                "needs a target to track: cpu_target, memory_target or requests_per_target",
+            );
+        }
+    }
+}
+
+fn check_alarms(k: &mut Checker<'_>, alarms: &Spanned<crate::model::Alarms>) {
+    use crate::model::{Alarm, AlarmSetting};
+    let a = alarms.get_ref();
+    match (a.email.is_empty(), &a.topic_arn) {
+        (true, None) => k.error(
+            alarms,
+            "alarms",
+            "say where alarms go: `email = [\"ops@example.com\"]` or `topic_arn = \"arn:aws:sns:…\"`",
+        ),
+        (false, Some(arn)) => k.error(
+            arn,
+            "alarms.topic_arn",
+            "give `email` or `topic_arn`, not both: an existing topic's subscriptions are its owner's to manage",
+        ),
+        _ => {}
+    }
+    for email in &a.email {
+        if !dagform_resources::sns::is_email(email.get_ref()) {
+            let e = email.get_ref();
+            k.error(
+                email,
+                "alarms.email",
+                format!("`{e}` is not an e-mail address"),
+            );
+        }
+    }
+    if let Some(arn) = &a.topic_arn
+        && !sns_topic_arn_ok(arn.get_ref())
+    {
+        let s = arn.get_ref();
+        k.error(
+            arn,
+            "alarms.topic_arn",
+            format!("`{s}` is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"),
+        );
+    }
+    for (key, setting) in &a.thresholds {
+        let name = key.get_ref();
+        let field = format!("alarms.thresholds.{name}");
+        let Some(alarm) = Alarm::from_key(name) else {
+            let known: Vec<&str> = Alarm::ALL.iter().map(|a| a.key()).collect();
+            let hint = closest(name, &known)
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
+            k.error(
+                key,
+                &field,
+                format!("unknown alarm `{name}`; {hint}known: {}", known.join(", ")),
+            );
+            continue;
+        };
+        if let AlarmSetting::Threshold(t) = setting.get_ref() {
+            let (range, unit) = alarm.range();
+            if !range.contains(t) {
+                k.error(
+                    setting,
+                    &field,
+                    format!(
+                        "{t} is out of range: {} to {} {unit} (or `false` to turn it off)",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn sns_topic_arn_ok(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    matches!(parts.as_slice(),
+        ["arn", partition, "sns", region, account, name]
+            if partition.starts_with("aws")
+                && region_ok(region)
+                && account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && !name.is_empty()
+                && name.len() <= 256
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
+}
+
+/// `[waf]`: names from AWS's managed rule groups, each once, and a rate limit WAF accepts.
+fn check_waf(k: &mut Checker<'_>, waf: &Spanned<crate::model::Waf>) {
+    use dagform_resources::wafv2::{MANAGED_RULE_GROUPS, RATE_LIMIT_RANGE};
+    let w = waf.get_ref();
+    if w.managed_rules.is_empty() && w.rate_limit.is_none() {
+        k.error(
+            waf,
+            "waf",
+            "name at least one managed rule group (`managed_rules = [\"AWSManagedRulesCommonRuleSet\"]`) or a `rate_limit`",
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for rule in &w.managed_rules {
+        let name = rule.get_ref();
+        if !MANAGED_RULE_GROUPS.contains(&name.as_str()) {
+            let hint = closest(name, MANAGED_RULE_GROUPS)
+                .map_or_else(String::new, |c| format!(" (did you mean `{c}`?)"));
+            k.error(
+                rule,
+                "waf.managed_rules",
+                format!("`{name}` is not an AWS managed rule group{hint}"),
+            );
+        } else if !seen.insert(name.as_str()) {
+            k.error(
+                rule,
+                "waf.managed_rules",
+                format!("`{name}` is listed twice"),
+            );
+        }
+    }
+    if let Some(limit) = &w.rate_limit
+        && !RATE_LIMIT_RANGE.contains(limit.get_ref())
+    {
+        k.error(
+            limit,
+            "waf.rate_limit",
+            format!(
+                "{} requests per 5 minutes is outside what WAF accepts ({} to {})",
+                limit.get_ref(),
+                RATE_LIMIT_RANGE.start(),
+                RATE_LIMIT_RANGE.end()
+            ),
+        );
+    }
+}
+
+/// `[ci]`: a GitHub repository as `owner/name`, and the branches that may deploy.
+fn check_ci(k: &mut Checker<'_>, ci: &Spanned<crate::model::Ci>) {
+    let github = ci.get_ref().github.get_ref();
+    let repo = github.repository.get_ref();
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 100
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    let repo_ok = matches!(repo.split_once('/'), Some((owner, name)) if part_ok(owner) && part_ok(name) && !name.contains('/'));
+    if !repo_ok {
+        k.error(
+            &github.repository,
+            "ci.github.repository",
+            format!("`{repo}` is not a GitHub repository: write it as `owner/name`"),
+        );
+    }
+    if github.branches.is_empty() {
+        k.error(
+            &ci.get_ref().github,
+            "ci.github.branches",
+            "name at least one branch allowed to deploy, e.g. `branches = [\"main\"]`",
+        );
+    }
+    for branch in &github.branches {
+        let b = branch.get_ref();
+        // Branch names end up in an IAM condition: no wildcards or quotes sneak in.
+        let ok = !b.is_empty()
+            && b.len() <= 255
+            && !b.starts_with('/')
+            && !b.ends_with('/')
+            && !b.contains("..")
+            && b.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !ok {
+            k.error(
+                branch,
+                "ci.github.branches",
+                format!("`{b}` is not a branch name dagform accepts (letters, digits, - _ . /)"),
+            );
+        }
+    }
+}
+
+/// The known name nearest `name` by edit distance, if it is near enough to be a typo.
+fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(name, k), *k))
+        .filter(|(d, k)| *d <= k.len() / 3 + 1)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
 }

@@ -125,7 +125,13 @@ fn a_new_customer_adds_exactly_its_nodes() {
     let before = addresses(&base, None);
     let after = addresses(&more, None);
     let added: Vec<&String> = after.difference(&before).collect();
-    assert_eq!(added.len(), 3 + 2 + 2 + 3 + 3 + 1);
+    // Services, task definitions, log groups, target groups, rules, DNS record; then alarms
+    // (CPU, memory and running tasks per service, 5xx and unhealthy hosts per target group),
+    // and the scaled services' targets and policies.
+    assert_eq!(
+        added.len(),
+        3 + 2 + 2 + 3 + 3 + 1 + (3 * 3 + 2 * 2) + (2 + 4)
+    );
     assert!(
         added.iter().all(|a| a.starts_with("customer.customer2.")),
         "{added:?}"
@@ -695,4 +701,233 @@ fn the_state_location_and_account_are_checked_where_they_are_written() {
 
 fn errors_of_one(source: &str) -> String {
     errors(source).join("\n")
+}
+
+/// The example with `autoscaling = { … }` on the service named `service`.
+fn with_autoscaling(service: &str, table: &str) -> String {
+    let header = format!("[services.{service}]\n");
+    let unscaled: String = example()
+        .lines()
+        .filter(|l| !l.starts_with("autoscaling"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    unscaled.replace(&header, &format!("{header}autoscaling = {{ {table} }}\n"))
+}
+
+/// The one error of `source`, which must name `field` on the line holding `needle`.
+fn refusal_at(source: &str, needle: &str, field: &str) -> String {
+    let line = source
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("the line")
+        + 1;
+    let message = errors_of_one(source);
+    assert!(
+        message.contains(&format!("dagform.toml:{line}")) && message.contains(field),
+        "{message}"
+    );
+    message
+}
+
+#[test]
+fn autoscaling_adds_a_target_and_policies_per_customer_copy() {
+    let source = with_autoscaling(
+        "frontend",
+        "min = 1, max = 4, cpu_target = 60, requests_per_target = 1000",
+    );
+    let config = parse(Path::new("dagform.toml"), &source).unwrap();
+    let bp = blueprint(&config, Path::new("dagform.toml"), None).unwrap();
+    let g = &bp.graph;
+    for customer in config.customer_names() {
+        let base = format!("customer.{customer}");
+        let target = Address::new(format!("{base}.scaling_target.frontend"));
+        assert!(
+            g.dependencies(&target)
+                .contains(&&Address::new(format!("{base}.service.frontend")))
+        );
+        let requests = Address::new(format!("{base}.scaling_policy.frontend.requests"));
+        let deps = g.dependencies(&requests);
+        assert!(deps.contains(&&target), "{deps:?}");
+        assert!(deps.contains(&&Address::new(format!("{base}.target_group.frontend"))));
+        assert!(deps.contains(&&Address::new("shared.alb")));
+        let name = name_of(&source, requests.as_str(), "name");
+        assert_eq!(
+            name,
+            format!("dev-task-manager-{customer}-frontend-requests")
+        );
+        assert!(
+            g.get(&format!("{base}.scaling_policy.frontend.cpu").into())
+                .is_some()
+        );
+        assert!(
+            g.get(&format!("{base}.scaling_policy.frontend.memory").into())
+                .is_none()
+        );
+        let service = g.get(&format!("{base}.service.frontend").into()).unwrap();
+        assert_eq!(
+            service.properties["desired_count_scaled"].as_data(),
+            Some(&true.into())
+        );
+        // The other services keep their fixed count.
+        let api = g
+            .get(&format!("{base}.service.backend-api").into())
+            .unwrap();
+        assert!(!api.properties.contains_key("desired_count_scaled"));
+        assert!(
+            g.get(&format!("{base}.scaling_target.backend-api").into())
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn autoscaling_bounds_are_checked_like_aws() {
+    let s = with_autoscaling("frontend", "min = 3, max = 2, cpu_target = 60");
+    let m = refusal_at(&s, "min = 3", "services.frontend.autoscaling.min");
+    assert!(m.contains("above max"), "{m}");
+    let s = with_autoscaling("frontend", "min = 0, max = 0, cpu_target = 60");
+    refusal_at(&s, "max = 0", "services.frontend.autoscaling.max");
+    let s = with_autoscaling("frontend", "min = 1, max = 5000, cpu_target = 60");
+    let m = refusal_at(&s, "max = 5000", "services.frontend.autoscaling.max");
+    assert!(m.contains("between 1 and 1000"), "{m}");
+    // Scaling in to nothing is allowed, as AWS allows it.
+    let s = with_autoscaling("frontend", "min = 0, max = 1, cpu_target = 60");
+    assert!(parse(Path::new("dagform.toml"), &s).is_ok());
+}
+
+#[test]
+fn autoscaling_targets_must_be_in_range() {
+    let s = with_autoscaling("frontend", "min = 1, max = 2, cpu_target = 0");
+    let m = refusal_at(
+        &s,
+        "cpu_target = 0",
+        "services.frontend.autoscaling.cpu_target",
+    );
+    assert!(m.contains("1 to 100"), "{m}");
+    let s = with_autoscaling("frontend", "min = 1, max = 2, memory_target = 101");
+    refusal_at(
+        &s,
+        "memory_target = 101",
+        "services.frontend.autoscaling.memory_target",
+    );
+    let s = with_autoscaling("frontend", "min = 1, max = 2, requests_per_target = 0");
+    refusal_at(
+        &s,
+        "requests_per_target = 0",
+        "services.frontend.autoscaling.requests_per_target",
+    );
+}
+
+#[test]
+fn autoscaling_needs_a_target_and_requests_need_a_port() {
+    let s = with_autoscaling("frontend", "min = 1, max = 2");
+    let m = refusal_at(&s, "autoscaling =", "services.frontend.autoscaling");
+    assert!(m.contains("needs a target"), "{m}");
+    let s = with_autoscaling(
+        "backend-worker",
+        "min = 1, max = 2, requests_per_target = 100",
+    );
+    let m = refusal_at(
+        &s,
+        "requests_per_target = 100",
+        "services.backend-worker.autoscaling.requests_per_target",
+    );
+    assert!(m.contains("with a `port`"), "{m}");
+    let s = with_autoscaling("backend-worker", "min = 1, max = 2, cpu_target = 70");
+    assert!(parse(Path::new("dagform.toml"), &s).is_ok());
+    let s = with_autoscaling("frontend", "min = 1, max = 2, cpu = 70");
+    assert!(
+        errors_of_one(&s).contains("cpu"),
+        "unknown keys are refused"
+    );
+}
+
+/// The example with its `[alarms]` table replaced by `table`.
+fn with_alarms(table: &str) -> String {
+    example().replace("[alarms]\nemail = [\"ops@example.com\"]\n", table)
+}
+
+/// The line (1-based) of `source` holding `needle`.
+fn line_of(source: &str, needle: &str) -> usize {
+    source.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn alarms_name_each_customer_and_can_be_tuned_or_turned_off() {
+    let all = addresses(&example(), None);
+    for a in [
+        "shared.alarm_topic",
+        "shared.alarm_subscription.ops_example_com",
+        "customer.customer1.alarm.frontend.service_cpu",
+        "customer.global.alarm.backend-api.target_5xx",
+        "customer.global.alarm.backend-api.unhealthy_hosts",
+        "customer.global.alarm.backend-worker.running_tasks",
+    ] {
+        assert!(all.contains(a), "{a} missing");
+    }
+    assert!(!all.contains("customer.global.alarm.backend-worker.target_5xx"));
+    assert_eq!(
+        name_of(
+            &example(),
+            "customer.customer1.alarm.frontend.service_cpu",
+            "name"
+        ),
+        "dev-task-manager-customer1-frontend-cpu-high"
+    );
+    let tuned = with_alarms(
+        "[alarms]\nemail = [\"ops@example.com\"]\n\n[alarms.thresholds]\nservice_memory = false\nservice_cpu = 65\n",
+    );
+    let tuned_nodes = addresses(&tuned, None);
+    assert!(!tuned_nodes.iter().any(|a| a.ends_with(".service_memory")));
+    let config = parse(Path::new("dagform.toml"), &tuned).unwrap();
+    let bp = blueprint(&config, Path::new("dagform.toml"), None).unwrap();
+    let cpu = bp
+        .graph
+        .get(&"customer.customer1.alarm.frontend.service_cpu".into())
+        .unwrap();
+    assert_eq!(cpu.properties["threshold"].as_data(), Some(&65.0.into()));
+    // An existing topic: nothing created for it, every alarm notifies it.
+    let existing =
+        with_alarms("[alarms]\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:on-call\"\n");
+    let nodes = addresses(&existing, None);
+    assert!(!nodes.contains("shared.alarm_topic"));
+    assert!(
+        !nodes
+            .iter()
+            .any(|a| a.starts_with("shared.alarm_subscription"))
+    );
+    // Without `[alarms]`, no alarm at all.
+    let none = with_alarms("");
+    assert!(!addresses(&none, None).iter().any(|a| a.contains("alarm")));
+}
+
+#[test]
+fn bad_alarm_settings_name_file_line_and_field() {
+    let bad_email = with_alarms("[alarms]\nemail = [\"ops-at-example.com\"]\n");
+    let line = line_of(&bad_email, "ops-at-example.com");
+    let e = errors(&bad_email).join("\n");
+    assert!(
+        e.contains(&format!("dagform.toml:{line}")) && e.contains("alarms.email"),
+        "{e}"
+    );
+    let bad_arn = with_alarms("[alarms]\ntopic_arn = \"arn:aws:sqs:us-east-1:1:x\"\n");
+    assert!(errors(&bad_arn).join("\n").contains("not an SNS topic ARN"));
+    let neither = with_alarms("[alarms]\n");
+    assert!(errors(&neither).join("\n").contains("say where alarms go"));
+    let out_of_range = with_alarms(
+        "[alarms]\nemail = [\"ops@example.com\"]\n[alarms.thresholds]\nservice_cpu = 150\n",
+    );
+    let line = line_of(&out_of_range, "service_cpu = 150");
+    let e = errors(&out_of_range).join("\n");
+    assert!(
+        e.contains(&format!("dagform.toml:{line}"))
+            && e.contains("alarms.thresholds.service_cpu")
+            && e.contains("1 to 100 percent"),
+        "{e}"
+    );
+    let typo = with_alarms(
+        "[alarms]\nemail = [\"ops@example.com\"]\n[alarms.thresholds]\nservice_cpuu = 70\n",
+    );
+    let e = errors(&typo).join("\n");
+    assert!(e.contains("did you mean `service_cpu`"), "{e}");
 }

@@ -22,8 +22,8 @@ pub use graph::{GraphBuilder, NodeSpec, ResourceGraph};
 pub use kind::{Applied, Current, Kinds, Observed, OpContext, Pending, Properties, ResourceKind};
 pub use plan::{Action, Plan, ResourcePlan};
 pub use state::{
-    Access, FileBackend, FileParts, Part, ResourceState, State, StateBackend, StateParts, StateStore,
-    WriteScope,
+    Access, FileBackend, FileParts, Part, ResourceState, State, StateBackend, StateParts,
+    StateStore, WriteScope,
 };
 pub use typed::{
     Changes, Input, Kind, KindOutputs, KindProperties, OutputRef, PropertyName, Spec, Typed,

@@ -346,6 +346,10 @@ pub struct ServiceProps {
     pub cluster: String,
     pub task_definition_arn: String,
     pub desired_count: i32,
+    /// Set while auto scaling moves the task count: `desired_count` is then only the count the
+    /// service starts with, never drift and never reset by an update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_count_scaled: Option<bool>,
     /// `FARGATE` or `EC2`.
     #[kind(replace)]
     pub launch_type: String,

@@ -6,7 +6,9 @@
 //! return the `…Outputs`. A property is named once, here.
 
 pub mod acm;
+pub mod autoscaling;
 pub mod checks;
+pub mod cloudwatch;
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
@@ -17,6 +19,8 @@ pub mod quotas;
 pub mod rds;
 pub mod route53;
 pub mod secretsmanager;
+pub mod sns;
 pub mod status;
+pub mod wafv2;
 
 pub use dagform_core::typed::{Input, KindOutputs, KindProperties, OutputRef, outputs_of};

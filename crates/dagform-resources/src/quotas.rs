@@ -788,6 +788,7 @@ mod tests {
                     cluster: "cluster".into(),
                     task_definition_arn: task_definition.into(),
                     desired_count: desired_count.into(),
+                    desired_count_scaled: None,
                     launch_type: launch_type.into(),
                     subnet_ids: vec!["subnet-a"].into(),
                     security_group_ids: vec!["sg-1"].into(),
@@ -807,7 +808,8 @@ mod tests {
                 RoleSpec {
                     name: address.replace('.', "-").into(),
                     description: None,
-                    trusted_service: "ecs-tasks.amazonaws.com".into(),
+                    trusted_service: Some("ecs-tasks.amazonaws.com".into()),
+                    trusted_web_identity: None,
                     managed_policy_arns: Vec::<String>::new().into(),
                     inline_policies: Input::value(BTreeMap::new()),
                 },

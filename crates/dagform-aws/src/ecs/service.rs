@@ -187,7 +187,16 @@ fn observe(s: &Service, current: Current<'_>) -> Observed {
     if let Some(td) = s.task_definition() {
         set(F::TaskDefinitionArn, td.into());
     }
-    set(F::DesiredCount, s.desired_count().into());
+    // While auto scaling owns the count, the recorded starting count stands for the live one.
+    let scaled = recorded.get(F::DesiredCountScaled.as_str());
+    let count = match (scaled, recorded.get(F::DesiredCount.as_str())) {
+        (Some(Json::Bool(true)), Some(starting)) => starting.clone(),
+        _ => s.desired_count().into(),
+    };
+    set(F::DesiredCount, count);
+    if let Some(scaled) = scaled {
+        set(F::DesiredCountScaled, scaled.clone());
+    }
     if let Some(lt) = s.launch_type() {
         set(F::LaunchType, lt.as_str().into());
     }
@@ -477,7 +486,7 @@ impl Kind for EcsService {
             req = req.task_definition(&p.task_definition_arn);
             any = true;
         }
-        if changed.contains(F::DesiredCount) {
+        if changed.contains(F::DesiredCount) && p.desired_count_scaled != Some(true) {
             req = req.desired_count(p.desired_count);
             any = true;
         }

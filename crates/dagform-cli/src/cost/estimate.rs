@@ -31,6 +31,8 @@ const TASK_DEFINITION: &str = TaskDefinitionProps::KIND;
 const FREE: &[&str] = &[
     acm::CertificateProps::KIND,
     acm::CertificateValidationProps::KIND,
+    dagform_resources::autoscaling::ScalableTargetProps::KIND,
+    dagform_resources::autoscaling::ScalingPolicyProps::KIND,
     rds::DbSubnetGroupProps::KIND,
     rds::DbParameterGroupProps::KIND,
     dagform_resources::ecs::ClusterProps::KIND,
@@ -41,6 +43,10 @@ const FREE: &[&str] = &[
     elbv2::ListenerRuleProps::KIND,
     elbv2::ListenerCertificateProps::KIND,
     elbv2::TargetGroupProps::KIND,
+    dagform_resources::sns::TopicProps::KIND,
+    dagform_resources::sns::SubscriptionProps::KIND,
+    dagform_resources::wafv2::WebAclAssociationProps::KIND,
+    iam::OidcProviderProps::KIND,
     ec2::RouteTableProps::KIND,
     ec2::RouteTableAssociationProps::KIND,
     ec2::SecurityGroupProps::KIND,
@@ -445,6 +451,20 @@ fn price_item(
         LOG_GROUP => {}
         secretsmanager::SecretProps::KIND => {
             add("secret".into(), Some(prices.secrets_manager.secret_month))
+        }
+        dagform_resources::cloudwatch::MetricAlarmProps::KIND => {
+            add("alarm".into(), Some(prices.cloudwatch.alarm_month))
+        }
+        dagform_resources::wafv2::WebAclProps::KIND => {
+            use dagform_resources::wafv2::WebAclField;
+            let p = &prices.waf;
+            add("web ACL".into(), Some(p.web_acl_month));
+            let rules = props.len(WebAclField::ManagedRuleGroups).unwrap_or(0)
+                + usize::from(props.is_set(WebAclField::RateLimit));
+            add(
+                format!("web ACL rules, {rules} × {}", rate(p.rule_month)),
+                Some(rules as f64 * p.rule_month),
+            );
         }
         ecr::RepositoryProps::KIND => {
             let gb = a.ecr_gb_per_repository;

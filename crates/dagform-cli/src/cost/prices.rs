@@ -27,6 +27,8 @@ pub struct PriceTable {
     pub route53: Route53Prices,
     pub logs: LogsPrices,
     pub secrets_manager: SecretsManagerPrices,
+    pub cloudwatch: CloudWatchPrices,
+    pub waf: WafPrices,
     pub ecr: EcrPrices,
     pub rds: RdsPrices,
 }
@@ -88,6 +90,20 @@ pub struct LogsPrices {
 #[serde(deny_unknown_fields)]
 pub struct SecretsManagerPrices {
     pub secret_month: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchPrices {
+    pub alarm_month: f64,
+}
+
+/// A web ACL and each rule in it, per month (requests inspected are left out).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WafPrices {
+    pub web_acl_month: f64,
+    pub rule_month: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

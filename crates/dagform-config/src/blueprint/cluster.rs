@@ -58,7 +58,8 @@ pub fn cluster_and_roles(
             description: Some(
                 "Lets ECS pull images, write logs and read the stack's secrets".into(),
             ),
-            trusted_service: "ecs-tasks.amazonaws.com".into(),
+            trusted_service: Some("ecs-tasks.amazonaws.com".into()),
+            trusted_web_identity: None,
             managed_policy_arns: vec![TASK_EXECUTION_POLICY].into(),
             inline_policies: inline_policies.into(),
         },
@@ -69,7 +70,8 @@ pub fn cluster_and_roles(
         RoleSpec {
             name: format!("{prefix}-task-role").into(),
             description: Some("The identity of the stack's application containers".into()),
-            trusted_service: "ecs-tasks.amazonaws.com".into(),
+            trusted_service: Some("ecs-tasks.amazonaws.com".into()),
+            trusted_web_identity: None,
             managed_policy_arns: Vec::<String>::new().into(),
             inline_policies: Input::value(BTreeMap::new()),
         },

@@ -7,14 +7,18 @@
 //! services, customers — each of which adds its nodes and hands back typed references to them
 //! for the components that follow.
 
+mod alarms;
+mod ci;
 mod cluster;
 mod customers;
 mod database;
+mod firewall;
 mod ingress;
 mod inputs;
 mod network;
 mod platforms;
 mod registry;
+mod scaling;
 mod secrets;
 mod security_groups;
 mod services;

@@ -8,13 +8,17 @@
 //!
 //! Another platform is another composition of the same components.
 
+use super::alarms::{self, Watched};
+use super::ci;
 use super::cluster::{self, Cluster};
 use super::customers;
 use super::database::{self, Placement};
+use super::firewall;
 use super::ingress::{self, Fallback, Ingress, Listeners, OwnDomain, Zone};
 use super::inputs::Inputs;
 use super::network::{self, Network};
 use super::registry::{self, Registry};
+use super::scaling::{self, Scaled};
 use super::secrets::{self, Secrets};
 use super::security_groups::{self, SecurityGroups};
 use super::services::{self, CatchAll, Deployment, Platform, StreamPrefix};
@@ -93,6 +97,48 @@ fn multi_customer(config: &Config, inputs: &Inputs) -> Result<Expansion, ConfigE
         &config.services,
         &platforms,
     )?;
+    for (c, shard) in &placement {
+        let scaled = Scaled {
+            base: &customers::deployment_base(c),
+            name_prefix: &format!("{prefix}-{c}"),
+            load_balancer: &shard.load_balancer(),
+        };
+        scaling::scaling(&mut x, &scaled, &config.services);
+    }
+    let watched: Vec<Watched<'_>> = placement
+        .iter()
+        .map(|(c, shard)| Watched {
+            customer: Some(c.as_str()),
+            base: customers::deployment_base(c),
+            shard: *shard,
+        })
+        .collect();
+    alarms::alarms(&mut x, config, prefix, &watched);
+    if let Some(waf) = &config.waf {
+        let shards: Vec<Shard> = ingresses.keys().copied().collect();
+        firewall::firewall(&mut x, prefix, waf.get_ref(), &shards);
+    }
+    if let Some(ci) = &config.ci {
+        let deployed = ci::Deployed {
+            bases: order
+                .iter()
+                .map(|c| (customers::deployment_base(c), format!("{prefix}-{c}")))
+                .collect(),
+            services: config
+                .services
+                .keys()
+                .map(|s| s.get_ref().as_str())
+                .collect(),
+            shared_log_groups: true,
+        };
+        ci::ci(
+            &mut x,
+            config,
+            prefix,
+            ci.get_ref().github.get_ref(),
+            &deployed,
+        );
+    }
     // With more than one load balancer, which customer is on which.
     if ingresses.len() > 1 {
         for c in &order {
@@ -228,6 +274,39 @@ fn single_deployment(config: &Config, inputs: &Inputs) -> Expansion {
         &target_groups,
         &shared.platform(&ingress, &database_environment),
     );
+    let scaled = Scaled {
+        base: &deployment.base,
+        name_prefix: &deployment.name_prefix,
+        load_balancer: &Shard::FIRST.load_balancer(),
+    };
+    scaling::scaling(&mut x, &scaled, &config.services);
+    let watched = [Watched {
+        customer: None,
+        base: deployment.base.clone(),
+        shard: Shard::FIRST,
+    }];
+    alarms::alarms(&mut x, config, &names.prefix, &watched);
+    if let Some(waf) = &config.waf {
+        firewall::firewall(&mut x, &names.prefix, waf.get_ref(), &[Shard::FIRST]);
+    }
+    if let Some(ci) = &config.ci {
+        let deployed = ci::Deployed {
+            bases: vec![(deployment.base.clone(), deployment.name_prefix.clone())],
+            services: config
+                .services
+                .keys()
+                .map(|s| s.get_ref().as_str())
+                .collect(),
+            shared_log_groups: false,
+        };
+        ci::ci(
+            &mut x,
+            config,
+            &names.prefix,
+            ci.get_ref().github.get_ref(),
+            &deployed,
+        );
+    }
     x
 }
 

@@ -232,6 +232,7 @@ pub fn deploy(
                 cluster: (&platform.cluster.arn).into(),
                 task_definition_arn: task_definition.into(),
                 desired_count: int(*service.desired_count.get_ref()).into(),
+                desired_count_scaled: service.autoscaling.is_some().then(|| true.into()),
                 launch_type: "FARGATE".into(),
                 subnet_ids: platform.network.task_subnets.clone(),
                 security_group_ids: vec![Input::from(&platform.security_groups.services[name])]

@@ -66,8 +66,11 @@ pub(super) async fn report(
         services: services.into_iter().map(service).collect(),
         target_groups: target_groups.into_iter().map(target_group).collect(),
         listener_rules: listener_rules(state, prefix, listeners),
+        alarms: 0,
+        firing_alarms: Vec::new(),
         attention: Vec::new(),
     };
+    (report.alarms, report.firing_alarms) = firing_alarms(state, prefix, clients).await?;
     report.attention = attention(&report);
     Ok(report)
 }
@@ -375,6 +378,56 @@ fn attention(report: &Report) -> Vec<String> {
         }
     }
     out
+}
+
+/// How many alarms the state records within `prefix`, and those CloudWatch has in ALARM.
+async fn firing_alarms(
+    state: &State,
+    prefix: Option<&str>,
+    clients: &AwsClients,
+) -> Result<(usize, Vec<super::FiringAlarm>)> {
+    let recorded: std::collections::BTreeMap<&str, &Address> = state
+        .resources
+        .iter()
+        .filter(|(a, r)| {
+            r.kind == dagform_resources::cloudwatch::MetricAlarmProps::KIND
+                && prefix.is_none_or(|p| a.is_within(p))
+        })
+        .filter_map(|(a, r)| Some((r.id.as_deref()?, a)))
+        .collect();
+    let names: Vec<&str> = recorded.keys().copied().collect();
+    let mut firing = Vec::new();
+    // DescribeAlarms takes at most 100 names.
+    for chunk in names.chunks(100) {
+        let out = clients
+            .cloudwatch
+            .describe_alarms()
+            .set_alarm_names(Some(chunk.iter().map(|n| (*n).to_owned()).collect()))
+            .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "DescribeAlarms: {}",
+                    aws_sdk_cloudwatch::error::DisplayErrorContext(e)
+                )
+            })?;
+        for alarm in out.metric_alarms() {
+            let Some(name) = alarm.alarm_name() else {
+                continue;
+            };
+            let Some(address) = recorded.get(name) else {
+                continue;
+            };
+            firing.push(super::FiringAlarm {
+                address: address.to_string(),
+                name: name.to_owned(),
+                reason: alarm.state_reason().map(str::to_owned),
+                since: alarm.state_updated_timestamp().map(|t| t.to_string()),
+            });
+        }
+    }
+    Ok((names.len(), firing))
 }
 
 #[cfg(test)]

@@ -79,6 +79,9 @@ struct Report {
     services: Vec<ServiceStatus>,
     target_groups: Vec<TargetGroupStatus>,
     listener_rules: Vec<RuleStatus>,
+    /// How many alarms the stack (or the customer) has, and those in ALARM now.
+    alarms: usize,
+    firing_alarms: Vec<FiringAlarm>,
     /// What looks wrong, one sentence each.
     attention: Vec<String>,
 }
@@ -155,6 +158,15 @@ struct TargetGroupStatus {
     load_balancers: usize,
     #[serde(flatten)]
     targets: TargetCounts,
+}
+
+/// An alarm in the ALARM state.
+#[derive(Serialize)]
+struct FiringAlarm {
+    address: String,
+    name: String,
+    reason: Option<String>,
+    since: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -223,6 +223,30 @@ pub(super) fn human(r: &Report) -> String {
         }
     }
 
+    if r.alarms > 0 {
+        if r.firing_alarms.is_empty() {
+            let _ = writeln!(out, "\nAlarms: {}, none firing", r.alarms);
+        } else {
+            let rows: Vec<Vec<String>> = r
+                .firing_alarms
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.name.clone(),
+                        dash(a.since.as_ref()),
+                        dash(a.reason.as_ref()),
+                    ]
+                })
+                .collect();
+            section(
+                &mut out,
+                &format!("Alarms firing ({} of {})", r.firing_alarms.len(), r.alarms),
+                &["ALARM", "SINCE", "REASON"],
+                &rows,
+            );
+        }
+    }
+
     if r.attention.is_empty() {
         out.push_str("\nEverything looks healthy.\n");
     } else {
