@@ -70,6 +70,14 @@ async fn a_stale_saved_plan_changes_nothing_and_a_fresh_one_is_applied_exactly()
     let clients = emu.clients().await;
     create_zone(&clients, "freeinterestcal.com").await;
     let project = Project::from_example("multi-customer");
+    // Without auto scaling, a desired count is the configuration's to set.
+    let unscaled: String = project
+        .config_text()
+        .lines()
+        .filter(|l| !l.starts_with("autoscaling ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    project.write_config(&unscaled);
     run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
     assert_eq!(desired_counts(&clients).await, counts(2, 1));
     let scale_frontends = ["--set", "services.frontend.desired_count=3"];
@@ -146,10 +154,14 @@ async fn a_stale_saved_plan_changes_nothing_and_a_fresh_one_is_applied_exactly()
     let planned = planned_addresses(&fresh);
     assert!(!planned.is_empty());
     assert_eq!(applied, planned);
+    // The frontends, and their running-tasks alarms, whose threshold is the desired count.
     assert!(
-        applied.iter().all(|a| a.ends_with("service.frontend")),
+        applied
+            .iter()
+            .all(|a| a.ends_with("service.frontend") || a.ends_with("alarm.frontend.running_tasks")),
         "{applied:?}"
     );
+    assert_eq!(applied.len(), 4, "{applied:?}");
     assert_eq!(desired_counts(&clients).await, counts(3, 1));
     let out = run(&mut project.dagform(
         &emu,

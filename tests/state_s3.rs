@@ -44,10 +44,14 @@ async fn object(s3: &aws_sdk_s3::Client, key: &str) -> Option<serde_json::Value>
 
 /// The state as S3 holds it, read through dagform's own reader (document plus journal).
 fn state_in_s3(s3: &aws_sdk_s3::Client) -> dagform_core::State {
+    state_of_stack_in_s3(s3, STACK)
+}
+
+fn state_of_stack_in_s3(s3: &aws_sdk_s3::Client, stack: &str) -> dagform_core::State {
     let location = S3Location::parse(&format!("s3://{BUCKET}/{KEY}"))
         .unwrap()
         .unwrap();
-    StateStore::load_parts(&S3Parts::new(s3.clone(), location, "test"), STACK)
+    StateStore::load_parts(&S3Parts::new(s3.clone(), location, "test"), stack)
         .unwrap()
         .expect("a state in S3")
 }
@@ -261,7 +265,7 @@ async fn a_writer_whose_view_is_stale_is_refused_and_loses_nothing() {
         "{err}"
     );
     drop(first);
-    let stored = state_in_s3(&s3);
+    let stored = state_of_stack_in_s3(&s3, "s");
     assert_eq!(
         stored.resources[&Address::from("a")].id.as_deref(),
         Some("a-1")

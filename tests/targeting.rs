@@ -78,7 +78,7 @@ async fn one_customer_is_destroyed_and_recreated_without_touching_anyone_else() 
         .iter()
         .map(|r| r["address"].as_str().unwrap())
         .collect();
-    assert_eq!(planned.len(), 14);
+    assert_eq!(planned.len(), 33);
     assert!(
         planned.iter().all(|a| a.starts_with("customer.customer1.")),
         "{planned:?}"
@@ -136,7 +136,7 @@ async fn one_customer_is_destroyed_and_recreated_without_touching_anyone_else() 
     let out =
         run_ok(&mut project.dagform(&emu, &["provision", "--yes", "--customer", "customer1"]));
     assert!(
-        out.contains("14 to create") && out.contains("0 to update"),
+        out.contains("33 to create") && out.contains("0 to update"),
         "{out}"
     );
     assert_eq!(active_services(&clients).await, services_before);

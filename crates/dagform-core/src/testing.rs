@@ -51,6 +51,9 @@ pub struct Call {
 #[derive(Debug, Default)]
 struct Inner {
     objects: BTreeMap<String, StoredObject>,
+    /// How many times each id appears in the objects' properties, so a delete finds out
+    /// whether the object is still used without reading every other object.
+    mentions: HashMap<String, usize>,
     next_id: u64,
     calls: Vec<Call>,
     in_flight: usize,
@@ -134,14 +137,16 @@ impl MemoryCloud {
 
     /// Changes an object behind dagform's back (drift).
     pub fn set_property(&self, id: &str, key: &str, value: Json) {
-        if let Some(o) = self.lock().objects.get_mut(id) {
+        let mut inner = self.lock();
+        if let Some(mut o) = inner.take(id) {
             o.properties.insert(key.into(), value);
+            inner.store(id.to_owned(), o);
         }
     }
 
     /// Deletes an object behind dagform's back.
     pub fn remove(&self, id: &str) {
-        self.lock().objects.remove(id);
+        self.lock().take(id);
     }
 
     /// Creates an object as if an interrupted run of stack `test` had done so.
@@ -160,7 +165,7 @@ impl MemoryCloud {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = format!("mem-{kind}-{}", inner.next_id);
-        inner.objects.insert(
+        inner.store(
             id.clone(),
             StoredObject {
                 kind: kind.into(),
@@ -233,6 +238,52 @@ impl MemoryCloud {
         }
         body(&mut inner)
     }
+}
+
+impl Inner {
+    /// Stores `object` under `id` (replacing an earlier one), counting the ids it mentions.
+    fn store(&mut self, id: String, object: StoredObject) {
+        self.take(&id);
+        for_each_string(&object.properties, &mut |s| {
+            *self.mentions.entry(s.to_owned()).or_default() += 1;
+        });
+        self.objects.insert(id, object);
+    }
+
+    fn take(&mut self, id: &str) -> Option<StoredObject> {
+        let object = self.objects.remove(id)?;
+        for_each_string(&object.properties, &mut |s| {
+            if let Some(n) = self.mentions.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    self.mentions.remove(s);
+                }
+            }
+        });
+        Some(object)
+    }
+
+    /// Whether any object but `id` itself mentions `id`.
+    fn is_used(&self, id: &str) -> bool {
+        let own = self.objects.get(id).map_or(0, |o| {
+            let mut n = 0;
+            for_each_string(&o.properties, &mut |s| n += usize::from(s == id));
+            n
+        });
+        self.mentions.get(id).copied().unwrap_or(0) > own
+    }
+}
+
+fn for_each_string(props: &Properties, f: &mut impl FnMut(&str)) {
+    fn walk(v: &Json, f: &mut impl FnMut(&str)) {
+        match v {
+            Json::String(s) => f(s),
+            Json::Array(a) => a.iter().for_each(|x| walk(x, f)),
+            Json::Object(o) => o.values().for_each(|x| walk(x, f)),
+            _ => {}
+        }
+    }
+    props.values().for_each(|v| walk(v, f));
 }
 
 fn mentions(props: &Properties, id: &str) -> bool {
@@ -416,7 +467,7 @@ impl ResourceKind for MemoryKind {
                 if let Some(p) = &halfway {
                     stored.remove(p);
                 }
-                inner.objects.insert(
+                inner.store(
                     id.clone(),
                     StoredObject {
                         kind: kind.into(),
@@ -469,11 +520,11 @@ impl ResourceKind for MemoryKind {
     ) -> Result<Applied, ResourceError> {
         self.cloud
             .call(&ctx.address, "update", self.latency, |inner| {
-                let o = inner
-                    .objects
-                    .get_mut(current.id)
+                let mut o = inner
+                    .take(current.id)
                     .ok_or_else(|| ResourceError::Failed(format!("{} is gone", current.id)))?;
                 o.properties = desired.clone();
+                inner.store(current.id.to_owned(), o);
                 Ok(self.answer(inner, &ctx.address, current.id, desired))
             })
             .await
@@ -487,15 +538,17 @@ impl ResourceKind for MemoryKind {
                 {
                     return Err(ctx.not_owned(current.id, &o.owner(ctx)));
                 }
-                if let Some((_, user)) = inner.objects.iter().find(|(id, o)| {
-                    id.as_str() != current.id && mentions(&o.properties, current.id)
-                }) {
+                if inner.is_used(current.id)
+                    && let Some((_, user)) = inner.objects.iter().find(|(id, o)| {
+                        id.as_str() != current.id && mentions(&o.properties, current.id)
+                    })
+                {
                     return Err(ResourceError::Transient(format!(
                         "DependencyViolation: {} is used by {}",
                         current.id, user.address
                     )));
                 }
-                inner.objects.remove(current.id);
+                inner.take(current.id);
                 Ok(())
             })
             .await?;
