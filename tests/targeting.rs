@@ -4,37 +4,9 @@
 mod support;
 
 use std::collections::BTreeSet;
-use support::{Emulator, Project, create_zone, run, run_ok};
+use support::{Emulator, Project, active_services, create_zone, run, run_ok};
 
 const CLUSTER: &str = "dev-task-manager-cluster";
-
-async fn active_services(clients: &dagform_aws::AwsClients) -> BTreeSet<String> {
-    let arns = clients
-        .ecs
-        .list_services()
-        .cluster(CLUSTER)
-        .send()
-        .await
-        .unwrap()
-        .service_arns()
-        .to_vec();
-    if arns.is_empty() {
-        return BTreeSet::new();
-    }
-    let d = clients
-        .ecs
-        .describe_services()
-        .cluster(CLUSTER)
-        .set_services(Some(arns))
-        .send()
-        .await
-        .unwrap();
-    d.services()
-        .iter()
-        .filter(|s| s.status() == Some("ACTIVE"))
-        .map(|s| s.service_name().unwrap().to_owned())
-        .collect()
-}
 
 async fn target_groups(clients: &dagform_aws::AwsClients) -> BTreeSet<String> {
     let out = clients.elbv2.describe_target_groups().send().await.unwrap();
@@ -51,7 +23,7 @@ async fn one_customer_is_destroyed_and_recreated_without_touching_anyone_else() 
     create_zone(&clients, "freeinterestcal.com").await;
     let project = Project::from_example("multi-customer");
     run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
-    let services_before = active_services(&clients).await;
+    let services_before = active_services(&clients, CLUSTER).await;
     let groups_before = target_groups(&clients).await;
     let global_td = clients
         .ecs
@@ -90,7 +62,7 @@ async fn one_customer_is_destroyed_and_recreated_without_touching_anyone_else() 
         .iter()
         .map(|s| dagform_config::naming::elb_name(&format!("dev-task-manager-customer1-{s}")))
         .collect();
-    let services = active_services(&clients).await;
+    let services = active_services(&clients, CLUSTER).await;
     assert_eq!(
         services,
         services_before
@@ -139,7 +111,7 @@ async fn one_customer_is_destroyed_and_recreated_without_touching_anyone_else() 
         out.contains("33 to create") && out.contains("0 to update"),
         "{out}"
     );
-    assert_eq!(active_services(&clients).await, services_before);
+    assert_eq!(active_services(&clients, CLUSTER).await, services_before);
     assert_eq!(target_groups(&clients).await, groups_before);
     let again = run_ok(&mut project.dagform(&emu, &["plan"]));
     assert!(again.contains("No changes"), "{again}");

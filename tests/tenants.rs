@@ -8,7 +8,7 @@ use dagform_aws::state_s3::S3Parts;
 use dagform_core::{FileParts, StateStore, WriteScope};
 use std::collections::BTreeSet;
 use std::process::{Child, Stdio};
-use support::{Emulator, Project, create_zone, run, run_ok};
+use support::{Emulator, Project, active_services, create_zone, run, run_ok};
 
 const STACK: &str = "dev-task-manager";
 const CLUSTER: &str = "dev-task-manager-cluster";
@@ -54,37 +54,6 @@ fn both_succeed(first: Child, second: Child) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-async fn active_services(clients: &dagform_aws::AwsClients) -> BTreeSet<String> {
-    let arns = clients
-        .ecs
-        .list_services()
-        .cluster(CLUSTER)
-        .send()
-        .await
-        .unwrap()
-        .service_arns()
-        .to_vec();
-    let mut names = BTreeSet::new();
-    for chunk in arns.chunks(10) {
-        let described = clients
-            .ecs
-            .describe_services()
-            .cluster(CLUSTER)
-            .set_services(Some(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap();
-        names.extend(
-            described
-                .services()
-                .iter()
-                .filter(|s| s.status() == Some("ACTIVE"))
-                .map(|s| s.service_name().unwrap().to_owned()),
-        );
-    }
-    names
 }
 
 /// Every listener rule's priority and host, across the stack's listeners.
@@ -163,8 +132,16 @@ async fn two_customers_are_provisioned_at_once_and_a_whole_stack_run_excludes_th
     let refused = run(&mut project.dagform(&emu, &["provision", "--yes", "--customer", "c3"]));
     assert_eq!(refused.status.code(), Some(1));
     run_ok(&mut project.dagform(&emu, &["provision", "--yes", "--customer", "c4"]));
-    assert!(active_services(&clients).await.contains("c4-frontend"));
-    assert!(!active_services(&clients).await.contains("c3-frontend"));
+    assert!(
+        active_services(&clients, CLUSTER)
+            .await
+            .contains("c4-frontend")
+    );
+    assert!(
+        !active_services(&clients, CLUSTER)
+            .await
+            .contains("c3-frontend")
+    );
     drop(held);
 
     // And while a run holds the whole stack, a customer's run is refused, naming the shared
@@ -182,7 +159,11 @@ async fn two_customers_are_provisioned_at_once_and_a_whole_stack_run_excludes_th
         stderr.contains("stack.json") && stderr.contains("locked"),
         "{stderr}"
     );
-    assert!(!active_services(&clients).await.contains("c3-frontend"));
+    assert!(
+        !active_services(&clients, CLUSTER)
+            .await
+            .contains("c3-frontend")
+    );
     drop(everything);
 
     // Two processes at once: c3 created, c4's worker changed (one more task), both succeed.
@@ -201,7 +182,7 @@ async fn two_customers_are_provisioned_at_once_and_a_whole_stack_run_excludes_th
     );
     both_succeed(c3, c4);
 
-    let services = active_services(&clients).await;
+    let services = active_services(&clients, CLUSTER).await;
     for service in [
         "c3-frontend",
         "c3-backend-api",
@@ -251,7 +232,7 @@ async fn two_customers_are_provisioned_at_once_and_a_whole_stack_run_excludes_th
     );
 
     run_ok(&mut project.dagform(&emu, &["destroy", "--yes"]));
-    assert!(active_services(&clients).await.is_empty());
+    assert!(active_services(&clients, CLUSTER).await.is_empty());
     assert!(
         project.state_json()["resources"]
             .as_object()
@@ -315,7 +296,7 @@ async fn customers_side_by_side_with_the_state_in_s3() {
             .unwrap()
     };
     both_succeed(spawn_s3("c3"), spawn_s3("c4"));
-    let services = active_services(&clients).await;
+    let services = active_services(&clients, CLUSTER).await;
     assert!(services.contains("c3-frontend") && services.contains("c4-frontend"));
     // No lock is left behind, and each newcomer has its part.
     let left: Vec<String> = keys("dagform/")
@@ -362,5 +343,5 @@ async fn customers_side_by_side_with_the_state_in_s3() {
     assert!(keys("dagform/dev.json.customers/c3.lock").await.is_empty());
 
     run_ok(&mut dagform(&["destroy", "--yes"]));
-    assert!(active_services(&clients).await.is_empty());
+    assert!(active_services(&clients, CLUSTER).await.is_empty());
 }

@@ -311,6 +311,41 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("state is JSON")
 }
 
+/// The names of the ACTIVE services in `cluster`, read from ECS (ten to a describe).
+pub async fn active_services(
+    clients: &AwsClients,
+    cluster: &str,
+) -> std::collections::BTreeSet<String> {
+    let arns = clients
+        .ecs
+        .list_services()
+        .cluster(cluster)
+        .send()
+        .await
+        .unwrap()
+        .service_arns()
+        .to_vec();
+    let mut names = std::collections::BTreeSet::new();
+    for chunk in arns.chunks(10) {
+        let described = clients
+            .ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        names.extend(
+            described
+                .services()
+                .iter()
+                .filter(|s| s.status() == Some("ACTIVE"))
+                .map(|s| s.service_name().unwrap().to_owned()),
+        );
+    }
+    names
+}
+
 /// Creates the public hosted zone the configuration refers to, as a user would have.
 /// The VPCs tagged as `stack`'s, read from AWS.
 pub async fn stack_vpcs(clients: &AwsClients, stack: &str) -> Vec<aws_sdk_ec2::types::Vpc> {
