@@ -35,25 +35,8 @@ fn dimension<'a>(alarm: &'a MetricAlarm, name: &str) -> Option<&'a str> {
         .and_then(|d| d.value())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn alarms_page_the_stacks_topic_and_go_with_it() {
-    let emu = Emulator::start();
-    let c = emu.clients().await;
-    create_zone(&c, ZONE).await;
-    let bystander = c
-        .sns
-        .create_topic()
-        .name("someone-elses-topic")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
-    let project = Project::from_example("multi-customer");
-    run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
-
-    // The topic, tagged as the stack's, with the e-mail subscription.
+/// The stack's alarm topic, checked to carry the stack's tag.
+async fn stack_topic(c: &dagform_aws::AwsClients) -> String {
     let topics = c.sns.list_topics().send().await.unwrap();
     let topic = topics
         .topics()
@@ -75,6 +58,29 @@ async fn alarms_page_the_stacks_topic_and_go_with_it() {
             .any(|t| t.key() == "dagform:stack" && t.value() == STACK),
         "{tags:?}"
     );
+    topic
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alarms_page_the_stacks_topic_and_go_with_it() {
+    let emu = Emulator::start();
+    let c = emu.clients().await;
+    create_zone(&c, ZONE).await;
+    let bystander = c
+        .sns
+        .create_topic()
+        .name("someone-elses-topic")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
+    let project = Project::from_example("multi-customer");
+    run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
+
+    // The topic, tagged as the stack's, with the e-mail subscription.
+    let topic = stack_topic(&c).await;
     let subs = c
         .sns
         .list_subscriptions_by_topic()
@@ -185,27 +191,7 @@ async fn the_alarm_topic_is_the_stacks_and_goes_with_it() {
     project.write_config(&text);
     run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
 
-    let topics = c.sns.list_topics().send().await.unwrap();
-    let topic = topics
-        .topics()
-        .iter()
-        .filter_map(|t| t.topic_arn())
-        .find(|a| a.ends_with(&format!(":{STACK}-alarms")))
-        .expect("the stack's topic")
-        .to_owned();
-    let tags = c
-        .sns
-        .list_tags_for_resource()
-        .resource_arn(&topic)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        tags.tags()
-            .iter()
-            .any(|t| t.key() == "dagform:stack" && t.value() == STACK),
-        "{tags:?}"
-    );
+    let topic = stack_topic(&c).await;
     let subs = c
         .sns
         .list_subscriptions_by_topic()
