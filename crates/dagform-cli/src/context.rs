@@ -227,13 +227,19 @@ impl Context {
     fn open_state_parts(&self, scope: &WriteScope) -> Result<StateStore> {
         let stack = self.stack();
         let deadline = std::time::Instant::now() + self.lock_timeout;
+        // One client for every try.
+        let s3 = match &self.state {
+            StateLocation::S3 { region, .. } => Some(block_on(state_s3::s3_client(Some(region)))),
+            StateLocation::File(_) => None,
+        };
         loop {
             let parts: Box<dyn StateParts> = match &self.state {
                 StateLocation::File(path) => Box::new(FileParts::new(path)),
-                StateLocation::S3 { location, region } => {
-                    let client = block_on(state_s3::s3_client(Some(region)));
-                    Box::new(S3Parts::new(client, location.clone(), &operation()))
-                }
+                StateLocation::S3 { location, .. } => Box::new(S3Parts::new(
+                    s3.clone().expect("made above for a state in S3"),
+                    location.clone(),
+                    &operation(),
+                )),
             };
             match StateStore::open_parts(parts, &stack, scope) {
                 Err(
