@@ -117,7 +117,58 @@ async fn alarms_page_the_stacks_topic_and_go_with_it() {
             .unwrap()
             .starts_with("app/")
     );
-    assert!(alarms.contains_key(&format!("{STACK}-customer1-backend-api-5xx")));
+    // The 5xx alarm is a rate: the target group's 5xx responses as a percentage of its
+    // requests, both read on the same target group.
+    let errors = &alarms[&format!("{STACK}-customer1-backend-api-5xx")];
+    assert_eq!(errors.threshold(), Some(5.0));
+    let queries = errors.metrics();
+    let stat = |id: &str| {
+        queries
+            .iter()
+            .find(|q| q.id() == Some(id))
+            .and_then(|q| q.metric_stat())
+            .unwrap_or_else(|| panic!("query {id} in {queries:?}"))
+    };
+    let (part, whole) = (stat("part"), stat("whole"));
+    assert_eq!(
+        part.metric().and_then(|m| m.metric_name()),
+        Some("HTTPCode_Target_5XX_Count")
+    );
+    assert_eq!(
+        whole.metric().and_then(|m| m.metric_name()),
+        Some("RequestCount")
+    );
+    assert_eq!(part.stat(), Some("Sum"));
+    assert_eq!(
+        part.metric().unwrap().dimensions(),
+        whole.metric().unwrap().dimensions()
+    );
+    let own = dimension(
+        &alarms[&format!("{STACK}-customer1-backend-api-unhealthy-hosts")],
+        "TargetGroup",
+    );
+    assert!(own.is_some_and(|tg| tg.starts_with("targetgroup/")));
+    assert!(
+        part.metric()
+            .unwrap()
+            .dimensions()
+            .iter()
+            .any(|d| d.name() == Some("TargetGroup") && d.value() == own),
+        "{part:?}"
+    );
+    let rate = queries
+        .iter()
+        .find(|q| q.return_data() == Some(true))
+        .unwrap();
+    assert_eq!(rate.expression(), Some("100 * FILL(part, 0) / whole"));
+    // Read back, the rate alarms (and every other) match what was planned.
+    let plan = support::run(&mut project.dagform(&emu, &["plan", "--detailed-exitcode"]));
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
     assert!(alarms.contains_key(&format!("{STACK}-global-backend-worker-tasks-low")));
     // A worker has no target group, so no load balancer alarms.
     assert!(!alarms.contains_key(&format!("{STACK}-global-backend-worker-5xx")));

@@ -4,9 +4,15 @@ use crate::AwsClients;
 use crate::clients::{by_id, each_item};
 use crate::error::classify;
 use crate::ownership::{finish_existing, found, gone, pairs, tags_for};
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic};
+use aws_sdk_cloudwatch::operation::put_metric_alarm::builders::PutMetricAlarmFluentBuilder;
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat, Statistic,
+};
 use dagform_core::{Applied, Changes, Current, Kind, Kinds, Observed, OpContext, ResourceError};
-use dagform_resources::cloudwatch::{MetricAlarmOutputs, MetricAlarmProps, dimension_value};
+use dagform_resources::cloudwatch::{
+    MetricAlarmOutputs, MetricAlarmProps, PART_QUERY, PERCENT_QUERY, WHOLE_QUERY, dimension_value,
+    percent_expression,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -68,26 +74,12 @@ impl MetricAlarmKind {
     /// PutMetricAlarm creates the alarm or overwrites all of it; tags are taken only when it
     /// creates.
     async fn put(&self, ctx: &OpContext, p: &MetricAlarmProps) -> Result<Applied, ResourceError> {
-        let dimensions = p
-            .dimensions
-            .iter()
-            .map(|(k, v)| {
-                Dimension::builder()
-                    .name(k)
-                    .value(dimension_value(v))
-                    .build()
-            })
-            .collect();
-        self.clients
+        let put = self
+            .clients
             .cloudwatch
             .put_metric_alarm()
             .alarm_name(&p.name)
             .alarm_description(&p.description)
-            .namespace(&p.namespace)
-            .metric_name(&p.metric_name)
-            .set_dimensions(Some(dimensions))
-            .statistic(Statistic::from(p.statistic.as_str()))
-            .period(p.period)
             .evaluation_periods(p.evaluation_periods)
             .threshold(p.threshold)
             .comparison_operator(ComparisonOperator::from(p.comparison_operator.as_str()))
@@ -95,7 +87,8 @@ impl MetricAlarmKind {
             .actions_enabled(true)
             .set_alarm_actions(Some(p.alarm_actions.clone()))
             .set_ok_actions(Some(p.ok_actions.clone()))
-            .set_tags(Some(tags_for(ctx, None)))
+            .set_tags(Some(tags_for(ctx, None)));
+        with_metric(put, p)
             .send()
             .await
             .map_err(|e| classify("PutMetricAlarm", e))?;
@@ -123,6 +116,109 @@ impl MetricAlarmKind {
     }
 }
 
+fn dimensions(p: &MetricAlarmProps) -> Vec<Dimension> {
+    p.dimensions
+        .iter()
+        .map(|(k, v)| {
+            Dimension::builder()
+                .name(k)
+                .value(dimension_value(v))
+                .build()
+        })
+        .collect()
+}
+
+/// What the alarm watches: its one metric, or the queries of a percentage.
+fn with_metric(
+    put: PutMetricAlarmFluentBuilder,
+    p: &MetricAlarmProps,
+) -> PutMetricAlarmFluentBuilder {
+    let Some(whole) = &p.percent_of else {
+        return put
+            .namespace(&p.namespace)
+            .metric_name(&p.metric_name)
+            .set_dimensions(Some(dimensions(p)))
+            .statistic(Statistic::from(p.statistic.as_str()))
+            .period(p.period);
+    };
+    let stat = |id: &str, metric: &str| {
+        MetricDataQuery::builder()
+            .id(id)
+            .return_data(false)
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(
+                        Metric::builder()
+                            .namespace(&p.namespace)
+                            .metric_name(metric)
+                            .set_dimensions(Some(dimensions(p)))
+                            .build(),
+                    )
+                    .period(p.period)
+                    .stat(&p.statistic)
+                    .build(),
+            )
+            .build()
+    };
+    put.metrics(stat(PART_QUERY, &p.metric_name))
+        .metrics(stat(WHOLE_QUERY, whole))
+        .metrics(
+            MetricDataQuery::builder()
+                .id(PERCENT_QUERY)
+                .expression(percent_expression())
+                .label(format!("{} as % of {whole}", p.metric_name))
+                .return_data(true)
+                .build(),
+        )
+}
+
+/// The metric a live alarm watches: its own fields, or those of a percentage's queries.
+struct Watched<'a> {
+    namespace: &'a str,
+    metric_name: &'a str,
+    dimensions: &'a [Dimension],
+    statistic: String,
+    period: i32,
+    percent_of: Option<String>,
+}
+
+fn watched(alarm: &MetricAlarm) -> Watched<'_> {
+    let query = |id: &str| {
+        alarm
+            .metrics()
+            .iter()
+            .find(|q| q.id() == Some(id))
+            .and_then(|q| q.metric_stat())
+    };
+    match (query(PART_QUERY), query(WHOLE_QUERY)) {
+        (Some(part), Some(whole)) => {
+            let metric = part.metric();
+            Watched {
+                namespace: metric.and_then(|m| m.namespace()).unwrap_or_default(),
+                metric_name: metric.and_then(|m| m.metric_name()).unwrap_or_default(),
+                dimensions: metric.map(|m| m.dimensions()).unwrap_or_default(),
+                statistic: part.stat().unwrap_or_default().to_owned(),
+                period: part.period().unwrap_or_default(),
+                percent_of: whole
+                    .metric()
+                    .and_then(|m| m.metric_name())
+                    .map(str::to_owned),
+            }
+        }
+        _ => Watched {
+            namespace: alarm.namespace().unwrap_or_default(),
+            metric_name: alarm.metric_name().unwrap_or_default(),
+            dimensions: alarm.dimensions(),
+            statistic: alarm
+                .statistic()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            period: alarm.period().unwrap_or_default(),
+            percent_of: None,
+        },
+    }
+}
+
 fn outputs(alarm: &MetricAlarm) -> MetricAlarmOutputs {
     let name = alarm.alarm_name().unwrap_or_default().to_owned();
     MetricAlarmOutputs {
@@ -144,8 +240,9 @@ fn observe(alarm: &MetricAlarm, current: Current<'_>) -> Observed {
         .get("dimensions")
         .and_then(|d| serde_json::from_value(d.clone()).ok())
         .unwrap_or_default();
-    let dimensions = alarm
-        .dimensions()
+    let watched = watched(alarm);
+    let dimensions = watched
+        .dimensions
         .iter()
         .map(|d| {
             let (name, value) = (d.name().unwrap_or_default(), d.value().unwrap_or_default());
@@ -159,14 +256,11 @@ fn observe(alarm: &MetricAlarm, current: Current<'_>) -> Observed {
     let props = MetricAlarmProps {
         name: alarm.alarm_name().unwrap_or_default().to_owned(),
         description: alarm.alarm_description().unwrap_or_default().to_owned(),
-        namespace: alarm.namespace().unwrap_or_default().to_owned(),
-        metric_name: alarm.metric_name().unwrap_or_default().to_owned(),
+        namespace: watched.namespace.to_owned(),
+        metric_name: watched.metric_name.to_owned(),
         dimensions,
-        statistic: alarm
-            .statistic()
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default(),
-        period: alarm.period().unwrap_or_default(),
+        statistic: watched.statistic,
+        period: watched.period,
         evaluation_periods: alarm.evaluation_periods().unwrap_or_default(),
         threshold: alarm.threshold().unwrap_or_default(),
         comparison_operator: alarm
@@ -176,6 +270,7 @@ fn observe(alarm: &MetricAlarm, current: Current<'_>) -> Observed {
         treat_missing_data: alarm.treat_missing_data().unwrap_or("missing").to_owned(),
         alarm_actions: alarm.alarm_actions().to_vec(),
         ok_actions: alarm.ok_actions().to_vec(),
+        percent_of: watched.percent_of,
     };
     Observed::of(&props, outputs(alarm))
 }

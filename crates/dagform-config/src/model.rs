@@ -401,7 +401,8 @@ pub enum AlarmSetting {
 /// The alarms dagform sets up, as named in `[alarms.thresholds]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alarm {
-    /// 5xx responses of a target group's targets per 5 minutes.
+    /// The share of a target group's requests its targets answered with a 5xx, percent, over
+    /// 5 minutes.
     Target5xx,
     /// Unhealthy targets of a target group.
     UnhealthyHosts,
@@ -450,7 +451,7 @@ impl Alarm {
     /// desired count.
     pub fn default_threshold(self) -> Option<f64> {
         match self {
-            Alarm::Target5xx => Some(10.0),
+            Alarm::Target5xx => Some(5.0),
             Alarm::UnhealthyHosts => Some(1.0),
             Alarm::ServiceCpu | Alarm::ServiceMemory | Alarm::DatabaseCpu => Some(80.0),
             Alarm::RunningTasks => None,
@@ -462,7 +463,7 @@ impl Alarm {
     /// The thresholds that make sense, and what they count.
     pub fn range(self) -> (std::ops::RangeInclusive<f64>, &'static str) {
         match self {
-            Alarm::Target5xx => (1.0..=1_000_000.0, "5xx responses per 5 minutes"),
+            Alarm::Target5xx => (0.1..=100.0, "percent of requests answered with a 5xx"),
             Alarm::UnhealthyHosts => (1.0..=1000.0, "unhealthy targets"),
             Alarm::ServiceCpu | Alarm::ServiceMemory | Alarm::DatabaseCpu => {
                 (1.0..=100.0, "percent")

@@ -19,8 +19,9 @@ pub const TREAT_MISSING_DATA: &[&str] = &["breaching", "notBreaching", "ignore",
 
 pub const STATISTICS: &[&str] = &["SampleCount", "Average", "Sum", "Minimum", "Maximum"];
 
-/// `aws_cloudwatch_metric_alarm`: a standard alarm on one metric. Its id is its name; every
-/// property but the name changes in place (PutMetricAlarm overwrites the whole alarm).
+/// `aws_cloudwatch_metric_alarm`: a standard alarm on one metric, or on one metric as a
+/// percentage of another. Its id is its name; every property but the name changes in place
+/// (PutMetricAlarm overwrites the whole alarm).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Properties)]
 #[serde(deny_unknown_fields)]
 #[kind(name = "aws_cloudwatch_metric_alarm", outputs = MetricAlarmOutputs, check = MetricAlarmProps::check)]
@@ -44,6 +45,24 @@ pub struct MetricAlarmProps {
     /// Topics notified on entering ALARM and on returning to OK.
     pub alarm_actions: Vec<String>,
     pub ok_actions: Vec<String>,
+    /// When set, the alarm watches `metric_name` as a percentage of this metric, both taken
+    /// with the same namespace, dimensions, statistic and period (a metric-math alarm:
+    /// [`percent_expression`]). A period without `metric_name` counts as 0%, one without this
+    /// metric as missing data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent_of: Option<String>,
+}
+
+/// The ids a percentage alarm's queries go by: the metric, the metric it is a share of, and
+/// the share the threshold is compared with.
+pub const PART_QUERY: &str = "part";
+pub const WHOLE_QUERY: &str = "whole";
+pub const PERCENT_QUERY: &str = "percent";
+
+/// The metric-math expression of a percentage alarm. `FILL` counts a period without the part
+/// (no 5xx at all, say) as 0 rather than missing; a period without the whole stays missing.
+pub fn percent_expression() -> String {
+    format!("100 * FILL({PART_QUERY}, 0) / {WHOLE_QUERY}")
 }
 
 impl MetricAlarmProps {
@@ -85,6 +104,14 @@ impl MetricAlarmProps {
             return Err(ResourceError::invalid(
                 "evaluation_periods must be at least 1",
             ));
+        }
+        if let Some(whole) = &self.percent_of {
+            if whole.is_empty() || *whole == self.metric_name {
+                return Err(ResourceError::invalid(format!(
+                    "percent_of `{whole}` must name a metric other than `{}`",
+                    self.metric_name
+                )));
+            }
         }
         if self.dimensions.len() > 30 {
             return Err(ResourceError::invalid(

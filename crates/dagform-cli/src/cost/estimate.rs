@@ -453,7 +453,19 @@ fn price_item(
             add("secret".into(), Some(prices.secrets_manager.secret_month))
         }
         dagform_resources::cloudwatch::MetricAlarmProps::KIND => {
-            add("alarm".into(), Some(prices.cloudwatch.alarm_month))
+            use dagform_resources::cloudwatch::MetricAlarmField;
+            // An alarm is charged per metric it reads: a percentage reads two.
+            if props.is_set(MetricAlarmField::PercentOf) {
+                add(
+                    format!(
+                        "alarm on 2 metrics, 2 × {}",
+                        rate(prices.cloudwatch.alarm_month)
+                    ),
+                    Some(2.0 * prices.cloudwatch.alarm_month),
+                )
+            } else {
+                add("alarm".into(), Some(prices.cloudwatch.alarm_month))
+            }
         }
         dagform_resources::wafv2::WebAclProps::KIND => {
             use dagform_resources::wafv2::WebAclField;

@@ -81,6 +81,7 @@ pub fn alarms(x: &mut Expansion, config: &Config, prefix: &str, deployments: &[W
                 treat_missing_data: a.missing.into(),
                 alarm_actions: vec![topic.clone()].into(),
                 ok_actions: vec![topic.clone()].into(),
+                percent_of: a.percent_of.map(Input::from),
             },
         ));
     };
@@ -130,9 +131,13 @@ pub fn alarms(x: &mut Expansion, config: &Config, prefix: &str, deployments: &[W
                     AlarmDef {
                         alarm: Alarm::Target5xx,
                         name: format!("{}-5xx", label(name)),
-                        description: format!("{} answers with server errors", whose(name)),
+                        description: format!(
+                            "{} answers too many requests with server errors",
+                            whose(name)
+                        ),
                         namespace: "AWS/ApplicationELB",
                         metric: "HTTPCode_Target_5XX_Count",
+                        percent_of: Some("RequestCount"),
                         dimensions: target_group(),
                         statistic: "Sum",
                         period: 300,
@@ -151,6 +156,7 @@ pub fn alarms(x: &mut Expansion, config: &Config, prefix: &str, deployments: &[W
                         description: format!("targets of {} fail their health check", whose(name)),
                         namespace: "AWS/ApplicationELB",
                         metric: "UnHealthyHostCount",
+                        percent_of: None,
                         dimensions: target_group(),
                         statistic: "Maximum",
                         period: 60,
@@ -174,6 +180,7 @@ pub fn alarms(x: &mut Expansion, config: &Config, prefix: &str, deployments: &[W
                         description: format!("{} runs hot on {metric}", whose(name)),
                         namespace: "AWS/ECS",
                         metric,
+                        percent_of: None,
                         dimensions: service_dimensions(),
                         statistic: "Average",
                         period: 300,
@@ -201,6 +208,7 @@ pub fn alarms(x: &mut Expansion, config: &Config, prefix: &str, deployments: &[W
                     description: format!("{} runs fewer tasks than it should", whose(name)),
                     namespace,
                     metric,
+                    percent_of: None,
                     dimensions: service_dimensions(),
                     statistic,
                     period: 60,
@@ -258,6 +266,7 @@ pub fn alarms(x: &mut Expansion, config: &Config, prefix: &str, deployments: &[W
                 description: format!("the database's {metric} crossed its threshold"),
                 namespace: "AWS/RDS",
                 metric,
+                percent_of: None,
                 dimensions: dimensions(),
                 statistic: "Average",
                 period: 300,
@@ -283,6 +292,8 @@ struct AlarmDef {
     description: String,
     namespace: &'static str,
     metric: &'static str,
+    /// Watch `metric` as a percentage of this one.
+    percent_of: Option<&'static str>,
     dimensions: BTreeMap<String, Input<String>>,
     statistic: &'static str,
     period: i32,
