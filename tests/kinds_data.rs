@@ -146,7 +146,10 @@ async fn secret_lifecycle() {
         .update(&ctx, cur, &rotated, &changed(&["value", "description"]))
         .await
         .unwrap();
-    assert_eq!(after, applied);
+    assert_eq!(
+        (&after.id, &after.outputs["arn"]),
+        (&applied.id, &applied.outputs["arn"])
+    );
     assert_eq!(
         secret_value(&clients, &applied.id).await,
         "second-value-51c9"
@@ -162,8 +165,15 @@ async fn secret_lifecycle() {
         live.description(),
         Some("API key of the acme backend, rotated")
     );
+    // The version the new value made current is recorded, and is the one AWS labels current.
+    let version = after.outputs["version_id"].as_str().unwrap();
+    assert_ne!(version, applied.outputs["version_id"]);
+    assert_eq!(
+        live.version_ids_to_stages().unwrap()[version],
+        ["AWSCURRENT"]
+    );
     let recorded = redact(&rotated, secret.sensitive_properties());
-    let cur = current(&applied.id, &recorded, &applied.outputs);
+    let cur = current(&applied.id, &recorded, &after.outputs);
     let observed = secret.read(&ctx, cur).await.unwrap().unwrap();
     assert_eq!(
         observed.properties["value"],
@@ -195,7 +205,7 @@ async fn secret_lifecycle() {
         .unwrap();
     assert_eq!(live.kms_key_id(), Some("alias/acme-secrets"));
     let keyed = redact(&with_key, secret.sensitive_properties());
-    let cur_keyed = current(&applied.id, &keyed, &applied.outputs);
+    let cur_keyed = current(&applied.id, &keyed, &after.outputs);
     assert_eq!(
         secret
             .read(&ctx, cur_keyed)
@@ -218,8 +228,9 @@ async fn secret_lifecycle() {
         "second-value-51c9"
     );
 
-    // A value changed outside dagform shows as a different fingerprint.
-    clients
+    // A value changed outside dagform shows as changed, by its new version: its value is
+    // not read (a deploy identity may not read secret values).
+    let by_hand = clients
         .secretsmanager
         .put_secret_value()
         .secret_id(&applied.id)
@@ -230,7 +241,31 @@ async fn secret_lifecycle() {
     let drifted = secret.read(&ctx, cur).await.unwrap().unwrap();
     assert_eq!(
         drifted.properties["value"],
+        format!(
+            "changed outside dagform (version {})",
+            by_hand.version_id().unwrap()
+        )
+    );
+    assert_eq!(drifted.outputs["version_id"], by_hand.version_id().unwrap());
+    // A state from before versions were recorded reads the value once, as a fingerprint.
+    let mut unversioned = after.outputs.clone();
+    unversioned.remove("version_id");
+    let legacy = current(&applied.id, &recorded, &unversioned);
+    let read = secret.read(&ctx, legacy).await.unwrap().unwrap();
+    assert_eq!(
+        read.properties["value"],
         fingerprint(&json!("changed-by-hand"))
+    );
+    assert_eq!(read.outputs["version_id"], by_hand.version_id().unwrap());
+    // Provision puts the configured value back, and records its version.
+    let restored = secret
+        .update(&ctx, cur, &rotated, &changed(&["value"]))
+        .await
+        .unwrap();
+    let cur = current(&applied.id, &recorded, &restored.outputs);
+    assert_eq!(
+        secret.read(&ctx, cur).await.unwrap().unwrap().properties["value"],
+        fingerprint(&json!("second-value-51c9"))
     );
 
     // recovery_window_days = 0 deletes at once, without a recovery window.

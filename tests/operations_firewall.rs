@@ -393,3 +393,154 @@ async fn the_accounts_own_github_provider_is_used_and_left_in_place() {
         "the account's provider stays"
     );
 }
+
+/// The IAM action a traced SDK call needs: its service's prefix and, but for S3's reads and
+/// listings, the operation's own name.
+fn iam_action(service: &str, operation: &str) -> String {
+    let prefix = match service {
+        "ACM" => "acm",
+        "Application Auto Scaling" => "application-autoscaling",
+        "CloudWatch" => "cloudwatch",
+        "CloudWatch Logs" => "logs",
+        "EC2" => "ec2",
+        "ECR" => "ecr",
+        "ECS" => "ecs",
+        "Elastic Load Balancing v2" => "elasticloadbalancing",
+        "IAM" => "iam",
+        "RDS" => "rds",
+        "Route 53" => "route53",
+        "S3" => "s3",
+        "Secrets Manager" => "secretsmanager",
+        "Service Quotas" => "servicequotas",
+        "SNS" => "sns",
+        "STS" => "sts",
+        "WAFV2" => "wafv2",
+        other => panic!("no IAM prefix known for {other}"),
+    };
+    let action = match (prefix, operation) {
+        ("s3", "HeadObject") => "GetObject",
+        ("s3", "ListObjectsV2" | "ListObjects" | "HeadBucket") => "ListBucket",
+        (_, operation) => operation,
+    };
+    format!("{prefix}:{action}")
+}
+
+/// Whether an IAM action pattern (`ecs:Describe*`) names `action`.
+fn names(pattern: &str, action: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern.eq_ignore_ascii_case(action),
+        Some((head, tail)) => {
+            action.len() >= head.len() + tail.len()
+                && action[..head.len()].eq_ignore_ascii_case(head)
+                && action[action.len() - tail.len()..].eq_ignore_ascii_case(tail)
+        }
+    }
+}
+
+/// The (service, operation) of every AWS request a run's trace of `dagform::aws_calls` shows.
+fn traced_calls(stderr: &str) -> BTreeSet<(String, String)> {
+    let quoted = |line: &str, field: &str| {
+        let rest = line.split_once(&format!("{field}=\""))?.1;
+        Some(rest.split_once('"')?.0.to_owned())
+    };
+    stderr
+        .lines()
+        .filter_map(|l| Some((quoted(l, "service")?, quoted(l, "operation")?)))
+        .collect()
+}
+
+/// PriceGuard as its workflow deploys it, with its state in S3: every call of
+/// `provision --set image_tag=… --wait --yes` is one the deploy role allows, so the role is
+/// enough for the deploy (the emulator does not enforce IAM, so the calls are traced and held
+/// against the role's policy as IAM reads it back).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deploy_role_allows_every_call_the_deploy_makes() {
+    const BUCKET: &str = "priceguard-state";
+    // Every service runs its one task, so `--wait` sees the rollout finish.
+    let emu = Emulator::start_with(&[("MOTO_ECS_SERVICE_RUNNING", "1")]);
+    let c = emu.clients().await;
+    let sdk = emu.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let project = Project::from_example("priceguard");
+    let text = project.config_text();
+    project.write_config(&format!(
+        "{text}\n[state]\nlocation = \"s3://{BUCKET}/prod/priceguard.json\"\n"
+    ));
+    let secrets = [
+        ("PRICEGUARD_DATABASE_URL", "postgres://u:p@db:5432/appdb"),
+        ("PRICEGUARD_ALLOWED_ORIGINS", "https://example.net"),
+        ("PRICEGUARD_STRIPE_SECRET_KEY", "sk_test_1"),
+        ("PRICEGUARD_STRIPE_WEBHOOK_SECRET", "whsec_1"),
+    ];
+    // As CI runs it: the state where the configuration says.
+    let dagform = |args: &[&str]| {
+        let mut cmd = emu.dagform();
+        cmd.args(args)
+            .arg("-f")
+            .arg(&project.config)
+            .current_dir(project.dir.path())
+            .envs(secrets);
+        cmd
+    };
+    // The first run may leave the certificate waiting for its records (exit 3); the second
+    // finishes the listener it held back.
+    for _ in 0..2 {
+        let out = support::run(&mut dagform(&["provision", "--yes"]));
+        match out.status.code() {
+            Some(0) => break,
+            Some(3) => std::thread::sleep(std::time::Duration::from_secs(2)),
+            _ => panic!("{}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+
+    let deploy = support::run(
+        dagform(&["provision", "--set", "image_tag=3f9c2ab", "--wait", "--yes"])
+            .env("RUST_LOG", "warn,dagform::aws_calls=trace"),
+    );
+    let stderr = String::from_utf8_lossy(&deploy.stderr);
+    assert!(deploy.status.success(), "{stderr}");
+    let calls: BTreeSet<String> = traced_calls(&stderr)
+        .iter()
+        .map(|(service, operation)| iam_action(service, operation))
+        .collect();
+    // The deploy did deploy: a new revision, the service moved onto it, the state written.
+    for needed in [
+        "ecs:RegisterTaskDefinition",
+        "ecs:UpdateService",
+        "ecs:DescribeServices",
+        "s3:PutObject",
+    ] {
+        assert!(calls.contains(needed), "{needed} not among {calls:?}");
+    }
+
+    let role = c
+        .iam
+        .get_role_policy()
+        .role_name("prod-priceguard-ci-deploy")
+        .policy_name("deploy")
+        .send()
+        .await
+        .unwrap();
+    let policy = document(role.policy_document());
+    let allowed: Vec<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| strings(&s["Action"]))
+        .collect();
+    let denied: Vec<&String> = calls
+        .iter()
+        .filter(|call| !allowed.iter().any(|p| names(p, call)))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the deploy role does not allow {denied:?}; it allows {allowed:?}"
+    );
+    assert!(!calls.contains("secretsmanager:GetSecretValue"));
+}

@@ -21,9 +21,10 @@ pub fn calls_in_process() -> u64 {
     PROCESS_CALLS.load(Ordering::Relaxed)
 }
 
-/// Counts each request right before it goes out, so retries count too.
-#[derive(Debug, Clone)]
-struct CountCalls(Arc<AtomicU64>);
+/// Counts each request right before it goes out, so retries count too, and traces it
+/// (`dagform::aws_calls`) with its service and operation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CountCalls(Arc<AtomicU64>);
 
 impl Intercept for CountCalls {
     fn name(&self) -> &'static str {

@@ -57,7 +57,24 @@ fn outputs(secret: &DescribeSecretOutput) -> SecretOutputs {
         id: arn.to_owned(),
         arn: arn.to_owned(),
         name: secret.name().unwrap_or_default().to_owned(),
+        version_id: current_version(secret).unwrap_or_default().to_owned(),
     }
+}
+
+/// The version of the secret's value labelled `AWSCURRENT`.
+fn current_version(secret: &DescribeSecretOutput) -> Option<&str> {
+    secret
+        .version_ids_to_stages()?
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+        .map(|(version, _)| version.as_str())
+}
+
+/// What the read reports as the value of a secret whose current version is not the one
+/// dagform recorded: not a fingerprint of any value, so the plan shows drift and puts the
+/// configured value back, without reading the value that is there.
+fn changed_outside(version: &str) -> Json {
+    json!(format!("changed outside dagform (version {version})"))
 }
 
 /// Whether `secret` is an older secret of this node, replaced and awaiting deletion.
@@ -156,8 +173,10 @@ impl Secret {
         Ok(Some(secret))
     }
 
-    async fn put_value(&self, id: &str, value: &str) -> Result<(), ResourceError> {
-        self.clients
+    /// Sets the value; returns the version it made current.
+    async fn put_value(&self, id: &str, value: &str) -> Result<String, ResourceError> {
+        let put = self
+            .clients
             .secretsmanager
             .put_secret_value()
             .secret_id(id)
@@ -165,7 +184,7 @@ impl Secret {
             .send()
             .await
             .map_err(|e| classify("PutSecretValue", e))?;
-        Ok(())
+        Ok(put.version_id().unwrap_or_default().to_owned())
     }
 
     /// Sets the description and the key; `None` leaves that setting as it is.
@@ -218,10 +237,11 @@ impl Secret {
                 .unwrap_or_else(|| DEFAULT_KMS_KEY.into())
         });
         self.update_settings(arn, description, key).await?;
+        let mut taken = outputs(existing);
         if self.current_value(arn).await?.as_deref() != Some(p.value.as_str()) {
-            self.put_value(arn, &p.value).await?;
+            taken.version_id = self.put_value(arn, &p.value).await?;
         }
-        Ok(Applied::of(outputs(existing)))
+        Ok(Applied::of(taken))
     }
 }
 
@@ -253,6 +273,7 @@ impl Kind for Secret {
                     id: arn.to_owned(),
                     arn: arn.to_owned(),
                     name: out.name().unwrap_or(&p.name).to_owned(),
+                    version_id: out.version_id().unwrap_or_default().to_owned(),
                 }))
             }
             // The name is taken: by this node's own secret (a lost record, or one scheduled
@@ -288,9 +309,35 @@ impl Kind for Secret {
         if secret.deleted_date().is_some() {
             return Ok(None);
         }
-        let value = self.current_value(current.id).await?;
+        // The value is read only when no version was recorded (a state from before versions
+        // were): a deploy identity needs no right to read secret values.
+        let recorded_version = current
+            .outputs
+            .get("version_id")
+            .and_then(Json::as_str)
+            .filter(|v| !v.is_empty());
+        let live_version = current_version(&secret);
+        let mut properties = match recorded_version {
+            None => {
+                let value = self.current_value(current.id).await?;
+                observed_properties(&secret, value.as_deref(), current.properties)
+            }
+            Some(_) => observed_properties(&secret, None, current.properties),
+        };
+        if let Some(recorded) = recorded_version {
+            let value = match live_version {
+                Some(live) if live == recorded => current
+                    .properties
+                    .get(SecretField::Value.as_str())
+                    .cloned()
+                    .unwrap_or(Json::Null),
+                Some(live) => changed_outside(live),
+                None => Json::Null,
+            };
+            properties.insert(SecretField::Value.as_str().into(), value);
+        }
         Ok(Some(Observed {
-            properties: observed_properties(&secret, value.as_deref(), current.properties),
+            properties,
             outputs: outputs(&secret).into_outputs(),
         }))
     }

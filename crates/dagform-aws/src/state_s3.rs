@@ -88,6 +88,7 @@ pub async fn s3_client(region: Option<&str>) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(path_style)
+            .interceptor(crate::clients::CountCalls::default())
             .build(),
     )
 }

@@ -104,6 +104,10 @@ pub struct SecretOutputs {
     pub id: String,
     pub arn: String,
     pub name: String,
+    /// The version labelled `AWSCURRENT` when dagform last set or read the value: while it is
+    /// still current, the value is the one recorded, and is not read again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version_id: String,
 }
 
 /// `data_secretsmanager_secret`: an existing secret the stack refers to (for example from a
