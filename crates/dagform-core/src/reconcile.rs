@@ -20,7 +20,8 @@ use crate::state::{DeposedObject, ResourceState, ResourceStatus, State, StateSto
 use backon::{ExponentialBuilder, Retryable};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -318,7 +319,7 @@ pub async fn apply(
             else {
                 break;
             };
-            let n = walk.ready.pop_front().expect("a ready step");
+            let n = walk.next_ready().expect("a ready step");
             let op = &steps[n];
             emit(options, op, Phase::Started);
             match preparation.prepare(op, store, CallSlot::held(calls.clone(), permit)) {
@@ -405,7 +406,15 @@ struct Walk<'a> {
     steps: &'a DiGraph<Op, ()>,
     options: &'a ApplyOptions,
     waiting: HashMap<NodeIndex, usize>,
-    ready: VecDeque<NodeIndex>,
+    /// Ready steps, the one with the longest chain of steps still after it first: when more
+    /// steps are ready than calls may be in flight, the chains that decide when the run ends
+    /// go before the steps nothing waits on (alarms, say). Ties go in the order they became
+    /// ready.
+    ready: BinaryHeap<(usize, Reverse<u64>, NodeIndex)>,
+    /// Per step, how many steps the longest chain from it to the end of the walk holds.
+    rank: HashMap<NodeIndex, usize>,
+    /// How many steps have become ready so far, for the order of ties.
+    readied: u64,
     /// Succeeded, failed, pending, or never to start because of one of those.
     done: HashSet<NodeIndex>,
     report: ApplyReport,
@@ -423,14 +432,39 @@ impl<'a> Walk<'a> {
             .map(|(&n, _)| n)
             .collect();
         ready.sort_by(|a, b| steps[*a].address.cmp(&steps[*b].address));
-        Self {
+        let mut rank: HashMap<NodeIndex, usize> = HashMap::with_capacity(steps.node_count());
+        let order = petgraph::algo::toposort(steps, None).expect("step_graph refuses cycles");
+        for &n in order.iter().rev() {
+            let after = steps
+                .neighbors_directed(n, Direction::Outgoing)
+                .map(|m| rank[&m])
+                .max()
+                .unwrap_or(0);
+            rank.insert(n, after + 1);
+        }
+        let mut walk = Self {
             steps,
             options,
             waiting,
-            ready: ready.into(),
+            ready: BinaryHeap::new(),
+            rank,
+            readied: 0,
             done: HashSet::new(),
             report: ApplyReport::default(),
+        };
+        for n in ready {
+            walk.make_ready(n);
         }
+        walk
+    }
+
+    fn make_ready(&mut self, n: NodeIndex) {
+        self.readied += 1;
+        self.ready.push((self.rank[&n], Reverse(self.readied), n));
+    }
+
+    fn next_ready(&mut self) -> Option<NodeIndex> {
+        self.ready.pop().map(|(_, _, n)| n)
     }
 
     /// Records a success and makes ready every step that waited only for it.
@@ -449,7 +483,7 @@ impl<'a> Walk<'a> {
             let w = self.waiting.get_mut(&m).expect("known step");
             *w -= 1;
             if *w == 0 && !self.done.contains(&m) {
-                self.ready.push_back(m);
+                self.make_ready(m);
             }
         }
     }

@@ -207,6 +207,39 @@ async fn parallelism_bound_is_never_exceeded() {
     assert_eq!(f.cloud.max_in_flight(), 4);
 }
 
+/// With more steps ready than calls may be in flight, the step heading the longest chain goes
+/// first: the chain `z.head → z.mid → z.tail` starts before ten independent leaves that sort
+/// ahead of it.
+#[tokio::test]
+async fn the_longest_chain_starts_first_when_slots_are_short() {
+    let f = fixture(5);
+    let mut nodes: Vec<NodeSpec> = (0..10)
+        .map(|i| NodeSpec::new(format!("a.leaf{i}"), "thing", props! { "zone" => "z" }))
+        .collect();
+    nodes.push(NodeSpec::new("z.head", "thing", props! { "zone" => "z" }));
+    nodes.push(NodeSpec::new(
+        "z.mid",
+        "thing",
+        props! { "zone" => "z", "after" => r("z.head") },
+    ));
+    nodes.push(NodeSpec::new(
+        "z.tail",
+        "thing",
+        props! { "zone" => "z", "after" => r("z.mid") },
+    ));
+    let mut o = options();
+    o.parallelism = 1;
+    let (_, report) = f.converge_with(&graph(nodes), &o).await;
+    assert_eq!(report.succeeded.len(), 13);
+    assert_eq!(f.call_index("z.head", "create"), 0, "{:?}", f.cloud.calls());
+    // The middle of the chain outranks the leaves too, once it is ready (a finished call frees
+    // its slot a moment before its result is taken in, so one leaf may slip in first); its
+    // tail, a step nothing waits on like the leaves, takes its turn among them.
+    assert!(f.call_index("z.mid", "create") <= 2);
+    // Among equals, the order is the address order.
+    assert!(f.call_index("a.leaf0", "create") < f.call_index("a.leaf9", "create"));
+}
+
 /// Steps that wait (for an object to become ready) give their slot up between polls: with two
 /// slots, ten creates that each wait are all under way at once, yet never more than two calls
 /// are in flight.
