@@ -16,7 +16,6 @@ pub mod iam_oidc;
 pub mod inspect;
 pub mod logs;
 pub(crate) mod ownership;
-pub(crate) mod polls;
 pub mod quotas;
 pub mod rds;
 pub mod route53;

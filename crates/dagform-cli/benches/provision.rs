@@ -88,6 +88,14 @@ fn simulated_kinds(cloud: &Arc<MemoryCloud>) -> Kinds {
         if !delete.is_zero() {
             kind = kind.deletes_after(delete);
         }
+        // Waiting objects are polled as the AWS kinds poll them: NAT gateways 100 and load
+        // balancers 20 to a describe call, draining services 10.
+        kind = match *name {
+            "aws_nat_gateway" => kind.polls_in_batches_of(100),
+            "aws_lb" => kind.polls_in_batches_of(20),
+            "aws_ecs_service" => kind.polls_in_batches_of(10),
+            _ => kind,
+        };
         kind = match *name {
             "aws_ecs_task_definition" => kind.create_before_destroy(),
             "aws_ecr_repository" => kind.output("repository_uri", json!("123456789012.dkr.ecr.us-east-1.amazonaws.com/app")),

@@ -362,6 +362,14 @@ pub trait ResourceKind: Send + Sync {
         false
     }
 
+    /// How long AWS typically takes to make an object of this kind ready after its create,
+    /// or gone after its delete (`deleting`): the walk starts first the steps that lead to
+    /// long waits. Zero for kinds whose objects are ready when their call returns.
+    fn typical_wait(&self, deleting: bool) -> Duration {
+        let _ = deleting;
+        Duration::ZERO
+    }
+
     /// A data source only looks up an object it does not own: `create` reads it, `delete`
     /// forgets it and AWS is never changed.
     fn is_data_source(&self) -> bool {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod graph;
 pub mod kind;
 pub mod plan;
+pub mod polls;
 pub mod reconcile;
 pub mod state;
 pub mod testing;

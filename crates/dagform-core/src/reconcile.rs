@@ -293,6 +293,9 @@ fn step_graph(
 
 type StepResult = (NodeIndex, Result<Option<Applied>, ResourceError>, Duration);
 
+/// What the walk's order counts a step's call as, next to the kinds' typical waits.
+const ONE_CALL: Duration = Duration::from_secs(1);
+
 /// Executes `plan`, recording each result in `store` as it lands.
 pub async fn apply(
     plan: &Plan,
@@ -303,7 +306,25 @@ pub async fn apply(
 ) -> Result<ApplyReport, Error> {
     let steps = step_graph(plan, graph, store)?;
     let preparation = Preparation::new(plan, graph, kinds, options);
-    let mut walk = Walk::new(&steps, options);
+    let kind_of: HashMap<&Address, &str> = plan
+        .resources
+        .iter()
+        .map(|r| (&r.address, r.kind.as_str()))
+        .collect();
+    // A step counts as one call plus what its object typically takes to be ready or gone.
+    let cost = |op: &Op| {
+        let wait = kind_of
+            .get(&op.address)
+            .and_then(|k| kinds.get(k))
+            .map(|kind| match op.step {
+                Step::Create => kind.typical_wait(false),
+                Step::Delete | Step::DeleteDeposed => kind.typical_wait(true),
+                Step::Read | Step::Update => Duration::ZERO,
+            })
+            .unwrap_or_default();
+        ONE_CALL + wait
+    };
+    let mut walk = Walk::new(&steps, options, cost);
     let mut running: JoinSet<StepResult> = JoinSet::new();
     // One permit per AWS call in flight: a step holds one while it calls and gives it up while
     // it waits (see `CallSlot`), so a long wait does not keep ready steps from starting.
@@ -327,8 +348,9 @@ pub async fn apply(
                 Err(e) => walk.failed(n, e.to_string()),
             }
         }
-        // The intents of the creates about to start reach the disk together, before any of
-        // their calls is made.
+        // One flush makes durable both the results just taken in and the intents of the
+        // creates about to start: before any of those calls is made, and so before any step
+        // that waits on those results starts.
         store.commit()?;
         for (n, call) in starting {
             running.spawn(async move {
@@ -349,8 +371,8 @@ pub async fn apply(
         let Some(joined) = joined else {
             break;
         };
-        // Every step that has finished by now is recorded with one flush of the state; the
-        // steps waiting on them start only once their results are durable.
+        // Every step that has finished by now is recorded together; the flush at the top of
+        // the loop makes them durable before the steps waiting on them start.
         let mut finished = vec![joined.expect("a step panicked")];
         while let Some(more) = running.try_join_next() {
             finished.push(more.expect("a step panicked"));
@@ -376,7 +398,6 @@ pub async fn apply(
                 Err(e) => walk.failed(n, e.to_string()),
             }
         }
-        store.commit()?;
         for (n, elapsed) in succeeded {
             walk.succeeded(n, elapsed);
         }
@@ -406,13 +427,13 @@ struct Walk<'a> {
     steps: &'a DiGraph<Op, ()>,
     options: &'a ApplyOptions,
     waiting: HashMap<NodeIndex, usize>,
-    /// Ready steps, the one with the longest chain of steps still after it first: when more
-    /// steps are ready than calls may be in flight, the chains that decide when the run ends
-    /// go before the steps nothing waits on (alarms, say). Ties go in the order they became
-    /// ready.
-    ready: BinaryHeap<(usize, Reverse<u64>, NodeIndex)>,
-    /// Per step, how many steps the longest chain from it to the end of the walk holds.
-    rank: HashMap<NodeIndex, usize>,
+    /// Ready steps, the one with the longest chain still after it first: when more steps are
+    /// ready than calls may be in flight, the chains that decide when the run ends (those
+    /// through a load balancer's or a draining service's wait) go before the steps nothing
+    /// waits on (alarms, say). Ties go in the order they became ready.
+    ready: BinaryHeap<(Duration, Reverse<u64>, NodeIndex)>,
+    /// Per step, how long the longest chain from it to the end of the walk typically takes.
+    rank: HashMap<NodeIndex, Duration>,
     /// How many steps have become ready so far, for the order of ties.
     readied: u64,
     /// Succeeded, failed, pending, or never to start because of one of those.
@@ -421,7 +442,11 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn new(steps: &'a DiGraph<Op, ()>, options: &'a ApplyOptions) -> Self {
+    fn new(
+        steps: &'a DiGraph<Op, ()>,
+        options: &'a ApplyOptions,
+        cost: impl Fn(&Op) -> Duration,
+    ) -> Self {
         let waiting: HashMap<NodeIndex, usize> = steps
             .node_indices()
             .map(|n| (n, steps.neighbors_directed(n, Direction::Incoming).count()))
@@ -432,15 +457,15 @@ impl<'a> Walk<'a> {
             .map(|(&n, _)| n)
             .collect();
         ready.sort_by(|a, b| steps[*a].address.cmp(&steps[*b].address));
-        let mut rank: HashMap<NodeIndex, usize> = HashMap::with_capacity(steps.node_count());
+        let mut rank: HashMap<NodeIndex, Duration> = HashMap::with_capacity(steps.node_count());
         let order = petgraph::algo::toposort(steps, None).expect("step_graph refuses cycles");
         for &n in order.iter().rev() {
             let after = steps
                 .neighbors_directed(n, Direction::Outgoing)
                 .map(|m| rank[&m])
                 .max()
-                .unwrap_or(0);
-            rank.insert(n, after + 1);
+                .unwrap_or_default();
+            rank.insert(n, after + cost(&steps[n]));
         }
         let mut walk = Self {
             steps,

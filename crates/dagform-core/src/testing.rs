@@ -14,9 +14,10 @@ use crate::kind::{
     ADDRESS_TAG, Applied, Current, Observed, OpContext, Owner, Pending, Properties, ResourceKind,
     STACK_TAG,
 };
+use crate::polls::Polls;
 use async_trait::async_trait;
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,9 @@ struct Inner {
     /// How many times each id appears in the objects' properties, so a delete finds out
     /// whether the object is still used without reading every other object.
     mentions: HashMap<String, usize>,
+    /// The ids of the objects of each (kind, `name` property), so a create finds a name
+    /// already taken without reading every other object.
+    names: HashMap<(String, String), BTreeSet<String>>,
     next_id: u64,
     calls: Vec<Call>,
     in_flight: usize,
@@ -247,11 +251,22 @@ impl Inner {
         for_each_string(&object.properties, &mut |s| {
             *self.mentions.entry(s.to_owned()).or_default() += 1;
         });
+        if let Some(key) = name_key(&object) {
+            self.names.entry(key).or_default().insert(id.clone());
+        }
         self.objects.insert(id, object);
     }
 
     fn take(&mut self, id: &str) -> Option<StoredObject> {
         let object = self.objects.remove(id)?;
+        if let Some(key) = name_key(&object)
+            && let Some(ids) = self.names.get_mut(&key)
+        {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.names.remove(&key);
+            }
+        }
         for_each_string(&object.properties, &mut |s| {
             if let Some(n) = self.mentions.get_mut(s) {
                 *n -= 1;
@@ -263,6 +278,12 @@ impl Inner {
         Some(object)
     }
 
+    /// An object of `kind` whose `name` property is `name`.
+    fn named(&self, kind: &str, name: &Json) -> Option<&StoredObject> {
+        let ids = self.names.get(&(kind.to_owned(), name.to_string()))?;
+        ids.iter().find_map(|id| self.objects.get(id))
+    }
+
     /// Whether any object but `id` itself mentions `id`.
     fn is_used(&self, id: &str) -> bool {
         let own = self.objects.get(id).map_or(0, |o| {
@@ -272,6 +293,11 @@ impl Inner {
         });
         self.mentions.get(id).copied().unwrap_or(0) > own
     }
+}
+
+fn name_key(object: &StoredObject) -> Option<(String, String)> {
+    let name = object.properties.get("name")?;
+    Some((object.kind.clone(), name.to_string()))
 }
 
 fn for_each_string(props: &Properties, f: &mut impl FnMut(&str)) {
@@ -315,7 +341,13 @@ pub struct MemoryKind {
     pub deletes_after: Option<Duration>,
     pub outputs: Vec<(&'static str, Json)>,
     pub cloud: Arc<MemoryCloud>,
+    /// How many waiting objects one describe call polls; `None`: each polls on its own.
+    pub poll_batch: Option<usize>,
+    polls: std::sync::OnceLock<Polls<(Address, Instant), bool>>,
 }
+
+/// A waiting object as its poll names it: its address, and when it is ready (or gone).
+type Waiting = (Address, Instant);
 
 impl MemoryKind {
     pub fn new(name: &'static str, cloud: &Arc<MemoryCloud>) -> Self {
@@ -330,7 +362,44 @@ impl MemoryKind {
             deletes_after: None,
             outputs: Vec::new(),
             cloud: cloud.clone(),
+            poll_batch: None,
+            polls: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Waiting objects are polled together, up to `n` a describe call, as the AWS kinds poll
+    /// NAT gateways, load balancers and draining services.
+    pub fn polls_in_batches_of(mut self, n: usize) -> Self {
+        self.poll_batch = Some(n);
+        self
+    }
+
+    /// The shared polls of this kind's waiting objects, when they are batched.
+    fn polls(&self) -> Option<&Polls<Waiting, bool>> {
+        let chunk = self.poll_batch?;
+        Some(self.polls.get_or_init(|| {
+            let (cloud, latency) = (self.cloud.clone(), self.latency);
+            Polls::new(
+                chunk,
+                Arc::new(move |keys: Vec<Waiting>| {
+                    let cloud = cloud.clone();
+                    Box::pin(async move {
+                        // The call is recorded under the first object it polls.
+                        if let Some((first, _)) = keys.first() {
+                            cloud.call(first, "describe", latency, |_| Ok(())).await?;
+                        }
+                        let now = Instant::now();
+                        Ok(keys
+                            .into_iter()
+                            .map(|key| {
+                                let ready = now >= key.1;
+                                (key, ready)
+                            })
+                            .collect())
+                    })
+                }),
+            )
+        }))
     }
 
     pub fn replace_on(mut self, props: &[&'static str]) -> Self {
@@ -379,6 +448,15 @@ impl MemoryKind {
         duration: Duration,
     ) -> Result<(), ResourceError> {
         let done_at = Instant::now() + duration;
+        if let Some(polls) = self.polls() {
+            let key: Waiting = (ctx.address.clone(), done_at);
+            return ctx
+                .wait_for(what, || async {
+                    let ready = polls.poll(ctx, key.clone()).await?;
+                    Ok(ready.filter(|r| *r).map(|_| ()))
+                })
+                .await;
+        }
         ctx.wait_for(what, || async {
             self.cloud
                 .call(&ctx.address, "describe", self.latency, |_| {
@@ -435,6 +513,15 @@ impl ResourceKind for MemoryKind {
         self.data_source
     }
 
+    fn typical_wait(&self, deleting: bool) -> Duration {
+        let wait = if deleting {
+            self.deletes_after
+        } else {
+            self.settles_after
+        };
+        wait.unwrap_or_default()
+    }
+
     fn sensitive_properties(&self) -> &'static [&'static str] {
         self.sensitive
     }
@@ -453,10 +540,7 @@ impl ResourceKind for MemoryKind {
                     }
                 }
                 if let Some(name) = props.get("name")
-                    && let Some(other) = inner
-                        .objects
-                        .values()
-                        .find(|o| o.kind == kind && o.properties.get("name") == Some(name))
+                    && let Some(other) = inner.named(kind, name)
                 {
                     return Err(ctx.not_owned(&format!("{kind} {name}"), &other.owner(ctx)));
                 }
@@ -574,10 +658,7 @@ impl ResourceKind for MemoryKind {
         }
         // Something else under the wanted name is never ours to adopt.
         if let Some(name) = props.get("name")
-            && let Some(other) = inner
-                .objects
-                .values()
-                .find(|o| o.kind == self.name && o.properties.get("name") == Some(name))
+            && let Some(other) = inner.named(self.name, name)
         {
             return Err(ctx.not_owned(&format!("{} {name}", self.name), &other.owner(ctx)));
         }

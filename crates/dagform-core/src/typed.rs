@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 /// A kind's properties, as `#[derive(Properties)]` declares them.
 pub trait KindProperties: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -364,6 +365,14 @@ pub trait Kind: Send + Sync + 'static {
         false
     }
 
+    /// How long AWS typically takes to make an object of this kind ready after its create,
+    /// or gone after its delete (`deleting`): the walk starts first the steps that lead to
+    /// long waits. Zero for kinds whose objects are ready when their call returns.
+    fn typical_wait(&self, deleting: bool) -> Duration {
+        let _ = deleting;
+        Duration::ZERO
+    }
+
     /// A data source only looks up an object it does not own.
     fn is_data_source(&self) -> bool {
         false
@@ -441,6 +450,10 @@ impl<K: Kind> ResourceKind for Typed<K> {
 
     fn create_before_destroy(&self) -> bool {
         self.0.create_before_destroy()
+    }
+
+    fn typical_wait(&self, deleting: bool) -> Duration {
+        self.0.typical_wait(deleting)
     }
 
     fn is_data_source(&self) -> bool {

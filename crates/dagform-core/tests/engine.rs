@@ -240,6 +240,34 @@ async fn the_longest_chain_starts_first_when_slots_are_short() {
     assert!(f.call_index("a.leaf0", "create") < f.call_index("a.leaf9", "create"));
 }
 
+/// A step whose object takes long to be ready (a load balancer, say) starts before quick ones
+/// that sort ahead of it: the kinds' typical waits weigh in the order.
+#[tokio::test]
+async fn steps_ahead_of_long_waits_start_first() {
+    let cloud = MemoryCloud::with_latency(Duration::from_millis(2));
+    let kinds = Kinds::new()
+        .with(Arc::new(MemoryKind::new("thing", &cloud)))
+        .with(Arc::new(
+            MemoryKind::new("gateway", &cloud).settles_after(Duration::from_millis(30)),
+        ));
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(&dir.path().join("state/test.json"), "test").unwrap();
+    let mut nodes: Vec<NodeSpec> = (0..5)
+        .map(|i| NodeSpec::new(format!("a.quick{i}"), "thing", props! { "zone" => "z" }))
+        .collect();
+    nodes.push(NodeSpec::new("z.slow", "gateway", props! { "zone" => "z" }));
+    let g = graph(nodes);
+    let mut o = options();
+    o.parallelism = 1;
+    o.poll.interval = Duration::from_millis(5);
+    let p = plan(&g, store.state(), &kinds, None, &PlanOptions::default()).unwrap();
+    let report = apply(&p, &g, &kinds, &mut store, &o).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let calls = cloud.calls();
+    assert_eq!(calls[0].address.as_str(), "z.slow", "{calls:?}");
+    assert_eq!(calls[0].operation, "create");
+}
+
 /// Steps that wait (for an object to become ready) give their slot up between polls: with two
 /// slots, ten creates that each wait are all under way at once, yet never more than two calls
 /// are in flight.

@@ -105,13 +105,13 @@ impl MetricAlarmProps {
                 "evaluation_periods must be at least 1",
             ));
         }
-        if let Some(whole) = &self.percent_of {
-            if whole.is_empty() || *whole == self.metric_name {
-                return Err(ResourceError::invalid(format!(
-                    "percent_of `{whole}` must name a metric other than `{}`",
-                    self.metric_name
-                )));
-            }
+        if let Some(whole) = &self.percent_of
+            && (whole.is_empty() || *whole == self.metric_name)
+        {
+            return Err(ResourceError::invalid(format!(
+                "percent_of `{whole}` must name a metric other than `{}`",
+                self.metric_name
+            )));
         }
         if self.dimensions.len() > 30 {
             return Err(ResourceError::invalid(

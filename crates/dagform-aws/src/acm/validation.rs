@@ -105,6 +105,11 @@ impl CertificateValidation {
 impl Kind for CertificateValidation {
     type Props = CertificateValidationProps;
 
+    /// DNS validation takes a few minutes once the records resolve.
+    fn typical_wait(&self, deleting: bool) -> std::time::Duration {
+        std::time::Duration::from_secs(if deleting { 0 } else { 180 })
+    }
+
     async fn create(
         &self,
         ctx: &OpContext,

@@ -8,8 +8,8 @@ use crate::AwsClients;
 use crate::clients::{by_id, each_item};
 use crate::error::{classify, code};
 use crate::ownership::{found, gone, pairs, single_attempt};
-use crate::polls::Polls;
 use aws_sdk_ec2::types::{DomainType, Filter, NatGatewayState, ResourceType};
+use dagform_core::polls::Polls;
 use dagform_core::{Applied, Changes, Current, Kind, Observed, OpContext, ResourceError};
 use dagform_resources::ec2::{
     EipOutputs, EipProps, InternetGatewayField, InternetGatewayOutputs, InternetGatewayProps,
@@ -563,6 +563,11 @@ fn observe_nat(nat: &aws_sdk_ec2::types::NatGateway, current: Current<'_>) -> Op
 #[async_trait::async_trait]
 impl Kind for NatGateway {
     type Props = NatGatewayProps;
+
+    /// A NAT gateway takes about a minute and a half to become available, and one to go.
+    fn typical_wait(&self, deleting: bool) -> std::time::Duration {
+        std::time::Duration::from_secs(if deleting { 60 } else { 90 })
+    }
 
     async fn create(&self, ctx: &OpContext, p: &NatGatewayProps) -> Result<Applied, ResourceError> {
         let req = self

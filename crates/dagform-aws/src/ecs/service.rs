@@ -4,13 +4,13 @@ use super::observe_optional;
 use crate::AwsClients;
 use crate::error::{classify, code};
 use crate::ownership::{finish_existing, found, pairs, tags_for};
-use crate::polls::Polls;
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentConfiguration, DeploymentRolloutState,
     LaunchType, LoadBalancer, NetworkConfiguration, Service, ServiceField as Include,
 };
 use dagform_core::kind::PollSettings;
+use dagform_core::polls::Polls;
 use dagform_core::{
     Address, Applied, Changes, Current, Kind, KindOutputs, Observed, OpContext, Properties,
     ResourceError,
@@ -329,6 +329,11 @@ impl EcsService {
 #[async_trait::async_trait]
 impl Kind for EcsService {
     type Props = ServiceProps;
+
+    /// A deleted service drains its targets for the deregistration delay, 300 s by default.
+    fn typical_wait(&self, deleting: bool) -> std::time::Duration {
+        std::time::Duration::from_secs(if deleting { 300 } else { 0 })
+    }
 
     /// "Unable to assume role" and "does not have an associated load balancer" (IAM or the
     /// listener not yet visible to ECS) come back Transient from `classify` and are retried.

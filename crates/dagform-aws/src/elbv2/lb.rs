@@ -8,10 +8,10 @@ use crate::AwsClients;
 use crate::clients::{by_id, each_concurrently, fail_all, read_each};
 use crate::error::{classify, code, is_not_found};
 use crate::ownership::{found, in_recorded_order, single_attempt, tags_for};
-use crate::polls::Polls;
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
 };
+use dagform_core::polls::Polls;
 use dagform_core::{Applied, Changes, Current, Kind, Observed, OpContext, ResourceError};
 use dagform_resources::elbv2::{LoadBalancerField, LoadBalancerOutputs, LoadBalancerProps};
 use std::collections::HashMap;
@@ -236,6 +236,11 @@ impl LoadBalancer {
 #[async_trait::async_trait]
 impl Kind for LoadBalancer {
     type Props = LoadBalancerProps;
+
+    /// A load balancer takes about two and a half minutes to become active.
+    fn typical_wait(&self, deleting: bool) -> std::time::Duration {
+        std::time::Duration::from_secs(if deleting { 30 } else { 150 })
+    }
 
     /// The name is unique in the region, and AWS answers a create of an existing name with
     /// the same settings with that load balancer: whatever holds the name is checked first, and

@@ -230,6 +230,11 @@ impl Instance {
 impl Kind for Instance {
     type Props = DbInstanceProps;
 
+    /// A database instance takes about ten minutes to become available, and minutes to go.
+    fn typical_wait(&self, deleting: bool) -> std::time::Duration {
+        std::time::Duration::from_secs(if deleting { 300 } else { 600 })
+    }
+
     async fn create(&self, ctx: &OpContext, p: &DbInstanceProps) -> Result<Applied, ResourceError> {
         let result = self
             .clients

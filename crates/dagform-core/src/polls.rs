@@ -1,13 +1,14 @@
 //! Polls of many waiting objects of one kind, folded into one describe call a round: ten NAT
 //! gateways becoming available cost one DescribeNatGateways per poll rather than ten, and
-//! draining services are described ten at a time.
+//! draining services are described ten at a time. The AWS kinds poll through it, and so does
+//! the in-memory provider, so the benchmark's waits cost what real ones do.
 //!
 //! A poll joins the round that is gathering, or opens one; a round gathers for a fifth of the
 //! poll interval (at most a second), then a task of its own describes every object in it, in
 //! chunks as large as the API takes, and answers each poll. The round runs on its own task so
 //! that a poll given up (a run interrupted) never leaves the others waiting.
 
-use dagform_core::{OpContext, ResourceError};
+use crate::{OpContext, ResourceError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -17,11 +18,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// What one describe call answers: the objects that exist, by key.
-pub(crate) type Described<K, T> =
+pub type Described<K, T> =
     Pin<Box<dyn Future<Output = Result<HashMap<K, T>, ResourceError>> + Send>>;
 
 /// Describes the objects of `keys` (at most one chunk's worth), returning those that exist.
-pub(crate) type Describe<K, T> = Arc<dyn Fn(Vec<K>) -> Described<K, T> + Send + Sync>;
+pub type Describe<K, T> = Arc<dyn Fn(Vec<K>) -> Described<K, T> + Send + Sync>;
 
 type Answer<T> = oneshot::Sender<Result<Option<T>, ResourceError>>;
 
@@ -29,7 +30,7 @@ type Answer<T> = oneshot::Sender<Result<Option<T>, ResourceError>>;
 type Gathering<K, T> = Arc<Mutex<Vec<(K, Answer<T>)>>>;
 
 /// The polls of one kind's waiting objects.
-pub(crate) struct Polls<K, T> {
+pub struct Polls<K, T> {
     chunk: usize,
     describe: Describe<K, T>,
     gathering: Gathering<K, T>,
@@ -41,7 +42,7 @@ where
     T: Clone + Send + 'static,
 {
     /// `describe` takes up to `chunk` keys a call.
-    pub(crate) fn new(chunk: usize, describe: Describe<K, T>) -> Self {
+    pub fn new(chunk: usize, describe: Describe<K, T>) -> Self {
         Self {
             chunk: chunk.max(1),
             describe,
@@ -51,7 +52,7 @@ where
 
     /// The object of `key` as this round's describe call sees it; `None` when it does not
     /// exist.
-    pub(crate) async fn poll(&self, ctx: &OpContext, key: K) -> Result<Option<T>, ResourceError> {
+    pub async fn poll(&self, ctx: &OpContext, key: K) -> Result<Option<T>, ResourceError> {
         let (tx, rx) = oneshot::channel();
         let opens_round = {
             let mut gathering = self.gathering.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,7 +116,7 @@ async fn round<K, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dagform_core::kind::PollSettings;
+    use crate::kind::PollSettings;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn counting(calls: Arc<AtomicUsize>, sizes: Arc<Mutex<Vec<usize>>>) -> Describe<u32, u32> {
