@@ -141,17 +141,24 @@ impl CallSlot {
     /// Sleeps for `duration` without holding the slot, and takes it back (waiting its turn
     /// behind steps that are ready to call AWS) before returning.
     pub async fn idle(&self, duration: Duration) {
+        self.without(tokio::time::sleep(duration)).await;
+    }
+
+    /// Runs `work` without holding the slot (a poll answered by a round of batched describe
+    /// calls, which are made once for every object in the round), and takes it back (waiting
+    /// its turn behind steps that are ready to call AWS) before returning.
+    pub async fn without<F: Future>(&self, work: F) -> F::Output {
         let Some(slot) = &self.0 else {
-            tokio::time::sleep(duration).await;
-            return;
+            return work.await;
         };
         // The permit taken is dropped at once: another step may call AWS meanwhile.
         let had_it = slot.take().is_some();
-        tokio::time::sleep(duration).await;
+        let out = work.await;
         // A step waiting on two things at once gives its slot up once and takes it back once.
         if had_it && let Ok(permit) = slot.calls.clone().acquire_owned().await {
             slot.put(permit);
         }
+        out
     }
 }
 

@@ -68,7 +68,9 @@ where
                 window,
             ));
         }
-        rx.await.unwrap_or_else(|_| {
+        // The round's calls are made once for every poll in it: this step holds no call slot
+        // while it waits for them.
+        ctx.slot.without(rx).await.unwrap_or_else(|_| {
             Err(ResourceError::Transient(
                 "a batched describe call was abandoned".into(),
             ))
@@ -168,6 +170,29 @@ mod tests {
         // A later poll opens a round of its own.
         assert_eq!(polls.poll(&ctx, 7).await.unwrap(), Some(70));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// A step whose poll waits for its round gives its call slot up meanwhile: another step
+    /// takes the only slot while the round gathers, and the poll still gets its answer.
+    #[tokio::test]
+    async fn a_poll_holds_no_call_slot_while_its_round_gathers() {
+        let calls = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = calls.clone().acquire_owned().await.unwrap();
+        let mut ctx = ctx();
+        ctx.slot = crate::kind::CallSlot::held(calls.clone(), permit);
+        let describe: Describe<u32, u32> = Arc::new(|keys: Vec<u32>| {
+            Box::pin(async move { Ok(keys.into_iter().map(|k| (k, k)).collect()) })
+        });
+        let polls = Polls::new(10, describe);
+        let other = calls.clone();
+        let (answer, taken) = tokio::join!(polls.poll(&ctx, 1), async move {
+            // The round gathers for a fifth of the 100 ms poll interval.
+            tokio::time::timeout(Duration::from_millis(15), other.acquire_owned())
+                .await
+                .is_ok()
+        });
+        assert!(taken, "the slot was free while the round gathered");
+        assert_eq!(answer.unwrap(), Some(1));
     }
 
     /// A failed call fails the polls it answers, and the next round starts afresh.
