@@ -306,16 +306,11 @@ pub async fn apply(
 ) -> Result<ApplyReport, Error> {
     let steps = step_graph(plan, graph, store)?;
     let preparation = Preparation::new(plan, graph, kinds, options);
-    let kind_of: HashMap<&Address, &str> = plan
-        .resources
-        .iter()
-        .map(|r| (&r.address, r.kind.as_str()))
-        .collect();
     // A step counts as one call plus what its object typically takes to be ready or gone.
+    let state = store.state();
     let cost = |op: &Op| {
-        let wait = kind_of
-            .get(&op.address)
-            .and_then(|k| kinds.get(k))
+        let wait = preparation
+            .kind(op, state.resources.get(&op.address))
             .map(|kind| match op.step {
                 Step::Create => kind.typical_wait(false),
                 Step::Delete | Step::DeleteDeposed => kind.typical_wait(true),
