@@ -98,12 +98,12 @@ async fn describe(
     found("DescribeSecret", described)
 }
 
-/// A live secret in the shape of the recorded properties. Only the value's fingerprint is
-/// reported, never the value; a description or key AWS leaves out is reported as unset
+/// A live secret in the shape of the recorded properties, with `value` as observed (a
+/// fingerprint, never the value); a description or key AWS leaves out is reported as unset
 /// (`null`) when one is recorded, and the recovery window (read only on delete) not at all.
 fn observed_properties(
     secret: &DescribeSecretOutput,
-    value: Option<&str>,
+    value: Json,
     recorded: &Properties,
 ) -> Properties {
     use SecretField as F;
@@ -122,10 +122,7 @@ fn observed_properties(
         }
         None => {}
     }
-    properties.insert(
-        F::Value.as_str().into(),
-        value.map_or(Json::Null, |v| fingerprint(&json!(v))),
-    );
+    properties.insert(F::Value.as_str().into(), value);
     let recorded_key = recorded.get(F::KmsKeyId.as_str()).and_then(Json::as_str);
     let live_key = secret.kms_key_id();
     let key = match live_key {
@@ -309,33 +306,28 @@ impl Kind for Secret {
         if secret.deleted_date().is_some() {
             return Ok(None);
         }
-        // The value is read only when no version was recorded (a state from before versions
-        // were): a deploy identity needs no right to read secret values.
+        // While the version dagform recorded is current, the value is the one it set: it is
+        // read only for a state from before versions were recorded, so a deploy identity needs
+        // no right to read secret values.
         let recorded_version = current
             .outputs
             .get("version_id")
             .and_then(Json::as_str)
             .filter(|v| !v.is_empty());
-        let live_version = current_version(&secret);
-        let mut properties = match recorded_version {
-            None => {
-                let value = self.current_value(current.id).await?;
-                observed_properties(&secret, value.as_deref(), current.properties)
-            }
-            Some(_) => observed_properties(&secret, None, current.properties),
+        let value = match (recorded_version, current_version(&secret)) {
+            (None, _) => self
+                .current_value(current.id)
+                .await?
+                .map_or(Json::Null, |v| fingerprint(&json!(v))),
+            (Some(recorded), Some(live)) if live == recorded => current
+                .properties
+                .get(SecretField::Value.as_str())
+                .cloned()
+                .unwrap_or(Json::Null),
+            (Some(_), Some(live)) => changed_outside(live),
+            (Some(_), None) => Json::Null,
         };
-        if let Some(recorded) = recorded_version {
-            let value = match live_version {
-                Some(live) if live == recorded => current
-                    .properties
-                    .get(SecretField::Value.as_str())
-                    .cloned()
-                    .unwrap_or(Json::Null),
-                Some(live) => changed_outside(live),
-                None => Json::Null,
-            };
-            properties.insert(SecretField::Value.as_str().into(), value);
-        }
+        let properties = observed_properties(&secret, value, current.properties);
         Ok(Some(Observed {
             properties,
             outputs: outputs(&secret).into_outputs(),
