@@ -227,21 +227,18 @@ impl Context {
     fn open_state_parts(&self, scope: &WriteScope) -> Result<StateStore> {
         let stack = self.stack();
         let deadline = std::time::Instant::now() + self.lock_timeout;
-        // One client for every try.
-        let s3 = match &self.state {
-            StateLocation::S3 { region, .. } => Some(block_on(state_s3::s3_client(Some(region)))),
-            StateLocation::File(_) => None,
+        // The parts, anew for every try; one S3 client serves them all.
+        let parts: Box<dyn Fn() -> Box<dyn StateParts>> = match &self.state {
+            StateLocation::File(path) => Box::new(move || Box::new(FileParts::new(path))),
+            StateLocation::S3 { location, region } => {
+                let client = block_on(state_s3::s3_client(Some(region)));
+                Box::new(move || {
+                    Box::new(S3Parts::new(client.clone(), location.clone(), &operation()))
+                })
+            }
         };
         loop {
-            let parts: Box<dyn StateParts> = match &self.state {
-                StateLocation::File(path) => Box::new(FileParts::new(path)),
-                StateLocation::S3 { location, .. } => Box::new(S3Parts::new(
-                    s3.clone().expect("made above for a state in S3"),
-                    location.clone(),
-                    &operation(),
-                )),
-            };
-            match StateStore::open_parts(parts, &stack, scope) {
+            match StateStore::open_parts(parts(), &stack, scope) {
                 Err(
                     dagform_core::Error::StateLocked { .. }
                     | dagform_core::Error::StateLockHeld { .. },
