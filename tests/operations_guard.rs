@@ -61,13 +61,9 @@ async fn stack_topic(c: &dagform_aws::AwsClients) -> String {
     topic
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn alarms_page_the_stacks_topic_and_go_with_it() {
-    let emu = Emulator::start();
-    let c = emu.clients().await;
-    create_zone(&c, ZONE).await;
-    let bystander = c
-        .sns
+/// A topic of someone else's, which the stack's destroy must leave.
+async fn bystander_topic(c: &dagform_aws::AwsClients) -> String {
+    c.sns
         .create_topic()
         .name("someone-elses-topic")
         .send()
@@ -75,7 +71,15 @@ async fn alarms_page_the_stacks_topic_and_go_with_it() {
         .unwrap()
         .topic_arn()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alarms_page_the_stacks_topic_and_go_with_it() {
+    let emu = Emulator::start();
+    let c = emu.clients().await;
+    create_zone(&c, ZONE).await;
+    let bystander = bystander_topic(&c).await;
     let project = Project::from_example("multi-customer");
     run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
 
@@ -218,16 +222,7 @@ async fn the_alarm_topic_is_the_stacks_and_goes_with_it() {
     let emu = Emulator::start();
     let c = emu.clients().await;
     create_zone(&c, ZONE).await;
-    let bystander = c
-        .sns
-        .create_topic()
-        .name("someone-elses-topic")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
+    let bystander = bystander_topic(&c).await;
     let project = Project::from_example("multi-customer");
     let off: String = dagform_config::Alarm::ALL
         .iter()
