@@ -3,7 +3,7 @@
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::value::Value;
+use crate::value::{Value, ValueMap};
 use petgraph::Direction;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -15,18 +15,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct NodeSpec {
     pub address: Address,
     pub kind: String,
-    pub properties: BTreeMap<String, Value>,
+    pub properties: ValueMap,
     /// Ordering dependencies that carry no data (an ECS service waits for the listener rule
     /// that attaches its target group).
     pub depends_on: Vec<Address>,
 }
 
 impl NodeSpec {
-    pub fn new(
-        address: impl Into<Address>,
-        kind: impl Into<String>,
-        properties: BTreeMap<String, Value>,
-    ) -> Self {
+    pub fn new(address: impl Into<Address>, kind: impl Into<String>, properties: ValueMap) -> Self {
         Self {
             address: address.into(),
             kind: kind.into(),
@@ -49,7 +45,9 @@ impl NodeSpec {
 /// Why one node waits for another: the outputs it uses, or none for pure ordering.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Edge {
-    pub uses: BTreeSet<String>,
+    /// Sorted, each once. A vector rather than a set: a graph has an edge per use of another
+    /// node, and most use one or two outputs.
+    pub uses: Vec<String>,
 }
 
 impl Edge {
@@ -75,41 +73,39 @@ impl GraphBuilder {
     }
 
     pub fn build(self) -> Result<ResourceGraph, Error> {
-        let mut graph = DiGraph::<NodeSpec, Edge>::new();
-        let mut index = HashMap::new();
-        for node in self.nodes {
-            let address = node.address.clone();
-            if index.contains_key(&address) {
-                return Err(Error::DuplicateAddress(address));
+        let mut index = HashMap::with_capacity(self.nodes.len());
+        for (i, node) in self.nodes.iter().enumerate() {
+            if index
+                .insert(node.address.clone(), NodeIndex::new(i))
+                .is_some()
+            {
+                return Err(Error::DuplicateAddress(node.address.clone()));
             }
-            index.insert(address, graph.add_node(node));
         }
-        // Edges run from the dependency to the dependent.
-        let mut edges: BTreeMap<(NodeIndex, NodeIndex), Edge> = BTreeMap::new();
-        for to in graph.node_indices() {
-            let node = &graph[to];
-            let mut add = |dep: &Address, output: Option<&str>| -> Result<(), Error> {
+        // One edge per (dependency, dependent) pair, however many outputs it uses: those are
+        // read back from the dependent's properties when asked (see `ResourceGraph::edges`)
+        // rather than stored, a stack of hundreds of customers having tens of thousands.
+        let mut pairs: Vec<(NodeIndex, NodeIndex)> = Vec::new();
+        for (to, node) in self.nodes.iter().enumerate() {
+            let to = NodeIndex::new(to);
+            let references = node.properties.values().flat_map(Value::references);
+            let used = references.map(|r| &r.node);
+            for dep in used.chain(&node.depends_on) {
                 let from = *index.get(dep).ok_or_else(|| Error::UnknownReference {
                     from: node.address.clone(),
                     to: dep.clone(),
                 })?;
-                let edge = edges.entry((from, to)).or_default();
-                if let Some(o) = output {
-                    edge.uses.insert(o.to_owned());
-                }
-                Ok(())
-            };
-            for value in node.properties.values() {
-                for r in value.references() {
-                    add(&r.node, Some(&r.output))?;
-                }
-            }
-            for dep in &node.depends_on {
-                add(dep, None)?;
+                pairs.push((from, to));
             }
         }
-        for ((from, to), edge) in edges {
-            graph.add_edge(from, to, edge);
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut graph = DiGraph::<NodeSpec, ()>::with_capacity(self.nodes.len(), pairs.len());
+        for node in self.nodes {
+            graph.add_node(node);
+        }
+        for (from, to) in pairs {
+            graph.add_edge(from, to, ());
         }
         if toposort(&graph, None).is_err() {
             return Err(Error::Cycle {
@@ -121,7 +117,7 @@ impl GraphBuilder {
 }
 
 /// The nodes of one cycle, in edge order and closed (first node repeated at the end).
-fn find_cycle(graph: &DiGraph<NodeSpec, Edge>) -> Vec<Address> {
+fn find_cycle(graph: &DiGraph<NodeSpec, ()>) -> Vec<Address> {
     let component = tarjan_scc(graph)
         .into_iter()
         .find(|c| c.len() > 1 || c.iter().any(|&n| graph.contains_edge(n, n)))
@@ -155,7 +151,7 @@ fn find_cycle(graph: &DiGraph<NodeSpec, Edge>) -> Vec<Address> {
 /// The desired resources and their dependencies; acyclic by construction.
 #[derive(Debug, Clone)]
 pub struct ResourceGraph {
-    graph: DiGraph<NodeSpec, Edge>,
+    graph: DiGraph<NodeSpec, ()>,
     index: HashMap<Address, NodeIndex>,
 }
 
@@ -235,16 +231,22 @@ impl ResourceGraph {
     }
 
     /// Every edge as (dependency, dependent, why).
-    pub fn edges(&self) -> Vec<(&Address, &Address, &Edge)> {
+    pub fn edges(&self) -> Vec<(&Address, &Address, Edge)> {
         let mut v: Vec<_> = self
             .graph
             .edge_references()
             .map(|e| {
-                (
-                    &self.graph[e.source()].address,
-                    &self.graph[e.target()].address,
-                    e.weight(),
-                )
+                let (from, to) = (&self.graph[e.source()], &self.graph[e.target()]);
+                let mut uses: Vec<String> = to
+                    .properties
+                    .values()
+                    .flat_map(Value::references)
+                    .filter(|r| r.node == from.address)
+                    .map(|r| r.output.clone())
+                    .collect();
+                uses.sort_unstable();
+                uses.dedup();
+                (&from.address, &to.address, Edge { uses })
             })
             .collect();
         v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));

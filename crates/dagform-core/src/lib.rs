@@ -29,4 +29,4 @@ pub use state::{
 pub use typed::{
     Changes, Input, Kind, KindOutputs, KindProperties, OutputRef, PropertyName, Spec, Typed,
 };
-pub use value::{Reference, Value};
+pub use value::{Reference, Value, ValueMap};

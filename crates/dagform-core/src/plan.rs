@@ -6,10 +6,10 @@ use crate::error::Error;
 use crate::graph::ResourceGraph;
 use crate::kind::{Kinds, Observed, Properties, ResourceKind};
 use crate::state::{ResourceStatus, State, fingerprint};
-use crate::value::{Reference, Value};
+use crate::value::{Reference, Value, ValueMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -35,8 +35,8 @@ impl Action {
 #[serde(tag = "state", content = "value", rename_all = "snake_case")]
 pub enum PlannedValue {
     Known(Json),
-    /// Depends on outputs of nodes not applied yet.
-    KnownAfterApply(BTreeSet<String>),
+    /// Depends on outputs of nodes not applied yet: the references, sorted, each once.
+    KnownAfterApply(Vec<String>),
     /// The property is no longer set.
     Absent,
 }
@@ -44,8 +44,10 @@ pub enum PlannedValue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PropertyChange {
     pub property: String,
+    /// Boxed: a create has no old value, and a plan of a new stack holds one change per
+    /// property of every node.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub old: Option<Json>,
+    pub old: Option<Box<Json>>,
     pub new: PlannedValue,
     pub forces_replacement: bool,
     /// The live value differs from the recorded one: changed outside dagform.
@@ -155,8 +157,9 @@ pub fn plan(
         None => true,
         Some(t) => t.iter().any(|p| a.is_within(p)),
     };
-    let mut out = Vec::new();
-    let mut actions: BTreeMap<&Address, Action> = BTreeMap::new();
+    let mut out = Vec::with_capacity(graph.len());
+    // Looked up once per reference, so hashed rather than ordered.
+    let mut actions: HashMap<&Address, Action> = HashMap::with_capacity(graph.len());
 
     if !options.destroy {
         for node in graph.topological() {
@@ -195,16 +198,23 @@ pub fn plan(
                     _ => None,
                 }
             };
-            let desired: BTreeMap<&String, Value> = node
+            // Sorted by name, as the node's properties are.
+            let desired: Vec<(&String, Value)> = node
                 .properties
                 .iter()
                 .map(|(k, v)| (k, v.partially_resolve(&lookup)))
                 .collect();
+            let desired_value = |key: &str| {
+                desired
+                    .binary_search_by(|(k, _)| k.as_str().cmp(key))
+                    .ok()
+                    .map(|i| &desired[i].1)
+            };
             let sensitive = kind.sensitive_properties();
-            let planned = |key: &str, v: &Value| match v.as_data() {
-                Some(j) if sensitive.contains(&key) => PlannedValue::Known(fingerprint(j)),
-                Some(j) => PlannedValue::Known(j.clone()),
-                None => PlannedValue::KnownAfterApply(v.unresolved()),
+            let planned = |key: &str, v: Value| match v {
+                Value::Data(j) if sensitive.contains(&key) => PlannedValue::Known(fingerprint(&j)),
+                Value::Data(j) => PlannedValue::Known(j),
+                v => PlannedValue::KnownAfterApply(v.unresolved()),
             };
             let live_entry = live.and_then(|l| l.get(&node.address));
             let rp = match recorded {
@@ -214,8 +224,8 @@ pub fn plan(
                     let observed = live_entry.and_then(|o| o.as_ref());
                     let mut changes = Vec::new();
                     let keys: BTreeSet<&str> = desired
-                        .keys()
-                        .map(|k| k.as_str())
+                        .iter()
+                        .map(|(k, _)| k.as_str())
                         .chain(r.properties.keys().map(|k| k.as_str()))
                         .collect();
                     for key in keys {
@@ -223,8 +233,8 @@ pub fn plan(
                         let live_value = observed.and_then(|o| o.properties.get(key));
                         let drift = matches!((recorded_value, live_value), (Some(a), Some(b)) if !same_value(a, b, sensitive.contains(&key)));
                         let old = if drift { live_value } else { recorded_value };
-                        let new = match desired.get(&key.to_string()) {
-                            Some(v) => planned(key, v),
+                        let new = match desired_value(key) {
+                            Some(v) => planned(key, v.clone()),
                             None => PlannedValue::Absent,
                         };
                         let unchanged = match (&new, old) {
@@ -237,7 +247,7 @@ pub fn plan(
                         if !unchanged {
                             changes.push(PropertyChange {
                                 property: key.to_owned(),
-                                old: old.cloned(),
+                                old: old.cloned().map(Box::new),
                                 new,
                                 forces_replacement: kind.forces_replacement(key),
                                 drift,
@@ -289,9 +299,9 @@ pub fn plan(
                             Action::Create
                         },
                         changes: desired
-                            .iter()
+                            .into_iter()
                             .map(|(k, v)| PropertyChange {
-                                property: (*k).clone(),
+                                property: k.clone(),
                                 old: None,
                                 new: planned(k, v),
                                 forces_replacement: false,
@@ -383,10 +393,7 @@ fn same_value(a: &Json, b: &Json, sensitive: bool) -> bool {
 }
 
 /// Resolves a node's properties for a call, from the outputs recorded in the state.
-pub fn resolve_properties(
-    properties: &BTreeMap<String, Value>,
-    state: &State,
-) -> Result<Properties, Reference> {
+pub fn resolve_properties(properties: &ValueMap, state: &State) -> Result<Properties, Reference> {
     let mut out = Properties::new();
     for (k, v) in properties {
         let resolved = v.partially_resolve(&|r| {
@@ -707,7 +714,7 @@ mod saved_plan_tests {
                 changes: vec![PropertyChange {
                     property: "cidr".into(),
                     old: None,
-                    new: PlannedValue::KnownAfterApply(BTreeSet::from(["x.y".to_owned()])),
+                    new: PlannedValue::KnownAfterApply(vec!["x.y".to_owned()]),
                     forces_replacement: false,
                     drift: false,
                 }],

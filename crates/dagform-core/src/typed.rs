@@ -11,7 +11,7 @@ use crate::address::Address;
 use crate::error::ResourceError;
 use crate::graph::NodeSpec;
 use crate::kind::{Applied, Current, Observed, OpContext, Outputs, Properties, ResourceKind};
-use crate::value::{Reference, Value};
+use crate::value::{Reference, Value, ValueMap};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -94,7 +94,7 @@ pub trait KindOutputs: Serialize {
 pub trait Spec {
     type Props: KindProperties;
 
-    fn into_properties(self) -> BTreeMap<String, Value>;
+    fn into_properties(self) -> ValueMap;
 }
 
 impl Applied {

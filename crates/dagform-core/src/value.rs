@@ -1,10 +1,12 @@
 //! Desired property values, which may refer to outputs of other nodes.
 
 use crate::address::Address;
+use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::{Deref, DerefMut, Index};
 
 /// A use of another node's output, such as `shared.vpc`'s `id`. The output may be a path into
 /// a structured output: `validation_records.0.name`.
@@ -45,6 +47,78 @@ impl fmt::Display for Reference {
     }
 }
 
+/// Names to values, sorted by name: a node's properties, or a map inside one. A sorted vector
+/// rather than a B-tree: a node has one or two dozen properties, and a stack of hundreds of
+/// customers holds tens of thousands of nodes, each map of which a B-tree would give room for
+/// eleven entries at least.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValueMap(LiteMap<String, Value>);
+
+impl ValueMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(LiteMap::with_capacity(capacity))
+    }
+}
+
+impl Deref for ValueMap {
+    type Target = LiteMap<String, Value>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for ValueMap {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Index<&str> for ValueMap {
+    type Output = Value;
+
+    /// The value of `name`; panics when there is none, as a map's index does.
+    fn index(&self, name: &str) -> &Value {
+        self.0
+            .get(name)
+            .unwrap_or_else(|| panic!("no property `{name}`"))
+    }
+}
+
+impl FromIterator<(String, Value)> for ValueMap {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(entries: I) -> Self {
+        Self(entries.into_iter().collect())
+    }
+}
+
+impl<const N: usize> From<[(String, Value); N]> for ValueMap {
+    fn from(entries: [(String, Value); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+impl IntoIterator for ValueMap {
+    type Item = (String, Value);
+    type IntoIter = std::vec::IntoIter<(String, Value)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a ValueMap {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = <&'a LiteMap<String, Value> as IntoIterator>::IntoIter;
+
+    fn into_iter(self) -> Self::IntoIter {
+        (&self.0).into_iter()
+    }
+}
+
 /// A desired property value: plain data, or a reference resolved when the referenced node
 /// has been applied.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +126,7 @@ pub enum Value {
     Data(Json),
     Ref(Reference),
     List(Vec<Value>),
-    Map(BTreeMap<String, Value>),
+    Map(ValueMap),
     /// Strings joined once every part is known, e.g. a repository URI and an image tag.
     Concat(Vec<Value>),
 }
@@ -98,7 +172,7 @@ impl Value {
                 }
             }
             Value::Map(map) => {
-                let map: BTreeMap<String, Value> = map
+                let map: ValueMap = map
                     .iter()
                     .map(|(k, v)| (k.clone(), v.partially_resolve(lookup)))
                     .collect();
@@ -148,12 +222,12 @@ impl Value {
         }
     }
 
-    /// The references still unresolved, for display ("known after apply").
-    pub fn unresolved(&self) -> BTreeSet<String> {
-        self.references()
-            .into_iter()
-            .map(|r| r.to_string())
-            .collect()
+    /// The references still unresolved, for display ("known after apply"): sorted, each once.
+    pub fn unresolved(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.references().iter().map(|r| r.to_string()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 }
 
@@ -223,7 +297,7 @@ impl<T: Into<Value>> From<BTreeMap<String, T>> for Value {
 macro_rules! props {
     ($($key:expr => $value:expr),* $(,)?) => {{
         #[allow(unused_mut)]
-        let mut map = ::std::collections::BTreeMap::<String, $crate::value::Value>::new();
+        let mut map = $crate::value::ValueMap::new();
         $( map.insert(($key).to_string(), $crate::value::Value::from($value)); )*
         map
     }};
@@ -236,16 +310,13 @@ mod tests {
 
     #[test]
     fn resolution_collapses_to_plain_data_once_every_reference_is_known() {
-        let v: Value = Value::Map(BTreeMap::from([
+        let v: Value = Value::Map(ValueMap::from([
             ("a".to_string(), Value::from("x")),
             ("b".to_string(), Value::reference("shared.vpc", "id")),
         ]));
         let unknown = v.partially_resolve(&|_| None);
         assert!(unknown.as_data().is_none());
-        assert_eq!(
-            unknown.unresolved(),
-            BTreeSet::from(["shared.vpc.id".to_string()])
-        );
+        assert_eq!(unknown.unresolved(), ["shared.vpc.id"]);
         let known = v.partially_resolve(&|r| (r.output == "id").then(|| json!("vpc-1")));
         assert_eq!(known.as_data(), Some(&json!({"a": "x", "b": "vpc-1"})));
     }

@@ -668,7 +668,7 @@ async fn drift_is_reported_and_repaired() {
     assert!(
         lb.changes
             .iter()
-            .any(|c| c.drift && c.old == Some(json!(9)))
+            .any(|c| c.drift && c.old.as_deref() == Some(&json!(9)))
     );
     let log = p.get(&"shared.log".into()).unwrap();
     assert_eq!(log.action, Action::Create);

@@ -171,6 +171,7 @@ fn spec(input: &DeriveInput, fields: &[Field]) -> (Ident, Tokens) {
             }
         }
     });
+    let field_count = fields.len();
     let inserts = fields.iter().map(|f| {
         let ident = &f.ident;
         let key = property_name(ident);
@@ -191,8 +192,8 @@ fn spec(input: &DeriveInput, fields: &[Field]) -> (Ident, Tokens) {
 
         impl #spec {
             /// The properties as the graph holds them, by name.
-            pub fn into_properties(self) -> ::std::collections::BTreeMap<::std::string::String, ::dagform_core::Value> {
-                let mut map = ::std::collections::BTreeMap::new();
+            pub fn into_properties(self) -> ::dagform_core::ValueMap {
+                let mut map = ::dagform_core::ValueMap::with_capacity(#field_count);
                 #(#inserts)*
                 map
             }
@@ -314,7 +315,7 @@ fn properties(input: &DeriveInput) -> syn::Result<Tokens> {
 
         impl ::dagform_core::typed::Spec for #spec {
             type Props = #props;
-            fn into_properties(self) -> ::std::collections::BTreeMap<::std::string::String, ::dagform_core::Value> {
+            fn into_properties(self) -> ::dagform_core::ValueMap {
                 #spec::into_properties(self)
             }
         }

@@ -1,10 +1,9 @@
 //! Elastic Load Balancing v2: application load balancers, their target groups, listeners and
 //! listener rules.
 
-use dagform_core::{Input, ResourceError, Value};
+use dagform_core::{Input, ResourceError, Value, ValueMap};
 use dagform_derive::{Outputs, Properties};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 /// `aws_lb`: an application load balancer.
@@ -271,7 +270,7 @@ impl DefaultAction {
     /// A forward to a target group whose ARN may be another node's output, as the blueprint
     /// gives it.
     pub fn forward_to(target_group_arn: impl Into<Input<String>>) -> Input<DefaultAction> {
-        let action = BTreeMap::from([
+        let action = ValueMap::from([
             ("type".to_owned(), Value::from("forward")),
             (
                 "target_group_arn".to_owned(),

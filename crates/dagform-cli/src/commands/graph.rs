@@ -82,7 +82,7 @@ fn group_of(address: &Address) -> String {
 fn edges<'g>(
     graph: &'g ResourceGraph,
     only: Option<&BTreeSet<Address>>,
-) -> Vec<(&'g Address, &'g Address, &'g Edge)> {
+) -> Vec<(&'g Address, &'g Address, Edge)> {
     graph
         .edges()
         .into_iter()
@@ -134,7 +134,7 @@ pub fn dot(graph: &ResourceGraph, only: Option<&BTreeSet<Address>>) -> String {
         let attrs = if edge.is_ordering_only() {
             "style=dashed".to_owned()
         } else {
-            format!("label={}", dot_quote(&uses(edge)))
+            format!("label={}", dot_quote(&uses(&edge)))
         };
         let _ = writeln!(
             out,
@@ -209,7 +209,7 @@ pub fn mermaid(graph: &ResourceGraph, only: Option<&BTreeSet<Address>>) -> Strin
         if edge.is_ordering_only() {
             let _ = writeln!(out, "  {from} -.-> {to}");
         } else {
-            let _ = writeln!(out, "  {from} -->|{}| {to}", mermaid_text(&uses(edge)));
+            let _ = writeln!(out, "  {from} -->|{}| {to}", mermaid_text(&uses(&edge)));
         }
     }
     out

@@ -50,7 +50,7 @@ pub fn redact_earlier_values(plan: &mut Plan, kinds: &Kinds) {
             if let Some(old) = &mut c.old
                 && !is_fingerprint(old)
             {
-                *old = fingerprint(old);
+                **old = fingerprint(old);
             }
         }
     }

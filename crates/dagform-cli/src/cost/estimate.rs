@@ -10,7 +10,7 @@
 use super::prices::{PriceTable, number, rate};
 use super::{Group, Usd};
 use dagform_core::kind::{Outputs, Properties};
-use dagform_core::{Address, KindProperties, PropertyName, ResourceGraph, State, Value};
+use dagform_core::{Address, KindProperties, PropertyName, ResourceGraph, State, Value, ValueMap};
 use dagform_resources::ecs::{
     ContainerField, ContainerLogField, ServiceField, ServiceProps, TaskDefinitionField,
     TaskDefinitionProps,
@@ -157,7 +157,7 @@ struct Item<'a> {
 #[derive(Clone, Copy)]
 enum Props<'a> {
     /// Desired properties from the graph; references may still be unknown.
-    Desired(&'a BTreeMap<String, Value>),
+    Desired(&'a ValueMap),
     /// Properties and outputs as recorded after an apply.
     Recorded {
         properties: &'a Properties,
