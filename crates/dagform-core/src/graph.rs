@@ -42,11 +42,11 @@ impl NodeSpec {
     }
 }
 
-/// Why one node waits for another: the outputs it uses, or none for pure ordering.
+/// Why one node waits for another: the outputs it uses, or none for pure ordering. Made by
+/// [`ResourceGraph::edges`] from the dependent's references; the graph itself stores none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Edge {
-    /// Sorted, each once. A vector rather than a set: a graph has an edge per use of another
-    /// node, and most use one or two outputs.
+    /// Sorted, each once.
     pub uses: Vec<String>,
 }
 
@@ -340,6 +340,37 @@ mod tests {
         let edges = g.edges();
         assert_eq!(edges.len(), 1);
         assert!(edges[0].2.is_ordering_only());
+    }
+
+    #[test]
+    fn one_edge_per_pair_names_each_output_it_carries_once() {
+        let mut b = GraphBuilder::new();
+        b.add(node("lb", &[]));
+        b.add(node("other", &[]));
+        let props = crate::props! {
+            "alias" => Value::reference("lb", "dns_name"),
+            "zone" => Value::reference("lb", "zone_id"),
+            "again" => Value::List(vec![Value::reference("lb", "dns_name")]),
+            "elsewhere" => Value::reference("other", "id"),
+        };
+        b.add(NodeSpec::new("record", "t", props).after("lb"));
+        let g = b.build().unwrap();
+        let edges: Vec<(&str, &str, Vec<String>)> = g
+            .edges()
+            .into_iter()
+            .map(|(from, to, e)| (from.as_str(), to.as_str(), e.uses))
+            .collect();
+        assert_eq!(
+            edges,
+            [
+                (
+                    "lb",
+                    "record",
+                    vec!["dns_name".to_owned(), "zone_id".to_owned()]
+                ),
+                ("other", "record", vec!["id".to_owned()]),
+            ]
+        );
     }
 
     #[test]
