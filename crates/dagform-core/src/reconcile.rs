@@ -642,8 +642,7 @@ impl<'a> Preparation<'a> {
 
     /// Resolves what a step needs, records the intent of a create, and returns the call.
     fn prepare(&self, op: &Op, store: &mut StateStore, slot: CallSlot) -> Result<Call, Error> {
-        let recorded = store.state().get(&op.address).cloned();
-        let kind = self.kind(op, recorded.as_ref())?;
+        let kind = self.kind(op, store.state().get(&op.address))?;
         let mut ctx = OpContext::new(
             self.options.stack.clone(),
             op.address.clone(),
@@ -664,7 +663,8 @@ impl<'a> Preparation<'a> {
             }
             Step::Update => {
                 let props = self.desired(op, store.state())?;
-                let record = recorded.ok_or_else(|| Error::Plan {
+                let record = store.state().get(&op.address).cloned();
+                let record = record.ok_or_else(|| Error::Plan {
                     address: op.address.clone(),
                     message: "update of a resource the state does not hold".into(),
                 })?;
@@ -682,7 +682,7 @@ impl<'a> Preparation<'a> {
                 })
             }
             Step::Delete | Step::DeleteDeposed => {
-                let targets = deletion_targets(op.step, recorded.as_ref());
+                let targets = deletion_targets(op.step, store.state().get(&op.address));
                 Box::pin(async move {
                     delete(kind.as_ref(), &ctx, targets, &retries).await?;
                     Ok(None)
@@ -1004,8 +1004,23 @@ fn record_success(
     kinds: &Kinds,
     store: &mut StateStore,
 ) {
-    let recorded = store.state().get(&op.address).cloned();
+    let recorded = store.state().get(&op.address);
     match op.step {
+        // The intent staged when the create started holds the object's properties and
+        // dependencies already, as this run resolved them: only the outcome is new.
+        Step::Read | Step::Create
+            if let Some(intent) = recorded.filter(|r| r.status == ResourceStatus::Creating) =>
+        {
+            let applied = applied.expect("create and read return the object");
+            let kind = kinds.get(&intent.kind).expect("checked when prepared");
+            let mut resource = intent.clone();
+            resource.status = ResourceStatus::Ready;
+            resource.id = Some(applied.id);
+            // Outputs never carry a secret either, whatever the kind returns.
+            resource.outputs = redact(&applied.outputs, kind.sensitive_properties());
+            resource.intent = None;
+            store.stage_put(op.address.clone(), resource);
+        }
         Step::Read | Step::Create | Step::Update => {
             let node = graph.get(&op.address).expect("desired node");
             let applied = applied.expect("create and update return the object");
@@ -1026,14 +1041,14 @@ fn record_success(
                         .into_iter()
                         .cloned()
                         .collect(),
-                    deposed: recorded.map(|r| r.deposed).unwrap_or_default(),
+                    deposed: recorded.map(|r| r.deposed.clone()).unwrap_or_default(),
                     intent: None,
                 },
             );
         }
         Step::Delete => store.stage_remove(&op.address),
         Step::DeleteDeposed => {
-            if let Some(mut r) = recorded {
+            if let Some(mut r) = recorded.cloned() {
                 r.deposed.clear();
                 store.stage_put(op.address.clone(), r);
             }

@@ -172,12 +172,12 @@ pub fn redact(props: &Properties, sensitive: &[&str]) -> Properties {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct JournalEntry {
+struct JournalEntry<Resource = ResourceState, Key = Address> {
     lineage: Uuid,
     serial: u64,
-    address: Address,
+    address: Key,
     /// The resource's new record; `None` when it was removed.
-    resource: Option<ResourceState>,
+    resource: Option<Resource>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -412,6 +412,8 @@ struct PartStore {
     /// Journal lines recorded in memory and not yet stored (see `StateStore::commit`).
     staged: Vec<u8>,
     staged_entries: usize,
+    /// Whether `state` was replaced wholesale (`take_over`) since the part was last written.
+    replaced: bool,
 }
 
 impl PartStore {
@@ -445,16 +447,18 @@ impl PartStore {
             journal_entries: replayed,
             staged: Vec::new(),
             staged_entries: 0,
+            replaced: false,
         })
     }
 
     fn stage(&mut self, address: Address, resource: Option<ResourceState>) {
         self.state.serial += 1;
+        // Written from borrowed data: the same line as an owned entry, without a copy.
         let entry = JournalEntry {
             lineage: self.state.lineage,
             serial: self.state.serial,
-            address: address.clone(),
-            resource: resource.clone(),
+            address: &address,
+            resource: resource.as_ref(),
         };
         serde_json::to_writer(&mut self.staged, &entry).expect("state is plain data");
         self.staged.push(b'\n');
@@ -484,11 +488,24 @@ impl PartStore {
         Ok(())
     }
 
+    /// Whether a full write would change what is stored: something staged or journaled since
+    /// the document was written, a state moved in, or a part with no document yet that holds
+    /// something (the shared part always has one: it carries the state's history).
+    fn needs_writing(&self, part: &Part) -> bool {
+        let holds_something = *part == Part::Shared || !self.state.resources.is_empty();
+        self.writable
+            && (!self.staged.is_empty()
+                || self.journal_entries > 0
+                || self.replaced
+                || (!self.stored && holds_something))
+    }
+
     fn persist(&mut self) -> Result<(), Error> {
         let mut document = serde_json::to_vec_pretty(&self.state).expect("state is plain data");
         document.push(b'\n');
         self.backend.replace(&document)?;
         self.stored = true;
+        self.replaced = false;
         self.journal_entries = 0;
         // The full write holds everything staged too.
         self.staged.clear();
@@ -1080,8 +1097,14 @@ impl StateStore {
         let wrote = !customers.is_empty() || !shared.is_empty();
         // Customers' parts first: a crash then never leaves a record moved out of the shared
         // part and not yet into its customer's.
-        commit_together(customers.into_iter().map(|(_, p)| p).collect())?;
-        commit_together(shared.into_iter().map(|(_, p)| p).collect())?;
+        together(
+            customers.into_iter().map(|(_, p)| p).collect(),
+            PartStore::commit,
+        )?;
+        together(
+            shared.into_iter().map(|(_, p)| p).collect(),
+            PartStore::commit,
+        )?;
         if wrote {
             self.commits += 1;
             self.writing += started.elapsed();
@@ -1185,6 +1208,7 @@ impl StateStore {
             store.staged.clear();
             store.staged_entries = 0;
             store.state = mine;
+            store.replaced = true;
         }
         self.state = state;
         self.persist()
@@ -1196,36 +1220,46 @@ impl StateStore {
         (self.commits, self.writing)
     }
 
-    /// Writes every part this run holds whole, atomically, and empties their journals (a
-    /// customer's part that never held anything is not created).
+    /// Writes whole, atomically, every part this run holds that changed since its document
+    /// was written, and empties their journals: a run that touched a few customers rewrites
+    /// those, not all of them (a customer's part that never held anything is not created).
+    /// Customers' parts go first, as in `commit`.
     pub fn persist(&mut self) -> Result<(), Error> {
         let started = Instant::now();
-        for (part, store) in self.parts.iter_mut() {
-            let worth_writing = store.stored
-                || *part == Part::Shared
-                || !store.state.resources.is_empty()
-                || !store.staged.is_empty();
-            if store.writable && worth_writing {
-                store.persist()?;
-            }
-        }
+        let (customers, shared): (Vec<_>, Vec<_>) = self
+            .parts
+            .iter_mut()
+            .filter(|(part, p)| p.needs_writing(part))
+            .partition(|(part, _)| **part != Part::Shared);
+        together(
+            customers.into_iter().map(|(_, p)| p).collect(),
+            PartStore::persist,
+        )?;
+        together(
+            shared.into_iter().map(|(_, p)| p).collect(),
+            PartStore::persist,
+        )?;
         self.writing += started.elapsed();
         Ok(())
     }
 }
 
-/// Parts written at once by one commit: their flushes overlap instead of queueing.
-const CONCURRENT_COMMITS: usize = 32;
+/// Parts written at once: their flushes overlap instead of queueing.
+const CONCURRENT_WRITES: usize = 32;
 
-/// Commits `parts`, several at once when there are several: a batch of results may touch
-/// every customer, and one flush after another would make recording grow with them. The
-/// writing threads run inside the caller's Tokio runtime, if any, which a remote backend uses.
-fn commit_together(mut parts: Vec<&mut PartStore>) -> Result<(), Error> {
+/// Writes `parts` (`write` is a commit or a full write), several at once when there are
+/// several: a batch of results may touch every customer, and one flush after another would
+/// make recording grow with them. The writing threads run inside the caller's Tokio runtime,
+/// if any, which a remote backend uses.
+fn together(
+    mut parts: Vec<&mut PartStore>,
+    write: fn(&mut PartStore) -> Result<(), Error>,
+) -> Result<(), Error> {
     if parts.len() <= 1 {
-        return parts.iter_mut().try_for_each(|p| p.commit());
+        return parts.into_iter().try_for_each(write);
     }
     let runtime = tokio::runtime::Handle::try_current().ok();
-    for chunk in parts.chunks_mut(CONCURRENT_COMMITS) {
+    for chunk in parts.chunks_mut(CONCURRENT_WRITES) {
         let results: Vec<Result<(), Error>> = std::thread::scope(|scope| {
             let writers: Vec<_> = chunk
                 .iter_mut()
@@ -1233,7 +1267,7 @@ fn commit_together(mut parts: Vec<&mut PartStore>) -> Result<(), Error> {
                     let runtime = runtime.clone();
                     scope.spawn(move || {
                         let _entered = runtime.as_ref().map(|r| r.enter());
-                        part.commit()
+                        write(part)
                     })
                 })
                 .collect();
@@ -1763,6 +1797,40 @@ mod tests {
         );
         // Every change to any part moves the version on.
         assert_eq!(state.serial, 6);
+    }
+
+    #[test]
+    fn persisting_rewrites_only_the_parts_that_changed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let part = |c: &str| dir.path().join(format!("s.json.customers/{c}.json"));
+        // A full write replaces the document by a new file: its inode tells a rewrite.
+        let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        {
+            let mut all = parts(&path, &everything(&["a", "b"])).unwrap();
+            all.put("shared.vpc".into(), resource("vpc")).unwrap();
+            all.put("customer.a.svc".into(), resource("a1")).unwrap();
+            all.put("customer.b.svc".into(), resource("b1")).unwrap();
+            all.persist().unwrap();
+        }
+        let before = (inode(&path), inode(&part("a")), inode(&part("b")));
+        let mut all = parts(&path, &everything(&["a", "b"])).unwrap();
+        all.persist().unwrap();
+        assert_eq!(
+            (inode(&path), inode(&part("a")), inode(&part("b"))),
+            before,
+            "a run that changed nothing rewrites nothing"
+        );
+        all.put("customer.a.tg".into(), resource("a2")).unwrap();
+        all.persist().unwrap();
+        assert_ne!(inode(&part("a")), before.1, "the changed part is rewritten");
+        assert_eq!((inode(&path), inode(&part("b"))), (before.0, before.2));
+        // Rewritten means compacted: the part's document alone holds the change.
+        let a = StateStore::load(&part("a")).unwrap().unwrap();
+        assert!(a.resources.contains_key(&Address::from("customer.a.tg")));
+        let journal = std::fs::read(sibling(&part("a"), ".journal")).unwrap_or_default();
+        assert!(journal.is_empty(), "{}", String::from_utf8_lossy(&journal));
     }
 
     #[test]
