@@ -489,14 +489,15 @@ impl PartStore {
     }
 
     /// Whether a full write would change what is stored: something staged or journaled since
-    /// the document was written, a state moved in, or a part with no document yet that holds
-    /// something (the shared part always has one: it carries the state's history).
+    /// the document was written, a state moved over a document, or a part with no document
+    /// yet that holds something (the shared part always has one: it carries the state's
+    /// history; a customer's part that would be empty is not created).
     fn needs_writing(&self, part: &Part) -> bool {
         let holds_something = *part == Part::Shared || !self.state.resources.is_empty();
         self.writable
             && (!self.staged.is_empty()
                 || self.journal_entries > 0
-                || self.replaced
+                || (self.replaced && self.stored)
                 || (!self.stored && holds_something))
     }
 
@@ -1089,20 +1090,9 @@ impl StateStore {
     /// refused here, and nothing of it was kept.
     pub fn commit(&mut self) -> Result<(), Error> {
         let started = Instant::now();
-        let (customers, shared): (Vec<_>, Vec<_>) = self
-            .parts
-            .iter_mut()
-            .filter(|(_, p)| !p.staged.is_empty())
-            .partition(|(part, _)| **part != Part::Shared);
-        let wrote = !customers.is_empty() || !shared.is_empty();
-        // Customers' parts first: a crash then never leaves a record moved out of the shared
-        // part and not yet into its customer's.
-        together(
-            customers.into_iter().map(|(_, p)| p).collect(),
-            PartStore::commit,
-        )?;
-        together(
-            shared.into_iter().map(|(_, p)| p).collect(),
+        let wrote = write_parts(
+            &mut self.parts,
+            |_, p| !p.staged.is_empty(),
             PartStore::commit,
         )?;
         if wrote {
@@ -1226,22 +1216,32 @@ impl StateStore {
     /// Customers' parts go first, as in `commit`.
     pub fn persist(&mut self) -> Result<(), Error> {
         let started = Instant::now();
-        let (customers, shared): (Vec<_>, Vec<_>) = self
-            .parts
-            .iter_mut()
-            .filter(|(part, p)| p.needs_writing(part))
-            .partition(|(part, _)| **part != Part::Shared);
-        together(
-            customers.into_iter().map(|(_, p)| p).collect(),
-            PartStore::persist,
-        )?;
-        together(
-            shared.into_iter().map(|(_, p)| p).collect(),
+        write_parts(
+            &mut self.parts,
+            |part, p| p.needs_writing(part),
             PartStore::persist,
         )?;
         self.writing += started.elapsed();
         Ok(())
     }
+}
+
+/// Writes (commits or writes whole) the parts `chosen` picks, customers' parts first: a crash
+/// then never leaves a record moved out of the shared part and not yet into its customer's.
+/// Returns whether any part was written.
+fn write_parts(
+    parts: &mut BTreeMap<Part, PartStore>,
+    chosen: impl Fn(&Part, &PartStore) -> bool,
+    write: fn(&mut PartStore) -> Result<(), Error>,
+) -> Result<bool, Error> {
+    let (customers, shared): (Vec<_>, Vec<_>) = parts
+        .iter_mut()
+        .filter(|(part, p)| chosen(part, p))
+        .partition(|(part, _)| **part != Part::Shared);
+    let wrote = !customers.is_empty() || !shared.is_empty();
+    together(customers.into_iter().map(|(_, p)| p).collect(), write)?;
+    together(shared.into_iter().map(|(_, p)| p).collect(), write)?;
+    Ok(wrote)
 }
 
 /// Parts written at once: their flushes overlap instead of queueing.
