@@ -412,8 +412,6 @@ struct PartStore {
     /// Journal lines recorded in memory and not yet stored (see `StateStore::commit`).
     staged: Vec<u8>,
     staged_entries: usize,
-    /// Whether `state` was replaced wholesale (`take_over`) since the part was last written.
-    replaced: bool,
 }
 
 impl PartStore {
@@ -447,7 +445,6 @@ impl PartStore {
             journal_entries: replayed,
             staged: Vec::new(),
             staged_entries: 0,
-            replaced: false,
         })
     }
 
@@ -488,17 +485,19 @@ impl PartStore {
         Ok(())
     }
 
+    /// Whether the part is to have a document at all: the shared part always (it carries the
+    /// state's history), a customer's part once it holds something or has one already.
+    fn worth_a_document(&self, part: &Part) -> bool {
+        self.writable && (self.stored || *part == Part::Shared || !self.state.resources.is_empty())
+    }
+
     /// Whether a full write would change what is stored: something staged or journaled since
-    /// the document was written, a state moved over a document, or a part with no document
-    /// yet that holds something (the shared part always has one: it carries the state's
-    /// history; a customer's part that would be empty is not created).
+    /// the document was written, or a part that is to have a document and has none yet.
     fn needs_writing(&self, part: &Part) -> bool {
-        let holds_something = *part == Part::Shared || !self.state.resources.is_empty();
         self.writable
             && (!self.staged.is_empty()
                 || self.journal_entries > 0
-                || (self.replaced && self.stored)
-                || (!self.stored && holds_something))
+                || (!self.stored && self.worth_a_document(part)))
     }
 
     fn persist(&mut self) -> Result<(), Error> {
@@ -506,7 +505,6 @@ impl PartStore {
         document.push(b'\n');
         self.backend.replace(&document)?;
         self.stored = true;
-        self.replaced = false;
         self.journal_entries = 0;
         // The full write holds everything staged too.
         self.staged.clear();
@@ -1198,10 +1196,17 @@ impl StateStore {
             store.staged.clear();
             store.staged_entries = 0;
             store.state = mine;
-            store.replaced = true;
         }
         self.state = state;
-        self.persist()
+        // Every part is replaced, changed or not: each that is to have a document is written.
+        let started = Instant::now();
+        write_parts(
+            &mut self.parts,
+            |part, p| p.worth_a_document(part),
+            PartStore::persist,
+        )?;
+        self.writing += started.elapsed();
+        Ok(())
     }
 
     /// How many times staged records were flushed, and the time spent writing the state
