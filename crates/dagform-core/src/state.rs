@@ -13,6 +13,7 @@
 use crate::address::Address;
 use crate::error::Error;
 use crate::kind::{Outputs, Properties};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -1252,38 +1254,39 @@ fn write_parts(
 /// Parts written at once: their flushes overlap instead of queueing.
 const CONCURRENT_WRITES: usize = 32;
 
+/// The threads state parts are written on, started once: a walk commits after nearly every
+/// batch of results, and starting threads for each commit cost more than the writes did.
+static WRITERS: LazyLock<rayon::ThreadPool> = LazyLock::new(|| {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(CONCURRENT_WRITES)
+        .thread_name(|i| format!("dagform-state-writer-{i}"))
+        .build()
+        .expect("the state writers' threads start")
+});
+
 /// Writes `parts` (`write` is a commit or a full write), several at once when there are
 /// several: a batch of results may touch every customer, and one flush after another would
-/// make recording grow with them. The writing threads run inside the caller's Tokio runtime,
-/// if any, which a remote backend uses.
+/// make recording grow with them. The writes run inside the caller's Tokio runtime, if any,
+/// which a remote backend uses.
 fn together(
-    mut parts: Vec<&mut PartStore>,
+    parts: Vec<&mut PartStore>,
     write: fn(&mut PartStore) -> Result<(), Error>,
 ) -> Result<(), Error> {
     if parts.len() <= 1 {
         return parts.into_iter().try_for_each(write);
     }
     let runtime = tokio::runtime::Handle::try_current().ok();
-    for chunk in parts.chunks_mut(CONCURRENT_WRITES) {
-        let results: Vec<Result<(), Error>> = std::thread::scope(|scope| {
-            let writers: Vec<_> = chunk
-                .iter_mut()
-                .map(|part| {
-                    let runtime = runtime.clone();
-                    scope.spawn(move || {
-                        let _entered = runtime.as_ref().map(|r| r.enter());
-                        write(part)
-                    })
-                })
-                .collect();
-            writers
-                .into_iter()
-                .map(|w| w.join().expect("a state write panicked"))
-                .collect()
-        });
-        results.into_iter().collect::<Result<(), Error>>()?;
-    }
-    Ok(())
+    WRITERS.install(|| {
+        parts
+            .into_par_iter()
+            // Each write waits on its own flush: one to a task, so none queues behind another.
+            .with_max_len(1)
+            .map(|part| {
+                let _entered = runtime.as_ref().map(|r| r.enter());
+                write(part)
+            })
+            .collect()
+    })
 }
 
 /// [`assemble`] over opened parts.
