@@ -3,6 +3,7 @@
 //! customers every customer's copy has its own, named after the customer.
 
 use super::Expansion;
+use super::services::ecs_service_name;
 use super::shards::Shard;
 use crate::model::{Alarm, Config};
 use dagform_core::typed::{Input, OutputRef};
@@ -17,6 +18,8 @@ pub struct Watched<'a> {
     pub customer: Option<&'a str>,
     /// The address its nodes live under (`app`, `customer.acme`).
     pub base: String,
+    /// What precedes a service's name in the name of its ECS service (`acme-`, or nothing).
+    pub service_prefix: String,
     /// The load balancer its target groups are behind.
     pub shard: Shard,
 }
@@ -98,16 +101,22 @@ pub fn alarms(x: &mut Expansion, config: &Config, prefix: &str, deployments: &[W
         for (name, service) in &config.services {
             let (name, service) = (name.get_ref().as_str(), service.get_ref());
             let base = format!("{}.alarm.{name}", d.base);
-            let service_dimensions = || {
+            // The service's utilisation alarms name it as configured: they treat missing data
+            // as missing, so they may exist before it does, and need not queue behind its
+            // create. The running-tasks alarm treats missing data as breaching and so waits
+            // for the service (its `name` output), lest it page someone before there is one.
+            let service_dimensions = |after_the_service: bool| {
+                let service_name = if after_the_service {
+                    Input::from(&OutputRef::<String>::new(
+                        Address::new(format!("{}.service.{name}", d.base)),
+                        "name",
+                    ))
+                } else {
+                    Input::value(ecs_service_name(&d.service_prefix, name))
+                };
                 BTreeMap::from([
                     ("ClusterName".to_owned(), Input::from(&cluster_name)),
-                    (
-                        "ServiceName".to_owned(),
-                        Input::from(&OutputRef::<String>::new(
-                            Address::new(format!("{}.service.{name}", d.base)),
-                            "name",
-                        )),
-                    ),
+                    ("ServiceName".to_owned(), service_name),
                 ])
             };
             if service.is_routed() {
@@ -181,7 +190,7 @@ pub fn alarms(x: &mut Expansion, config: &Config, prefix: &str, deployments: &[W
                         namespace: "AWS/ECS",
                         metric,
                         percent_of: None,
-                        dimensions: service_dimensions(),
+                        dimensions: service_dimensions(false),
                         statistic: "Average",
                         period: 300,
                         evaluation_periods: 2,
@@ -209,7 +218,7 @@ pub fn alarms(x: &mut Expansion, config: &Config, prefix: &str, deployments: &[W
                     namespace,
                     metric,
                     percent_of: None,
-                    dimensions: service_dimensions(),
+                    dimensions: service_dimensions(true),
                     statistic,
                     period: 60,
                     evaluation_periods: 5,

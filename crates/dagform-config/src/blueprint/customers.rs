@@ -21,6 +21,11 @@ pub fn deployment_base(customer: &str) -> String {
     format!("customer.{customer}")
 }
 
+/// What precedes a service's name in the name of customer `customer`'s ECS service.
+pub fn service_prefix(customer: &str) -> String {
+    format!("{customer}-")
+}
+
 /// The target group load balancer `shard` sends hosts without a customer to; it has no targets.
 /// Returns its ARN.
 pub fn default_target_group(
@@ -120,7 +125,7 @@ fn deployment(
     Deployment {
         base: deployment_base(name),
         name_prefix: format!("{}-{name}", names.prefix),
-        service_prefix: format!("{name}-"),
+        service_prefix: service_prefix(name),
         log_group_name: logs
             .group_name_template(true)
             .replace("{environment}", &names.environment)

@@ -110,6 +110,7 @@ fn multi_customer(config: &Config, inputs: &Inputs) -> Result<Expansion, ConfigE
         .map(|(c, shard)| Watched {
             customer: Some(c.as_str()),
             base: customers::deployment_base(c),
+            service_prefix: customers::service_prefix(c),
             shard: *shard,
         })
         .collect();
@@ -283,6 +284,7 @@ fn single_deployment(config: &Config, inputs: &Inputs) -> Expansion {
     let watched = [Watched {
         customer: None,
         base: deployment.base.clone(),
+        service_prefix: deployment.service_prefix.clone(),
         shard: Shard::FIRST,
     }];
     alarms::alarms(&mut x, config, &names.prefix, &watched);

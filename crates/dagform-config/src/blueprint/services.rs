@@ -66,6 +66,11 @@ pub enum CatchAll {
     ListenerFallback,
 }
 
+/// The name of a deployment's ECS service for `service`, from its `service_prefix`.
+pub fn ecs_service_name(service_prefix: &str, service: &str) -> String {
+    format!("{service_prefix}{service}")
+}
+
 impl Deployment {
     fn family(&self, service: &str, config: &Service) -> String {
         match &config.family {
@@ -228,7 +233,7 @@ pub fn deploy(
         let mut node = NodeSpec::of(
             format!("{base}.service.{name}"),
             ServiceSpec {
-                name: format!("{}{name}", deployment.service_prefix).into(),
+                name: ecs_service_name(&deployment.service_prefix, name).into(),
                 cluster: (&platform.cluster.arn).into(),
                 task_definition_arn: task_definition.into(),
                 desired_count: int(*service.desired_count.get_ref()).into(),
