@@ -13,7 +13,6 @@
 use crate::address::Address;
 use crate::error::Error;
 use crate::kind::{Outputs, Properties};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -21,7 +20,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -1241,52 +1239,101 @@ fn write_parts(
     chosen: impl Fn(&Part, &PartStore) -> bool,
     write: fn(&mut PartStore) -> Result<(), Error>,
 ) -> Result<bool, Error> {
-    let (customers, shared): (Vec<_>, Vec<_>) = parts
-        .iter_mut()
+    let (customers, shared): (Vec<Part>, Vec<Part>) = parts
+        .iter()
         .filter(|(part, p)| chosen(part, p))
-        .partition(|(part, _)| **part != Part::Shared);
+        .map(|(part, _)| part.clone())
+        .partition(|part| *part != Part::Shared);
     let wrote = !customers.is_empty() || !shared.is_empty();
-    together(customers.into_iter().map(|(_, p)| p).collect(), write)?;
-    together(shared.into_iter().map(|(_, p)| p).collect(), write)?;
+    together(parts, customers, write)?;
+    together(parts, shared, write)?;
     Ok(wrote)
 }
 
 /// Parts written at once: their flushes overlap instead of queueing.
 const CONCURRENT_WRITES: usize = 32;
 
-/// The threads state parts are written on, started once: a walk commits after nearly every
-/// batch of results, and starting threads for each commit cost more than the writes did.
-static WRITERS: LazyLock<rayon::ThreadPool> = LazyLock::new(|| {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(CONCURRENT_WRITES)
-        .thread_name(|i| format!("dagform-state-writer-{i}"))
-        .build()
-        .expect("the state writers' threads start")
-});
-
-/// Writes `parts` (`write` is a commit or a full write), several at once when there are
-/// several: a batch of results may touch every customer, and one flush after another would
-/// make recording grow with them. The writes run inside the caller's Tokio runtime, if any,
-/// which a remote backend uses.
+/// Writes the parts `chosen` (`write` is a commit or a full write), several at once when there
+/// are several: a batch of results may touch every customer, and one flush after another would
+/// make recording grow with them. The writes run on the Tokio runtime's blocking threads, which
+/// are started once and sleep between commits (a walk commits after nearly every batch of
+/// results); each part is moved there and back. Without a runtime (a command that makes no
+/// AWS call) they run one after another.
 fn together(
-    parts: Vec<&mut PartStore>,
+    parts: &mut BTreeMap<Part, PartStore>,
+    chosen: Vec<Part>,
     write: fn(&mut PartStore) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    if parts.len() <= 1 {
-        return parts.into_iter().try_for_each(write);
-    }
     let runtime = tokio::runtime::Handle::try_current().ok();
-    WRITERS.install(|| {
-        parts
-            .into_par_iter()
-            // Each write waits on its own flush: one to a task, so none queues behind another.
-            .with_max_len(1)
-            .map(|part| {
-                let _entered = runtime.as_ref().map(|r| r.enter());
-                write(part)
-            })
-            .collect()
-    })
+    let Some(runtime) = runtime.filter(|_| chosen.len() > 1) else {
+        for part in &chosen {
+            write(parts.get_mut(part).expect("a chosen part"))?;
+        }
+        return Ok(());
+    };
+    let (done, written) = std::sync::mpsc::channel();
+    let mut waiting = chosen.into_iter();
+    let (mut in_flight, mut failed) = (0, None);
+    loop {
+        // A failed part stops nothing else: every other write is as true of AWS as before.
+        while in_flight < CONCURRENT_WRITES {
+            let Some(part) = waiting.next() else { break };
+            let store = parts.remove(&part).expect("a chosen part");
+            let mut away = Away {
+                part: Some((part, store)),
+                done: done.clone(),
+            };
+            runtime.spawn_blocking(move || away.write(write));
+            in_flight += 1;
+        }
+        if in_flight == 0 {
+            break;
+        }
+        let (part, mut store, result) = written.recv().expect("every part comes back");
+        in_flight -= 1;
+        // Not written at all: the runtime is shutting down (a store dropped at the end).
+        let result = result.unwrap_or_else(|| Ok(write(&mut store)));
+        parts.insert(part, store);
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failed.get_or_insert(e);
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// What comes back from a write: the part, and how its write went (a panic included), or
+/// nothing when it was never run.
+type Written = (
+    Part,
+    PartStore,
+    Option<std::thread::Result<Result<(), Error>>>,
+);
+
+/// A part away on a blocking thread. It always comes back: written, or unwritten when the
+/// runtime drops the job without running it.
+struct Away {
+    part: Option<(Part, PartStore)>,
+    done: std::sync::mpsc::Sender<Written>,
+}
+
+impl Away {
+    fn write(&mut self, write: fn(&mut PartStore) -> Result<(), Error>) {
+        let (part, mut store) = self.part.take().expect("written once");
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut store)));
+        self.done.send((part, store, Some(result))).ok();
+    }
+}
+
+impl Drop for Away {
+    fn drop(&mut self) {
+        if let Some((part, store)) = self.part.take() {
+            self.done.send((part, store, None)).ok();
+        }
+    }
 }
 
 /// [`assemble`] over opened parts.
@@ -1805,6 +1852,49 @@ mod tests {
         );
         // Every change to any part moves the version on.
         assert_eq!(state.serial, 6);
+    }
+
+    #[test]
+    fn parts_written_together_all_come_back_even_when_one_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        // More customers than are written at once, so some writes queue for their turn.
+        let customers: Vec<String> = (0..CONCURRENT_WRITES + 8)
+            .map(|i| format!("c{i:02}"))
+            .collect();
+        let names: Vec<&str> = customers.iter().map(String::as_str).collect();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut store = parts(&path, &everything(&names)).unwrap();
+            // The first write of c07's part (a new document) cannot replace a directory.
+            let blocked = dir.path().join("s.json.customers/c07.json");
+            std::fs::create_dir_all(blocked.join("in-the-way")).unwrap();
+            for c in &customers {
+                store.stage_put(format!("customer.{c}.svc").into(), resource(c));
+            }
+            let err = store.commit().unwrap_err().to_string();
+            assert!(err.contains("c07.json"), "{err}");
+            for c in customers.iter().filter(|c| *c != "c07") {
+                let part = dir.path().join(format!("s.json.customers/{c}.json"));
+                let written = StateStore::load(&part).unwrap().unwrap();
+                assert!(
+                    written
+                        .resources
+                        .contains_key(&Address::from(format!("customer.{c}.svc")))
+                );
+            }
+            // Every part is still held: once the way is clear, the failed one is written too.
+            std::fs::remove_dir_all(&blocked).unwrap();
+            store.commit().unwrap();
+            let c07 = StateStore::load(&blocked).unwrap().unwrap();
+            assert!(
+                c07.resources
+                    .contains_key(&Address::from("customer.c07.svc"))
+            );
+        });
     }
 
     #[test]
