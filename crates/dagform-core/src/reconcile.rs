@@ -1013,13 +1013,14 @@ fn record_success(
         {
             let applied = applied.expect("create and read return the object");
             let kind = kinds.get(&intent.kind).expect("checked when prepared");
-            let mut resource = intent.clone();
-            resource.status = ResourceStatus::Ready;
-            resource.id = Some(applied.id);
             // Outputs never carry a secret either, whatever the kind returns.
-            resource.outputs = redact(&applied.outputs, kind.sensitive_properties());
-            resource.intent = None;
-            store.stage_put(op.address.clone(), resource);
+            let outputs = redact(&applied.outputs, kind.sensitive_properties());
+            store.stage_edit(&op.address, |resource| {
+                resource.status = ResourceStatus::Ready;
+                resource.id = Some(applied.id.clone());
+                resource.outputs = outputs.clone();
+                resource.intent = None;
+            });
         }
         Step::Read | Step::Create | Step::Update => {
             let node = graph.get(&op.address).expect("desired node");
@@ -1047,12 +1048,7 @@ fn record_success(
             );
         }
         Step::Delete => store.stage_remove(&op.address),
-        Step::DeleteDeposed => {
-            if let Some(mut r) = recorded.cloned() {
-                r.deposed.clear();
-                store.stage_put(op.address.clone(), r);
-            }
-        }
+        Step::DeleteDeposed => store.stage_edit(&op.address, |r| r.deposed.clear()),
     }
 }
 

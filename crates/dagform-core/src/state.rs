@@ -13,6 +13,7 @@
 use crate::address::Address;
 use crate::error::Error;
 use crate::kind::{Outputs, Properties};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -457,13 +459,37 @@ impl PartStore {
             address: &address,
             resource: resource.as_ref(),
         };
-        serde_json::to_writer(&mut self.staged, &entry).expect("state is plain data");
-        self.staged.push(b'\n');
+        stage_line(&mut self.staged, &entry);
         self.staged_entries += 1;
         match resource {
             Some(r) => self.state.resources.insert(address, r),
             None => self.state.resources.remove(&address),
         };
+    }
+
+    /// Stages `edit` of the record at `address` (`edited` is the record as edited, should
+    /// this part not hold it).
+    fn stage_edit(
+        &mut self,
+        address: &Address,
+        edit: impl Fn(&mut ResourceState),
+        edited: &ResourceState,
+    ) {
+        match self.state.resources.get_mut(address) {
+            Some(record) => edit(record),
+            None => {
+                self.state.resources.insert(address.clone(), edited.clone());
+            }
+        }
+        self.state.serial += 1;
+        let entry = JournalEntry {
+            lineage: self.state.lineage,
+            serial: self.state.serial,
+            address,
+            resource: self.state.resources.get(address),
+        };
+        stage_line(&mut self.staged, &entry);
+        self.staged_entries += 1;
     }
 
     /// Stores what was staged: one journal append, or the whole document for a part that
@@ -1033,6 +1059,27 @@ impl StateStore {
         self.stage(address, Some(resource));
     }
 
+    /// Records in memory a change to a resource's record, made in place rather than on a copy;
+    /// see `stage_put`. Nothing happens to a resource the state does not hold.
+    pub fn stage_edit(&mut self, address: &Address, edit: impl Fn(&mut ResourceState)) {
+        if !self.state.resources.contains_key(address) {
+            return;
+        }
+        let part = self.part_of(address);
+        let Some(store) = self.parts.get_mut(&part).filter(|p| p.writable) else {
+            self.refused.push(address.clone());
+            return;
+        };
+        let record = self
+            .state
+            .resources
+            .get_mut(address)
+            .expect("checked above");
+        edit(record);
+        store.stage_edit(address, edit, record);
+        self.count_change(part);
+    }
+
     /// Records in memory that a resource no longer exists; see `stage_put`.
     pub fn stage_remove(&mut self, address: &Address) {
         if self.state.resources.contains_key(address) {
@@ -1040,12 +1087,25 @@ impl StateStore {
         }
     }
 
-    fn stage(&mut self, address: Address, resource: Option<ResourceState>) {
-        let part = if self.split {
-            Part::of(&address)
+    /// The part the record at `address` is kept in.
+    fn part_of(&self, address: &Address) -> Part {
+        if self.split {
+            Part::of(address)
         } else {
             Part::Shared
-        };
+        }
+    }
+
+    /// Moves the state's version (and its part's) on by one change.
+    fn count_change(&mut self, part: Part) {
+        self.state.serial += 1;
+        if self.split {
+            *self.state.part_serials.entry(part).or_default() += 1;
+        }
+    }
+
+    fn stage(&mut self, address: Address, resource: Option<ResourceState>) {
+        let part = self.part_of(&address);
         if !self.parts.contains_key(&part)
             && let Some(source) = &self.source
         {
@@ -1069,10 +1129,7 @@ impl StateStore {
             return;
         };
         store.stage(address.clone(), resource.clone());
-        self.state.serial += 1;
-        if self.split {
-            *self.state.part_serials.entry(part).or_default() += 1;
-        }
+        self.count_change(part);
         match resource {
             Some(r) => self.state.resources.insert(address, r),
             None => self.state.resources.remove(&address),
@@ -1231,6 +1288,12 @@ impl StateStore {
     }
 }
 
+/// Appends one journal entry, a line of its own, to `staged`.
+fn stage_line(staged: &mut Vec<u8>, entry: &JournalEntry<&ResourceState, &Address>) {
+    serde_json::to_writer(&mut *staged, entry).expect("state is plain data");
+    staged.push(b'\n');
+}
+
 /// Writes (commits or writes whole) the parts `chosen` picks, customers' parts first: a crash
 /// then never leaves a record moved out of the shared part and not yet into its customer's.
 /// Returns whether any part was written.
@@ -1239,101 +1302,54 @@ fn write_parts(
     chosen: impl Fn(&Part, &PartStore) -> bool,
     write: fn(&mut PartStore) -> Result<(), Error>,
 ) -> Result<bool, Error> {
-    let (customers, shared): (Vec<Part>, Vec<Part>) = parts
-        .iter()
+    let (customers, shared): (Vec<_>, Vec<_>) = parts
+        .iter_mut()
         .filter(|(part, p)| chosen(part, p))
-        .map(|(part, _)| part.clone())
-        .partition(|part| *part != Part::Shared);
+        .partition(|(part, _)| **part != Part::Shared);
     let wrote = !customers.is_empty() || !shared.is_empty();
-    together(parts, customers, write)?;
-    together(parts, shared, write)?;
+    together(customers.into_iter().map(|(_, p)| p).collect(), write)?;
+    together(shared.into_iter().map(|(_, p)| p).collect(), write)?;
     Ok(wrote)
 }
 
 /// Parts written at once: their flushes overlap instead of queueing.
 const CONCURRENT_WRITES: usize = 32;
 
-/// Writes the parts `chosen` (`write` is a commit or a full write), several at once when there
-/// are several: a batch of results may touch every customer, and one flush after another would
-/// make recording grow with them. The writes run on the Tokio runtime's blocking threads, which
-/// are started once and sleep between commits (a walk commits after nearly every batch of
-/// results); each part is moved there and back. Without a runtime (a command that makes no
-/// AWS call) they run one after another.
+/// The threads state parts are written on, started once: a walk commits after nearly every
+/// batch of results, and starting threads for each commit cost more than the writes did.
+static WRITERS: LazyLock<rayon::ThreadPool> = LazyLock::new(|| {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(CONCURRENT_WRITES)
+        .thread_name(|i| format!("dagform-state-writer-{i}"))
+        .build()
+        .expect("the state writers' threads start")
+});
+
+/// Writes `parts` (`write` is a commit or a full write), several at once when there are
+/// several: a batch of results may touch every customer, and one flush after another would
+/// make recording grow with them. A failed part stops no other: each write is as true of AWS
+/// as it was. The writes run inside the caller's Tokio runtime, if any, which a remote backend
+/// uses.
 fn together(
-    parts: &mut BTreeMap<Part, PartStore>,
-    chosen: Vec<Part>,
+    mut parts: Vec<&mut PartStore>,
     write: fn(&mut PartStore) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    if parts.len() <= 1 {
+        return parts.into_iter().try_for_each(write);
+    }
     let runtime = tokio::runtime::Handle::try_current().ok();
-    let Some(runtime) = runtime.filter(|_| chosen.len() > 1) else {
-        for part in &chosen {
-            write(parts.get_mut(part).expect("a chosen part"))?;
-        }
-        return Ok(());
-    };
-    let (done, written) = std::sync::mpsc::channel();
-    let mut waiting = chosen.into_iter();
-    let (mut in_flight, mut failed) = (0, None);
-    loop {
-        // A failed part stops nothing else: every other write is as true of AWS as before.
-        while in_flight < CONCURRENT_WRITES {
-            let Some(part) = waiting.next() else { break };
-            let store = parts.remove(&part).expect("a chosen part");
-            let mut away = Away {
-                part: Some((part, store)),
-                done: done.clone(),
-            };
-            runtime.spawn_blocking(move || away.write(write));
-            in_flight += 1;
-        }
-        if in_flight == 0 {
-            break;
-        }
-        let (part, mut store, result) = written.recv().expect("every part comes back");
-        in_flight -= 1;
-        // Not written at all: the runtime is shutting down (a store dropped at the end).
-        let result = result.unwrap_or_else(|| Ok(write(&mut store)));
-        parts.insert(part, store);
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                failed.get_or_insert(e);
-            }
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-    failed.map_or(Ok(()), Err)
-}
-
-/// What comes back from a write: the part, and how its write went (a panic included), or
-/// nothing when it was never run.
-type Written = (
-    Part,
-    PartStore,
-    Option<std::thread::Result<Result<(), Error>>>,
-);
-
-/// A part away on a blocking thread. It always comes back: written, or unwritten when the
-/// runtime drops the job without running it.
-struct Away {
-    part: Option<(Part, PartStore)>,
-    done: std::sync::mpsc::Sender<Written>,
-}
-
-impl Away {
-    fn write(&mut self, write: fn(&mut PartStore) -> Result<(), Error>) {
-        let (part, mut store) = self.part.take().expect("written once");
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut store)));
-        self.done.send((part, store, Some(result))).ok();
-    }
-}
-
-impl Drop for Away {
-    fn drop(&mut self) {
-        if let Some((part, store)) = self.part.take() {
-            self.done.send((part, store, None)).ok();
-        }
-    }
+    let results: Vec<Result<(), Error>> = WRITERS.install(|| {
+        parts
+            .par_iter_mut()
+            // Each write waits on its own flush: one to a task, so none queues behind another.
+            .with_max_len(1)
+            .map(|part| {
+                let _entered = runtime.as_ref().map(|r| r.enter());
+                write(part)
+            })
+            .collect()
+    });
+    results.into_iter().collect()
 }
 
 /// [`assemble`] over opened parts.
@@ -1855,10 +1871,10 @@ mod tests {
     }
 
     #[test]
-    fn parts_written_together_all_come_back_even_when_one_fails() {
+    fn a_part_that_fails_to_be_written_stops_no_other() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        // More customers than are written at once, so some writes queue for their turn.
+        // More customers than are written at once, so some writes wait for a writer.
         let customers: Vec<String> = (0..CONCURRENT_WRITES + 8)
             .map(|i| format!("c{i:02}"))
             .collect();
@@ -1886,7 +1902,7 @@ mod tests {
                         .contains_key(&Address::from(format!("customer.{c}.svc")))
                 );
             }
-            // Every part is still held: once the way is clear, the failed one is written too.
+            // The failed part keeps what it staged: once the way is clear, it is written too.
             std::fs::remove_dir_all(&blocked).unwrap();
             store.commit().unwrap();
             let c07 = StateStore::load(&blocked).unwrap().unwrap();
@@ -1895,6 +1911,32 @@ mod tests {
                     .contains_key(&Address::from("customer.c07.svc"))
             );
         });
+    }
+
+    #[test]
+    fn an_edit_in_place_is_recorded_like_a_new_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let address = Address::from("customer.a.svc");
+        {
+            let mut store = parts(&path, &everything(&["a"])).unwrap();
+            store.put(address.clone(), resource("a1")).unwrap();
+            store.stage_edit(&address, |r| r.id = Some("a2".into()));
+            // A resource the state does not hold is not conjured up by an edit.
+            store.stage_edit(&"customer.a.gone".into(), |r| r.id = Some("x".into()));
+            assert_eq!(
+                store.state().get(&address).unwrap().id.as_deref(),
+                Some("a2")
+            );
+            store.commit().unwrap();
+        }
+        // Read back from the customer's part and its journal.
+        let state = StateStore::load_parts(&FileParts::new(&path), "s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.resources.len(), 1);
+        assert_eq!(state.get(&address).unwrap().id.as_deref(), Some("a2"));
+        assert_eq!(state.serial, 2);
     }
 
     #[test]
