@@ -458,6 +458,11 @@ fn plan_sizes() {
 fn walks(runtime: &tokio::runtime::Runtime) {
     let default = ApplyOptions::new("bench").parallelism;
     println!("Simulated AWS (every call and wait scaled down {SCALE}×), --parallelism {default}:");
+    // Each flush waits for the disk: on a RAM-backed folder it costs next to nothing.
+    println!(
+        "(state kept under {}; TMPDIR moves it)",
+        std::env::temp_dir().display()
+    );
     for &customers in CUSTOMERS {
         let graph = example_graph(customers);
         let names = customer_names(customers);
