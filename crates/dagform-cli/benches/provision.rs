@@ -300,9 +300,19 @@ async fn round_trip(
     stages: &[Option<Vec<String>>],
     parallelism: usize,
 ) -> RoundTrip {
+    round_trip_in(&std::env::temp_dir(), graph, stages, parallelism).await
+}
+
+/// [`round_trip`] with the state in `folder`.
+async fn round_trip_in(
+    folder: &Path,
+    graph: &ResourceGraph,
+    stages: &[Option<Vec<String>>],
+    parallelism: usize,
+) -> RoundTrip {
     let cloud = MemoryCloud::new();
     let kinds = simulated_kinds(&cloud);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(folder).unwrap();
     // Kept as every run keeps it: a shared part and one part per customer.
     let parts = FileParts::new(&dir.path().join("bench.json"));
     let everything = WriteScope::Everything { customers: vec![] };
@@ -455,14 +465,22 @@ fn plan_sizes() {
     }
 }
 
+/// A RAM-backed folder to keep the state in as well, when there is one and `TMPDIR` is not
+/// already in it: each flush waits for the disk, and there it costs next to nothing, so the two
+/// walks side by side tell the disk's share from dagform's own work.
+fn ram_folder() -> Option<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    (shm.is_dir() && !std::env::temp_dir().starts_with(shm)).then(|| shm.to_path_buf())
+}
+
 fn walks(runtime: &tokio::runtime::Runtime) {
     let default = ApplyOptions::new("bench").parallelism;
     println!("Simulated AWS (every call and wait scaled down {SCALE}×), --parallelism {default}:");
-    // Each flush waits for the disk: on a RAM-backed folder it costs next to nothing.
     println!(
         "(state kept under {}; TMPDIR moves it)",
         std::env::temp_dir().display()
     );
+    let ram = ram_folder();
     for &customers in CUSTOMERS {
         let graph = example_graph(customers);
         let names = customer_names(customers);
@@ -478,14 +496,18 @@ fn walks(runtime: &tokio::runtime::Runtime) {
             up_bound,
         );
         row("dagform provision", up, up_bound);
-        println!(
-            "    {:<42} {:>8}  {:>5.1}% of provision time ({} flushes for {} resources)",
-            "  of which writing the state",
-            seconds(dagform.up_writing),
-            100.0 * dagform.up_writing.as_secs_f64() / up.as_secs_f64(),
-            dagform.up_flushes,
-            graph.len()
-        );
+        writing_row(&dagform, graph.len());
+        let in_ram = ram
+            .as_deref()
+            .map(|folder| runtime.block_on(round_trip_in(folder, &graph, &[None], default)));
+        if let (Some(folder), Some(in_ram)) = (&ram, &in_ram) {
+            row(
+                &format!("  with the state in {}", folder.display()),
+                in_ram.up,
+                up_bound,
+            );
+            writing_row(in_ram, graph.len());
+        }
         if customers <= SLOW_WALKS_UP_TO {
             let sequential = runtime.block_on(round_trip(&graph, &[None], 1)).up;
             let stacks = runtime
@@ -510,7 +532,26 @@ fn walks(runtime: &tokio::runtime::Runtime) {
             down_bound,
         );
         row("dagform destroy", down, down_bound);
+        if let (Some(folder), Some(in_ram)) = (&ram, &in_ram) {
+            row(
+                &format!("  with the state in {}", folder.display()),
+                in_ram.down,
+                down_bound,
+            );
+        }
     }
+}
+
+/// How much of a provision went on writing the state.
+fn writing_row(walk: &RoundTrip, resources: usize) {
+    println!(
+        "    {:<42} {:>8}  {:>5.1}% of provision time ({} flushes for {} resources)",
+        "  of which writing the state",
+        seconds(walk.up_writing),
+        100.0 * walk.up_writing.as_secs_f64() / walk.up.as_secs_f64(),
+        walk.up_flushes,
+        resources
+    );
 }
 
 /// Provision and destroy of 50 customers at several `--parallelism` values, next to the
@@ -549,18 +590,23 @@ fn provision_on_emulator(parallelism: &str) -> Duration {
     });
     let project = support::Project::from_example("multi-customer");
     let started = Instant::now();
-    let out = project
-        .dagform(&emu, &["provision", "--yes", "--parallelism", parallelism])
-        .env("DAGFORM_POLL_INTERVAL", "100ms")
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
+    quietly(
+        project
+            .dagform(&emu, &["provision", "--yes", "--parallelism", parallelism])
+            .env("DAGFORM_POLL_INTERVAL", "100ms"),
+    );
+    started.elapsed()
+}
+
+/// Runs `command`, printing nothing unless it fails.
+fn quietly(command: &mut std::process::Command) -> std::process::Output {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{command:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    elapsed
+    out
 }
 
 /// Refreshing a 50-customer stack against the emulator with the real binary: the AWS calls
@@ -574,9 +620,8 @@ fn refresh_on_emulator() {
     });
     let project = support::Project::from_example("multi-customer");
     project.write_config(&example_source(CUSTOMERS));
-    support::run_ok(&mut project.dagform(&emu, &["provision", "--yes"]));
-    let out = support::run(&mut project.dagform(&emu, &["plan"]));
-    assert!(out.status.success(), "plan failed");
+    quietly(&mut project.dagform(&emu, &["provision", "--yes"]));
+    let out = quietly(&mut project.dagform(&emu, &["plan"]));
     let out = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
     // "refreshed N resources with M AWS calls in S s"
     let line = out
