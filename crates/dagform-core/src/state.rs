@@ -414,6 +414,8 @@ struct PartStore {
     /// Journal lines recorded in memory and not yet stored (see `StateStore::commit`).
     staged: Vec<u8>,
     staged_entries: usize,
+    /// Whether something staged removes a record, which may be on its way to another part.
+    staged_removal: bool,
 }
 
 impl PartStore {
@@ -447,6 +449,7 @@ impl PartStore {
             journal_entries: replayed,
             staged: Vec::new(),
             staged_entries: 0,
+            staged_removal: false,
         })
     }
 
@@ -461,6 +464,7 @@ impl PartStore {
         };
         stage_line(&mut self.staged, &entry);
         self.staged_entries += 1;
+        self.staged_removal |= resource.is_none();
         match resource {
             Some(r) => self.state.resources.insert(address, r),
             None => self.state.resources.remove(&address),
@@ -505,6 +509,7 @@ impl PartStore {
         self.backend.append(&self.staged)?;
         self.staged.clear();
         self.journal_entries += std::mem::take(&mut self.staged_entries);
+        self.staged_removal = false;
         if self.journal_entries > self.state.resources.len().max(64) {
             self.persist()?;
         }
@@ -535,6 +540,7 @@ impl PartStore {
         // The full write holds everything staged too.
         self.staged.clear();
         self.staged_entries = 0;
+        self.staged_removal = false;
         Ok(())
     }
 }
@@ -1148,7 +1154,7 @@ impl StateStore {
         let wrote = write_parts(
             &mut self.parts,
             |_, p| !p.staged.is_empty(),
-            PartStore::commit,
+            PartWrite::Commit,
         )?;
         if wrote {
             self.commits += 1;
@@ -1252,6 +1258,7 @@ impl StateStore {
                 .collect();
             store.staged.clear();
             store.staged_entries = 0;
+            store.staged_removal = false;
             store.state = mine;
         }
         self.state = state;
@@ -1260,7 +1267,7 @@ impl StateStore {
         write_parts(
             &mut self.parts,
             |part, p| p.worth_a_document(part),
-            PartStore::persist,
+            PartWrite::Whole,
         )?;
         self.writing += started.elapsed();
         Ok(())
@@ -1275,13 +1282,13 @@ impl StateStore {
     /// Writes whole, atomically, every part this run holds that changed since its document
     /// was written, and empties their journals: a run that touched a few customers rewrites
     /// those, not all of them (a customer's part that never held anything is not created).
-    /// Customers' parts go first, as in `commit`.
+    /// Customers' parts go before the shared part.
     pub fn persist(&mut self) -> Result<(), Error> {
         let started = Instant::now();
         write_parts(
             &mut self.parts,
             |part, p| p.needs_writing(part),
-            PartStore::persist,
+            PartWrite::Whole,
         )?;
         self.writing += started.elapsed();
         Ok(())
@@ -1294,22 +1301,44 @@ fn stage_line(staged: &mut Vec<u8>, entry: &JournalEntry<&ResourceState, &Addres
     staged.push(b'\n');
 }
 
-/// Writes (commits or writes whole) the parts `chosen` picks, customers' parts first: a crash
-/// then never leaves a record moved out of the shared part and not yet into its customer's.
-/// Returns whether any part was written.
+/// Writes (commits or writes whole) the parts `chosen` picks. The shared part waits for the
+/// customers' parts when it is written whole or drops a record: a crash then never leaves a
+/// record moved out of the shared part and not yet into its customer's. A commit that only
+/// adds and changes records (a walk's) writes every part at once. Returns whether any part
+/// was written.
 fn write_parts(
     parts: &mut BTreeMap<Part, PartStore>,
     chosen: impl Fn(&Part, &PartStore) -> bool,
-    write: fn(&mut PartStore) -> Result<(), Error>,
+    write: PartWrite,
 ) -> Result<bool, Error> {
-    let (customers, shared): (Vec<_>, Vec<_>) = parts
+    let shared_waits = match write {
+        PartWrite::Commit => parts
+            .get(&Part::Shared)
+            .is_some_and(|shared| shared.staged_removal),
+        PartWrite::Whole => true,
+    };
+    let write = match write {
+        PartWrite::Commit => PartStore::commit,
+        PartWrite::Whole => PartStore::persist,
+    };
+    let (shared, customers): (Vec<_>, Vec<_>) = parts
         .iter_mut()
         .filter(|(part, p)| chosen(part, p))
-        .partition(|(part, _)| **part != Part::Shared);
+        .partition(|(part, _)| shared_waits && **part == Part::Shared);
     let wrote = !customers.is_empty() || !shared.is_empty();
     together(customers.into_iter().map(|(_, p)| p).collect(), write)?;
     together(shared.into_iter().map(|(_, p)| p).collect(), write)?;
     Ok(wrote)
+}
+
+/// How `write_parts` writes a part.
+#[derive(Clone, Copy)]
+enum PartWrite {
+    /// What is staged, appended to the journal (or the whole part, when it is new or its
+    /// journal long).
+    Commit,
+    /// The whole document.
+    Whole,
 }
 
 /// Parts written at once: their flushes overlap instead of queueing.
@@ -1911,6 +1940,37 @@ mod tests {
                     .contains_key(&Address::from("customer.c07.svc"))
             );
         });
+    }
+
+    #[test]
+    fn the_shared_part_waits_for_the_customers_only_when_it_drops_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        // The shared part alone, as stored: its document and journal.
+        let shared = || StateStore::load(&path).unwrap().unwrap();
+        let mut store = parts(&path, &everything(&["a"])).unwrap();
+        store.put("shared.vpc".into(), resource("vpc")).unwrap();
+        // Customer a's first write (a new document) cannot replace a directory.
+        let blocked = dir.path().join("s.json.customers/a.json");
+        std::fs::create_dir_all(blocked.join("in-the-way")).unwrap();
+        // Only adding to the shared part: it is written beside the failing customer's.
+        store.stage_put("shared.subnet".into(), resource("subnet"));
+        store.stage_put("customer.a.svc".into(), resource("a1"));
+        assert!(store.commit().is_err());
+        assert!(shared().get(&"shared.subnet".into()).is_some());
+        // Dropping a record from the shared part (it may be moving to a customer's): the
+        // shared part is not written while a customer's part fails.
+        store.stage_remove(&"shared.vpc".into());
+        store.stage_put("customer.a.vpc".into(), resource("vpc"));
+        assert!(store.commit().is_err());
+        assert!(shared().get(&"shared.vpc".into()).is_some());
+        std::fs::remove_dir_all(&blocked).unwrap();
+        store.commit().unwrap();
+        let state = StateStore::load_parts(&FileParts::new(&path), "s")
+            .unwrap()
+            .unwrap();
+        assert!(state.get(&"shared.vpc".into()).is_none());
+        assert!(state.get(&"customer.a.vpc".into()).is_some());
     }
 
     #[test]
