@@ -507,9 +507,8 @@ impl PartStore {
             return self.persist();
         }
         self.backend.append(&self.staged)?;
-        self.staged.clear();
-        self.journal_entries += std::mem::take(&mut self.staged_entries);
-        self.staged_removal = false;
+        self.journal_entries += self.staged_entries;
+        self.clear_staged();
         if self.journal_entries > self.state.resources.len().max(64) {
             self.persist()?;
         }
@@ -538,10 +537,15 @@ impl PartStore {
         self.stored = true;
         self.journal_entries = 0;
         // The full write holds everything staged too.
+        self.clear_staged();
+        Ok(())
+    }
+
+    /// Forgets what was staged, once it is stored (or replaced by a whole new state).
+    fn clear_staged(&mut self) {
         self.staged.clear();
         self.staged_entries = 0;
         self.staged_removal = false;
-        Ok(())
     }
 }
 
@@ -1150,15 +1154,8 @@ impl StateStore {
     /// are found again (results). A record staged in a part this run holds no lock on is
     /// refused here, and nothing of it was kept.
     pub fn commit(&mut self) -> Result<(), Error> {
-        let started = Instant::now();
-        let wrote = write_parts(
-            &mut self.parts,
-            |_, p| !p.staged.is_empty(),
-            PartWrite::Commit,
-        )?;
-        if wrote {
+        if self.write(|_, p| !p.staged.is_empty(), PartWrite::Commit)? {
             self.commits += 1;
-            self.writing += started.elapsed();
         }
         if let Some(address) = self.refused.first() {
             let message = format!(
@@ -1256,20 +1253,12 @@ impl StateStore {
                 .filter(|(a, _)| !self.split || Part::of(a) == *part)
                 .map(|(a, r)| (a.clone(), r.clone()))
                 .collect();
-            store.staged.clear();
-            store.staged_entries = 0;
-            store.staged_removal = false;
+            store.clear_staged();
             store.state = mine;
         }
         self.state = state;
         // Every part is replaced, changed or not: each that is to have a document is written.
-        let started = Instant::now();
-        write_parts(
-            &mut self.parts,
-            |part, p| p.worth_a_document(part),
-            PartWrite::Whole,
-        )?;
-        self.writing += started.elapsed();
+        self.write(|part, p| p.worth_a_document(part), PartWrite::Whole)?;
         Ok(())
     }
 
@@ -1284,14 +1273,23 @@ impl StateStore {
     /// those, not all of them (a customer's part that never held anything is not created).
     /// Customers' parts go before the shared part.
     pub fn persist(&mut self) -> Result<(), Error> {
-        let started = Instant::now();
-        write_parts(
-            &mut self.parts,
-            |part, p| p.needs_writing(part),
-            PartWrite::Whole,
-        )?;
-        self.writing += started.elapsed();
+        self.write(|part, p| p.needs_writing(part), PartWrite::Whole)?;
         Ok(())
+    }
+
+    /// [`write_parts`] over this run's parts, its time counted in `write_stats` when it wrote
+    /// anything. Returns whether it did.
+    fn write(
+        &mut self,
+        chosen: impl Fn(&Part, &PartStore) -> bool,
+        how: PartWrite,
+    ) -> Result<bool, Error> {
+        let started = Instant::now();
+        let wrote = write_parts(&mut self.parts, chosen, how)?;
+        if wrote {
+            self.writing += started.elapsed();
+        }
+        Ok(wrote)
     }
 }
 
