@@ -182,7 +182,14 @@ async fn refresh_asks_first_and_keeps_the_record_of_a_missing_object() {
     delete_group_behind_dagforms_back(&s).await;
 
     // Not on a terminal and no --yes: shown, refused, nothing written.
-    let before = std::fs::read(&s.project.state).unwrap();
+    let stored = || {
+        let journal = support::journal_of(&s.project.state);
+        (
+            std::fs::read(&s.project.state).unwrap(),
+            std::fs::read(journal).unwrap_or_default(),
+        )
+    };
+    let before = stored();
     let out = run(&mut s.dagform(&["refresh"]));
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -195,7 +202,7 @@ async fn refresh_asks_first_and_keeps_the_record_of_a_missing_object() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read(&s.project.state).unwrap(), before);
+    assert_eq!(stored(), before);
 
     // --yes: marked missing, the record kept.
     let out = run_ok(&mut s.dagform(&["refresh", "--yes"]));

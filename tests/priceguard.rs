@@ -505,9 +505,11 @@ async fn priceguard_deploys_into_the_default_vpc_and_leaves_it_as_it_was() {
         "keeps the last 20 images"
     );
 
-    // Nothing secret in the state file.
+    // Nothing secret in the state file, nor in its journal.
     let state = std::fs::read_to_string(&project.state).unwrap();
     assert_no_secret(&state, "the state file");
+    let journal = std::fs::read_to_string(support::journal_of(&project.state)).unwrap();
+    assert_no_secret(&journal, "the state's journal");
 
     // Deploying a new image from CI: a new revision, the service updated in place.
     let before = svc.task_definition().unwrap().to_owned();

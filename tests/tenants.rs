@@ -97,8 +97,7 @@ async fn two_customers_are_provisioned_at_once_and_a_whole_stack_run_excludes_th
     let project = provisioned_with_two_newcomers(&emu, "").await;
 
     // The state keeps each customer in a part of its own; the shared part keeps the rest.
-    let shared: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&project.state).unwrap()).unwrap();
+    let shared = support::read_json(&project.state);
     assert!(
         shared["resources"]
             .as_object()

@@ -255,8 +255,8 @@ impl Project {
     }
 
     /// The state as dagform keeps it on disk, put together as `state pull` prints it: the
-    /// shared part's document, with each customer's part (`<state>.customers/NAME.json`)
-    /// added in.
+    /// shared part, with each customer's part (`<state>.customers/NAME.json`) added in, each
+    /// read as its document and journal.
     pub fn state_json(&self) -> serde_json::Value {
         let mut state = read_json(&self.state);
         for part in self.customer_parts() {
@@ -297,7 +297,9 @@ impl Project {
                 .remove(address)
                 .is_some()
             {
+                // The part as read (document and journal) goes back as a document alone.
                 std::fs::write(&path, serde_json::to_string_pretty(&part).unwrap()).unwrap();
+                std::fs::write(journal_of(&path), b"").unwrap();
                 return true;
             }
         }
@@ -305,10 +307,19 @@ impl Project {
     }
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("state file {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("state is JSON")
+/// A part of the state as dagform reads it: its document with its journal replayed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let state = dagform_core::state::StateStore::load(path)
+        .unwrap_or_else(|e| panic!("state file {}: {e}", path.display()))
+        .unwrap_or_else(|| panic!("no state in {}", path.display()));
+    serde_json::to_value(state).expect("state is JSON")
+}
+
+/// The journal beside a state document.
+pub fn journal_of(path: &Path) -> PathBuf {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push(".journal");
+    PathBuf::from(journal)
 }
 
 /// The names of the ACTIVE services in `cluster`, read from ECS (ten to a describe).

@@ -402,7 +402,7 @@ pub async fn apply(
         report.cancelled = true;
         report.not_started = steps.node_count() - walk.done.len();
     }
-    store.persist()?;
+    store.finish()?;
     Ok(report)
 }
 

@@ -208,6 +208,10 @@ pub trait StateBackend: Send + std::fmt::Debug {
     fn append(&mut self, lines: &[u8]) -> Result<(), Error>;
     /// Replaces the document, durably, and then empties the journal.
     fn replace(&mut self, document: &[u8]) -> Result<(), Error>;
+    /// Whether a run folds the journal into the document before it ends. Worth it where each
+    /// batch in the journal costs a request of its own to read (an object each); a journal
+    /// read in one go is folded only once it is as long as the document.
+    fn folds_when_a_run_ends(&self) -> bool;
 }
 
 /// Which part of a stack's state keeps an address. A stack's state is kept in parts, each
@@ -733,6 +737,12 @@ impl StateBackend for FileBackend {
             .write_all(lines)
             .and_then(|()| journal.sync_data())
             .map_err(io_err(&journal_path))
+    }
+
+    /// A local journal is one read: folding it at every run's end would only add a full
+    /// write of every part changed to the end of each run.
+    fn folds_when_a_run_ends(&self) -> bool {
+        false
     }
 
     fn replace(&mut self, document: &[u8]) -> Result<(), Error> {
@@ -1277,6 +1287,18 @@ impl StateStore {
         Ok(())
     }
 
+    /// Ends a run's writing: what is staged is made durable, and a part whose backend folds
+    /// when a run ends is written whole (see [`StateBackend::folds_when_a_run_ends`]). The
+    /// others keep their journals, which their next commit folds once they are as long as
+    /// the part.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        self.write(
+            |part, p| p.backend.folds_when_a_run_ends() && p.needs_writing(part),
+            PartWrite::Whole,
+        )?;
+        self.commit()
+    }
+
     /// [`write_parts`] over this run's parts, its time counted in `write_stats` when it wrote
     /// anything. Returns whether it did.
     fn write(
@@ -1511,6 +1533,64 @@ mod tests {
         // Nothing staged: a commit writes nothing.
         store.commit().unwrap();
         assert_eq!(store.write_stats().0, commits);
+    }
+
+    /// A file backend that folds its journal when a run ends, as a remote one does.
+    #[derive(Debug)]
+    struct FoldingFile(FileBackend);
+
+    impl StateBackend for FoldingFile {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        fn read(&self) -> Result<Stored, Error> {
+            self.0.read()
+        }
+        fn append(&mut self, lines: &[u8]) -> Result<(), Error> {
+            self.0.append(lines)
+        }
+        fn replace(&mut self, document: &[u8]) -> Result<(), Error> {
+            self.0.replace(document)
+        }
+        fn folds_when_a_run_ends(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_run_ends_with_a_fold_only_where_the_backend_asks_for_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for folds in [false, true] {
+            let path = dir.path().join(format!("folds-{folds}.json"));
+            let journal = sibling(&path, ".journal");
+            let backend = FileBackend::locked(&path).unwrap();
+            let backend: Box<dyn StateBackend> = if folds {
+                Box::new(FoldingFile(backend))
+            } else {
+                Box::new(backend)
+            };
+            let mut store = StateStore::open_in(backend, "s").unwrap();
+            // Opening writes the new, empty document; every commit after it appends.
+            store.put("a".into(), resource("a")).unwrap();
+            store.put("b".into(), resource("b")).unwrap();
+            store.stage_put("c".into(), resource("c"));
+            store.finish().unwrap();
+            let document: State =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let journal_lines = std::fs::read_to_string(&journal).unwrap().lines().count();
+            if folds {
+                assert_eq!(journal_lines, 0, "folded into the document");
+                assert_eq!(document.resources.len(), 3);
+            } else {
+                assert_eq!(journal_lines, 3, "the records stay in the journal");
+                assert!(document.resources.is_empty());
+            }
+            // Either way the state read back holds all three, at the run's serial.
+            drop(store);
+            let state = StateStore::load(&path).unwrap().unwrap();
+            assert_eq!(state.resources.len(), 3);
+            assert_eq!(state.serial, 3);
+        }
     }
 
     #[test]
