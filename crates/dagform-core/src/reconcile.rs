@@ -30,6 +30,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// How long results that no starting step waits on may wait for their flush.
+const RESULTS_FLUSHED_WITHIN: Duration = Duration::from_millis(100);
+
 /// One call the reconciler makes for one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Step {
@@ -326,54 +329,12 @@ pub async fn apply(
     let calls = Arc::new(Semaphore::new(options.parallelism.max(1)));
     let mut freed: Option<OwnedSemaphorePermit> = None;
 
+    let mut finished: Vec<StepResult> = Vec::new();
+    // Since when results taken in have waited for a flush that no starting step has owed yet.
+    let mut unflushed_since: Option<Instant> = None;
     loop {
-        let mut starting = Vec::new();
-        while !options.cancel.is_cancelled() && !walk.ready.is_empty() {
-            let Some(permit) = freed
-                .take()
-                .or_else(|| calls.clone().try_acquire_owned().ok())
-            else {
-                break;
-            };
-            let n = walk.next_ready().expect("a ready step");
-            let op = &steps[n];
-            emit(options, op, Phase::Started);
-            match preparation.prepare(op, store, CallSlot::held(calls.clone(), permit)) {
-                Ok(call) => starting.push((n, call)),
-                Err(e) => walk.failed(n, e.to_string()),
-            }
-        }
-        // One flush makes durable both the results just taken in and the intents of the
-        // creates about to start: before any of those calls is made, and so before any step
-        // that waits on those results starts.
-        store.commit()?;
-        for (n, call) in starting {
-            running.spawn(async move {
-                let started = Instant::now();
-                let result = call.await;
-                (n, result, started.elapsed())
-            });
-        }
-        let more_to_start = !options.cancel.is_cancelled() && !walk.ready.is_empty();
-        let joined = tokio::select! {
-            joined = running.join_next() => joined,
-            // A waiting step gave its permit up: start the next ready step with it.
-            Ok(permit) = calls.clone().acquire_owned(), if more_to_start => {
-                freed = Some(permit);
-                continue;
-            }
-        };
-        let Some(joined) = joined else {
-            break;
-        };
-        // Every step that has finished by now is recorded together; the flush at the top of
-        // the loop makes them durable before the steps waiting on them start.
-        let mut finished = vec![joined.expect("a step panicked")];
-        while let Some(more) = running.try_join_next() {
-            finished.push(more.expect("a step panicked"));
-        }
         let mut succeeded = Vec::new();
-        for (n, result, elapsed) in finished {
+        for (n, result, elapsed) in finished.drain(..) {
             match result {
                 Ok(Some(Applied {
                     pending: Some(pending),
@@ -395,6 +356,61 @@ pub async fn apply(
         }
         for (n, elapsed) in succeeded {
             walk.succeeded(n, elapsed);
+        }
+        let mut starting = Vec::new();
+        while !options.cancel.is_cancelled() && !walk.ready.is_empty() {
+            let Some(permit) = freed
+                .take()
+                .or_else(|| calls.clone().try_acquire_owned().ok())
+            else {
+                break;
+            };
+            let n = walk.next_ready().expect("a ready step");
+            let op = &steps[n];
+            emit(options, op, Phase::Started);
+            match preparation.prepare(op, store, CallSlot::held(calls.clone(), permit)) {
+                Ok(call) => starting.push((n, call)),
+                Err(e) => walk.failed(n, e.to_string()),
+            }
+        }
+        // One flush makes durable both the results taken in and the intents of the creates
+        // about to start, before any of those calls is made: so before any step that waits on
+        // those results starts. Results that no starting step waits on (every slot is busy)
+        // wait for the next turn that starts one, or `RESULTS_FLUSHED_WITHIN` at most: a crash
+        // meanwhile leaves intents, and their objects are found again.
+        let flush_overdue =
+            unflushed_since.is_some_and(|since| since.elapsed() >= RESULTS_FLUSHED_WITHIN);
+        if !starting.is_empty() || flush_overdue {
+            store.commit()?;
+            unflushed_since = None;
+        } else if store.has_staged() {
+            unflushed_since.get_or_insert_with(Instant::now);
+        }
+        for (n, call) in starting {
+            running.spawn(async move {
+                let started = Instant::now();
+                let result = call.await;
+                (n, result, started.elapsed())
+            });
+        }
+        let more_to_start = !options.cancel.is_cancelled() && !walk.ready.is_empty();
+        let flush_due = unflushed_since.map(|since| (since + RESULTS_FLUSHED_WITHIN).into());
+        tokio::select! {
+            // Results first: a finished step gives its slot back as it ends, and the turn that
+            // takes its result in starts the next step with that slot and flushes both at once.
+            biased;
+            joined = running.join_next() => match joined {
+                Some(joined) => finished.push(joined.expect("a step panicked")),
+                None => break,
+            },
+            // A waiting step gave its permit up: start the next ready step with it.
+            Ok(permit) = calls.clone().acquire_owned(), if more_to_start => freed = Some(permit),
+            () = tokio::time::sleep_until(flush_due.unwrap_or_else(tokio::time::Instant::now)),
+                if flush_due.is_some() => {}
+        }
+        // Every step that has finished by now is taken in together.
+        while let Some(more) = running.try_join_next() {
+            finished.push(more.expect("a step panicked"));
         }
     }
     let mut report = walk.report;

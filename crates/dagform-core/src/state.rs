@@ -1183,6 +1183,11 @@ impl StateStore {
         Ok(())
     }
 
+    /// Whether anything staged waits for the next commit.
+    pub fn has_staged(&self) -> bool {
+        !self.refused.is_empty() || self.parts.values().any(|p| !p.staged.is_empty())
+    }
+
     /// Records the AWS account this state belongs to, with one full write of the shared part
     /// (once in a stack's life). A run that only reads the shared part records nothing.
     pub fn record_account(&mut self, account_id: &str) -> Result<(), Error> {

@@ -397,6 +397,41 @@ async fn results_that_land_together_are_flushed_together() {
 }
 
 #[tokio::test]
+async fn a_result_no_step_waits_on_reaches_the_disk_while_the_walk_goes_on() {
+    // Nothing starts after the quick step's result: its flush is not owed to any call, and
+    // still comes within a tenth of a second, long before the slow step ends the walk.
+    let cloud = MemoryCloud::with_latency(Duration::from_millis(20));
+    let kinds = Kinds::new()
+        .with(Arc::new(MemoryKind::new("quick", &cloud)))
+        .with(Arc::new(
+            MemoryKind::new("slow", &cloud).latency(Duration::from_secs(3)),
+        ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/test.json");
+    let mut store = StateStore::open(&path, "test").unwrap();
+    let g = graph(vec![
+        NodeSpec::new("quick", "quick", props! { "zone" => "z" }),
+        NodeSpec::new("slow", "slow", props! { "zone" => "z" }),
+    ]);
+    let p = plan(&g, store.state(), &kinds, None, &PlanOptions::default()).unwrap();
+    let o = options();
+    let walk = apply(&p, &g, &kinds, &mut store, &o);
+    let read_meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        StateStore::load(&path).unwrap().unwrap()
+    };
+    let (report, meanwhile) = tokio::join!(walk, read_meanwhile);
+    assert!(report.unwrap().is_success());
+    let status = |address: &str| meanwhile.resources[&Address::from(address)].status;
+    assert_eq!(status("quick"), ResourceStatus::Ready, "on disk mid-walk");
+    assert_eq!(
+        status("slow"),
+        ResourceStatus::Creating,
+        "still running then"
+    );
+}
+
+#[tokio::test]
 async fn a_failure_skips_only_its_dependents() {
     let f = fixture(5);
     f.cloud
