@@ -63,6 +63,9 @@ const CUSTOMERS: &[usize] = &[1, 10, 50, 500];
 const PLAN_CUSTOMERS: &[usize] = &[500, 2000];
 /// Walks slower than dagform's grow with every resource; beyond this size they are left out.
 const SLOW_WALKS_UP_TO: usize = 50;
+/// dagform's own walks are repeated this many times up to `SLOW_WALKS_UP_TO` customers, and
+/// their median shown with the spread: on a shared machine one walk can be off by 5%.
+const RUNS: usize = 5;
 
 fn scaled(seconds: f64) -> Duration {
     Duration::from_secs_f64(seconds / SCALE)
@@ -487,26 +490,36 @@ fn walks(runtime: &tokio::runtime::Runtime) {
         println!("\n  {customers} customers, {} resources", graph.len());
         let up_bound = critical_path(&graph, false);
         let down_bound = critical_path(&graph, true);
-        let dagform = runtime.block_on(round_trip(&graph, &[None], default));
-        let (up, down) = (dagform.up, dagform.down);
+        let runs = if customers <= SLOW_WALKS_UP_TO {
+            RUNS
+        } else {
+            1
+        };
+        let repeated_in = |folder: &Path| {
+            Repeated::of(runs, || {
+                runtime.block_on(round_trip_in(folder, &graph, &[None], default))
+            })
+        };
+        let dagform = repeated_in(&std::env::temp_dir());
+        let (up, down) = (dagform.up(), dagform.down());
         row("critical path (provision)", up_bound, up_bound);
         row(
             &format!("bound with {default} call slots (provision)"),
             bound_with_slots(&graph, false, default),
             up_bound,
         );
-        row("dagform provision", up, up_bound);
-        writing_row(&dagform, graph.len());
-        let in_ram = ram
-            .as_deref()
-            .map(|folder| runtime.block_on(round_trip_in(folder, &graph, &[None], default)));
+        row(&dagform.label("dagform provision"), up, up_bound);
+        dagform.spread_row(|walk| walk.up);
+        writing_row(dagform.median_up(), graph.len());
+        let in_ram = ram.as_deref().map(repeated_in);
         if let (Some(folder), Some(in_ram)) = (&ram, &in_ram) {
             row(
                 &format!("  with the state in {}", folder.display()),
-                in_ram.up,
+                in_ram.up(),
                 up_bound,
             );
-            writing_row(in_ram, graph.len());
+            in_ram.spread_row(|walk| walk.up);
+            writing_row(in_ram.median_up(), graph.len());
         }
         if customers <= SLOW_WALKS_UP_TO {
             let sequential = runtime.block_on(round_trip(&graph, &[None], 1)).up;
@@ -531,14 +544,66 @@ fn walks(runtime: &tokio::runtime::Runtime) {
             bound_with_slots(&graph, true, default),
             down_bound,
         );
-        row("dagform destroy", down, down_bound);
+        row(&dagform.label("dagform destroy"), down, down_bound);
+        dagform.spread_row(|walk| walk.down);
         if let (Some(folder), Some(in_ram)) = (&ram, &in_ram) {
             row(
                 &format!("  with the state in {}", folder.display()),
-                in_ram.down,
+                in_ram.down(),
                 down_bound,
             );
+            in_ram.spread_row(|walk| walk.down);
         }
+    }
+}
+
+/// The same round trip run several times.
+struct Repeated(Vec<RoundTrip>);
+
+impl Repeated {
+    fn of(runs: usize, mut run: impl FnMut() -> RoundTrip) -> Self {
+        Self((0..runs.max(1)).map(|_| run()).collect())
+    }
+
+    /// The walk whose `time` is the median.
+    fn median_by(&self, time: impl Fn(&RoundTrip) -> Duration) -> &RoundTrip {
+        let mut walks: Vec<&RoundTrip> = self.0.iter().collect();
+        walks.sort_by_key(|walk| time(walk));
+        walks[walks.len() / 2]
+    }
+
+    fn median_up(&self) -> &RoundTrip {
+        self.median_by(|walk| walk.up)
+    }
+
+    fn up(&self) -> Duration {
+        self.median_up().up
+    }
+
+    fn down(&self) -> Duration {
+        self.median_by(|walk| walk.down).down
+    }
+
+    fn label(&self, what: &str) -> String {
+        match self.0.len() {
+            1 => what.to_owned(),
+            runs => format!("{what} (median of {runs})"),
+        }
+    }
+
+    /// The fastest and slowest of the runs, when there were several.
+    fn spread_row(&self, time: impl Fn(&RoundTrip) -> Duration) {
+        if self.0.len() < 2 {
+            return;
+        }
+        let times: Vec<Duration> = self.0.iter().map(time).collect();
+        let (least, most) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+        println!(
+            "    {:<42} {:>8} to {}",
+            format!("  the {} runs", self.0.len()),
+            seconds(*least),
+            seconds(*most)
+        );
     }
 }
 
