@@ -444,27 +444,40 @@ fn plan_child(customers: usize) {
 }
 
 fn plan_sizes() {
-    println!("\n`plan` of a new stack (configuration expanded, every resource planned):");
     println!(
-        "  {:>9}  {:>9}  {:>8}  {:>11}",
-        "customers", "resources", "time", "peak memory"
+        "\n`plan` of a new stack (configuration expanded, every resource planned; median of \
+         {RUNS} runs, each in a process of its own):"
+    );
+    println!(
+        "  {:>9}  {:>9}  {:>8}  {:>15}  {:>11}",
+        "customers", "resources", "time", "runs", "peak memory"
     );
     for customers in PLAN_CUSTOMERS {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--plan-child", &customers.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        println!(
-            "  {:>9}  {:>9}  {:>7}s  {:>8} MiB",
-            fields[0], fields[1], fields[2], fields[3]
-        );
+        // (resources, seconds, peak MiB) of each run.
+        let mut runs: Vec<(String, f64, String)> = (0..RUNS)
+            .map(|_| {
+                let out = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--plan-child", &customers.to_string()])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let text = String::from_utf8_lossy(&out.stdout);
+                let fields: Vec<&str> = text.split_whitespace().collect();
+                (
+                    fields[1].to_owned(),
+                    fields[2].parse().expect("seconds"),
+                    fields[3].to_owned(),
+                )
+            })
+            .collect();
+        runs.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let (resources, median, memory) = &runs[runs.len() / 2];
+        let spread = format!("{:.3} to {:.3}", runs[0].1, runs[runs.len() - 1].1);
+        println!("  {customers:>9}  {resources:>9}  {median:>7.3}s  {spread:>15}  {memory:>7} MiB");
     }
 }
 
