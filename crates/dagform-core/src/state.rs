@@ -415,11 +415,50 @@ struct PartStore {
     stored: bool,
     state: State,
     journal_entries: usize,
-    /// Journal lines recorded in memory and not yet stored (see `StateStore::commit`).
-    staged: Vec<u8>,
-    staged_entries: usize,
-    /// Whether something staged removes a record, which may be on its way to another part.
-    staged_removal: bool,
+    staged: Staged,
+}
+
+/// Journal lines recorded in memory and not yet stored (see `StateStore::commit`).
+#[derive(Debug, Default)]
+struct Staged {
+    lines: Vec<u8>,
+    entries: usize,
+    /// Whether an entry removes a record, which may be on its way to another part.
+    removal: bool,
+}
+
+impl Staged {
+    /// Appends the entry recording that `address` is now `resource` (`None`: gone), a line of
+    /// its own, written from borrowed data: the same line as an owned entry, without a copy.
+    fn push(
+        &mut self,
+        lineage: Uuid,
+        serial: u64,
+        address: &Address,
+        resource: Option<&ResourceState>,
+    ) {
+        let entry = JournalEntry {
+            lineage,
+            serial,
+            address,
+            resource,
+        };
+        serde_json::to_writer(&mut self.lines, &entry).expect("state is plain data");
+        self.lines.push(b'\n');
+        self.entries += 1;
+        self.removal |= resource.is_none();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Forgets what was staged, once it is stored (or replaced by a whole new state).
+    fn clear(&mut self) {
+        self.lines.clear();
+        self.entries = 0;
+        self.removal = false;
+    }
 }
 
 impl PartStore {
@@ -451,24 +490,18 @@ impl PartStore {
             stored,
             state,
             journal_entries: replayed,
-            staged: Vec::new(),
-            staged_entries: 0,
-            staged_removal: false,
+            staged: Staged::default(),
         })
     }
 
     fn stage(&mut self, address: Address, resource: Option<ResourceState>) {
         self.state.serial += 1;
-        // Written from borrowed data: the same line as an owned entry, without a copy.
-        let entry = JournalEntry {
-            lineage: self.state.lineage,
-            serial: self.state.serial,
-            address: &address,
-            resource: resource.as_ref(),
-        };
-        stage_line(&mut self.staged, &entry);
-        self.staged_entries += 1;
-        self.staged_removal |= resource.is_none();
+        self.staged.push(
+            self.state.lineage,
+            self.state.serial,
+            &address,
+            resource.as_ref(),
+        );
         match resource {
             Some(r) => self.state.resources.insert(address, r),
             None => self.state.resources.remove(&address),
@@ -490,14 +523,12 @@ impl PartStore {
             }
         }
         self.state.serial += 1;
-        let entry = JournalEntry {
-            lineage: self.state.lineage,
-            serial: self.state.serial,
+        self.staged.push(
+            self.state.lineage,
+            self.state.serial,
             address,
-            resource: self.state.resources.get(address),
-        };
-        stage_line(&mut self.staged, &entry);
-        self.staged_entries += 1;
+            self.state.resources.get(address),
+        );
     }
 
     /// Stores what was staged: one journal append, or the whole document for a part that
@@ -510,9 +541,9 @@ impl PartStore {
         if !self.stored {
             return self.persist();
         }
-        self.backend.append(&self.staged)?;
-        self.journal_entries += self.staged_entries;
-        self.clear_staged();
+        self.backend.append(&self.staged.lines)?;
+        self.journal_entries += self.staged.entries;
+        self.staged.clear();
         if self.journal_entries > self.state.resources.len().max(64) {
             self.persist()?;
         }
@@ -541,15 +572,8 @@ impl PartStore {
         self.stored = true;
         self.journal_entries = 0;
         // The full write holds everything staged too.
-        self.clear_staged();
-        Ok(())
-    }
-
-    /// Forgets what was staged, once it is stored (or replaced by a whole new state).
-    fn clear_staged(&mut self) {
         self.staged.clear();
-        self.staged_entries = 0;
-        self.staged_removal = false;
+        Ok(())
     }
 }
 
@@ -1268,7 +1292,7 @@ impl StateStore {
                 .filter(|(a, _)| !self.split || Part::of(a) == *part)
                 .map(|(a, r)| (a.clone(), r.clone()))
                 .collect();
-            store.clear_staged();
+            store.staged.clear();
             store.state = mine;
         }
         self.state = state;
@@ -1320,12 +1344,6 @@ impl StateStore {
     }
 }
 
-/// Appends one journal entry, a line of its own, to `staged`.
-fn stage_line(staged: &mut Vec<u8>, entry: &JournalEntry<&ResourceState, &Address>) {
-    serde_json::to_writer(&mut *staged, entry).expect("state is plain data");
-    staged.push(b'\n');
-}
-
 /// Writes (commits or writes whole) the parts `chosen` picks. The shared part waits for the
 /// customers' parts when it is written whole or drops a record: a crash then never leaves a
 /// record moved out of the shared part and not yet into its customer's. A commit that only
@@ -1339,7 +1357,7 @@ fn write_parts(
     let shared_waits = match write {
         PartWrite::Commit => parts
             .get(&Part::Shared)
-            .is_some_and(|shared| shared.staged_removal),
+            .is_some_and(|shared| shared.staged.removal),
         PartWrite::Whole => true,
     };
     let write = match write {
