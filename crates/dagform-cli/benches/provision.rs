@@ -514,24 +514,19 @@ fn walks(runtime: &tokio::runtime::Runtime) {
             })
         };
         let dagform = repeated_in(&std::env::temp_dir());
-        let (up, down) = (dagform.up(), dagform.down());
+        let up = dagform.median(|walk| walk.up);
         row("critical path (provision)", up_bound, up_bound);
         row(
             &format!("bound with {default} call slots (provision)"),
             bound_with_slots(&graph, false, default),
             up_bound,
         );
-        row(&dagform.label("dagform provision"), up, up_bound);
-        dagform.spread_row(|walk| walk.up);
+        dagform.rows("dagform provision", |walk| walk.up, up_bound);
         writing_row(dagform.median_up(), graph.len());
-        let in_ram = ram.as_deref().map(repeated_in);
-        if let (Some(folder), Some(in_ram)) = (&ram, &in_ram) {
-            row(
-                &format!("  with the state in {}", folder.display()),
-                in_ram.up(),
-                up_bound,
-            );
-            in_ram.spread_row(|walk| walk.up);
+        let in_ram = ram.as_deref().map(|folder| (folder, repeated_in(folder)));
+        if let Some((folder, in_ram)) = &in_ram {
+            let label = format!("  with the state in {}", folder.display());
+            in_ram.rows(&label, |walk| walk.up, up_bound);
             writing_row(in_ram.median_up(), graph.len());
         }
         if customers <= SLOW_WALKS_UP_TO {
@@ -557,15 +552,10 @@ fn walks(runtime: &tokio::runtime::Runtime) {
             bound_with_slots(&graph, true, default),
             down_bound,
         );
-        row(&dagform.label("dagform destroy"), down, down_bound);
-        dagform.spread_row(|walk| walk.down);
-        if let (Some(folder), Some(in_ram)) = (&ram, &in_ram) {
-            row(
-                &format!("  with the state in {}", folder.display()),
-                in_ram.down(),
-                down_bound,
-            );
-            in_ram.spread_row(|walk| walk.down);
+        dagform.rows("dagform destroy", |walk| walk.down, down_bound);
+        if let Some((folder, in_ram)) = &in_ram {
+            let label = format!("  with the state in {}", folder.display());
+            in_ram.rows(&label, |walk| walk.down, down_bound);
         }
     }
 }
@@ -589,31 +579,29 @@ impl Repeated {
         self.median_by(|walk| walk.up)
     }
 
-    fn up(&self) -> Duration {
-        self.median_up().up
+    /// The median `time`.
+    fn median(&self, time: impl Fn(&RoundTrip) -> Duration) -> Duration {
+        time(self.median_by(&time))
     }
 
-    fn down(&self) -> Duration {
-        self.median_by(|walk| walk.down).down
-    }
-
-    fn label(&self, what: &str) -> String {
-        match self.0.len() {
-            1 => what.to_owned(),
-            runs => format!("{what} (median of {runs})"),
-        }
-    }
-
-    /// The fastest and slowest of the runs, when there were several.
-    fn spread_row(&self, time: impl Fn(&RoundTrip) -> Duration) {
-        if self.0.len() < 2 {
+    /// The row of the median `time` against `bound`, and when there were several runs the
+    /// fastest and slowest beneath it.
+    fn rows(&self, what: &str, time: impl Fn(&RoundTrip) -> Duration, bound: Duration) {
+        let runs = self.0.len();
+        if runs == 1 {
+            row(what, time(&self.0[0]), bound);
             return;
         }
-        let times: Vec<Duration> = self.0.iter().map(time).collect();
+        row(
+            &format!("{what} (median of {runs})"),
+            self.median(&time),
+            bound,
+        );
+        let times: Vec<Duration> = self.0.iter().map(&time).collect();
         let (least, most) = (times.iter().min().unwrap(), times.iter().max().unwrap());
         println!(
             "    {:<42} {:>8} to {}",
-            format!("  the {} runs", self.0.len()),
+            format!("  the {runs} runs"),
             seconds(*least),
             seconds(*most)
         );
